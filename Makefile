@@ -1,0 +1,50 @@
+# tryon-operator developer entry points. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE_DIR ?= .cluster
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dependencies
+
+tools: ## build (or reuse) etcd, Kubernetes, kwok and helm into ~/.cache/tryon-operator
+	bash hack/build-tools.sh
+
+cluster-up: ## start the local control plane; kubeconfig in .cluster/kubeconfig
+	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR)
+
+cluster-down: ## stop the local control plane
+	$(PYTHON) hack/localcluster/cluster.py down --state-dir $(STATE_DIR)
+
+cluster-status: ## show whether it runs and how much memory it takes
+	$(PYTHON) hack/localcluster/cluster.py status --state-dir $(STATE_DIR)
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check operator renderer tests hack bench
+
+typecheck: venv ## mypy (strict) on the packages
+	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer
+
+test: venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## fast tests that start no server
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: venv tools ## tests against the local control plane, MLflow and S3
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+clean: cluster-down ## remove local state (not the tool cache)
+	rm -rf $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache

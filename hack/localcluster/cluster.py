@@ -1,0 +1,446 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane for tests and the demo.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream programs, built
+from Go modules by ``hack/build-tools.sh``; kwok stands in for kubelets so nodes (some with
+``nvidia.com/gpu``) and pod lifecycles, failures included, exist without containers. Everything binds
+to 127.0.0.1 on free ports; each ``up`` starts from an empty etcd so runs never see each other's state.
+
+Only the standard library and the ``openssl`` and built binaries are used, so ``make cluster-up``
+works before any Python package is installed.
+
+    python3 hack/localcluster/cluster.py up [--state-dir .cluster]
+    python3 hack/localcluster/cluster.py status | down
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
+KWOK_NODE_LABEL = "tryon.dev/kwok-node"
+SERVICE_CIDR = "10.96.0.0/16"
+GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started or stopped; the message says which part and why."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the programs that make up the cluster."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    kwok: Path
+
+    @classmethod
+    def build_or_find(cls) -> Binaries:
+        """Runs the (cached) Go build and returns where each program landed."""
+        out = subprocess.run(
+            ["bash", str(REPO_ROOT / "hack" / "build-tools.sh"), "etcd", "kwok", "kubernetes"],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.split()
+        kube_dir, etcd_dir, kwok_dir = Path(out[0]), Path(out[1]), Path(out[2])
+        return cls(
+            etcd=etcd_dir / "etcd",
+            kube_apiserver=kube_dir / "kube-apiserver",
+            kube_controller_manager=kube_dir / "kube-controller-manager",
+            kube_scheduler=kube_dir / "kube-scheduler",
+            kubectl=kube_dir / "kubectl",
+            kwok=kwok_dir / "kwok",
+        )
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a running cluster looks like from outside: written to ``<state>/cluster.json``."""
+
+    state_dir: str
+    kubeconfig: str
+    server: str
+    kubectl: str
+    pids: dict[str, int]
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterInfo | None:
+        path = state_dir / "cluster.json"
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def save(self) -> None:
+        Path(self.state_dir, "cluster.json").write_text(json.dumps(asdict(self), indent=2))
+
+    def alive(self) -> bool:
+        return bool(self.pids) and all(_pid_alive(pid) for pid in self.pids.values())
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has exited; only its parent has not reaped it yet.
+    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def _wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    tail = ""
+    if logs is not None and logs.exists():
+        tail = "\n--- last lines of " + str(logs) + " ---\n" + "\n".join(
+            logs.read_text(errors="replace").splitlines()[-30:]
+        )
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+# --- certificates ----------------------------------------------------------------------------------
+
+
+def make_pki(pki: Path) -> None:
+    """A throwaway CA, the apiserver's serving cert, an admin client cert and a service-account key."""
+    if (pki / "admin.crt").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+             "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=tryon-local-ca", cwd=pki)
+    (pki / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", "san.ext"),
+        ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
+    ):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", "-subj", subject, cwd=pki)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
+    """A kubeconfig with everything inline, so it can be copied anywhere."""
+
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "tryon-local", "cluster": {
+            "server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": "tryon-admin", "user": {
+            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": "tryon-local", "context": {
+            "cluster": "tryon-local", "user": "tryon-admin"}}],
+        "current-context": "tryon-local",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+
+
+def _https_ok(url: str, pki: Path) -> bool:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+def node_manifest(name: str, gpus: int) -> dict[str, object]:
+    """A kwok-managed node; GPU nodes advertise ``nvidia.com/gpu`` like the NVIDIA device plugin."""
+    labels = {
+        KWOK_NODE_LABEL: "true",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+    }
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    if gpus:
+        labels |= {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": GPU_PRODUCT,
+                   "nvidia.com/gpu.count": str(gpus)}
+        resources["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"}},
+        "spec": {},
+        "status": {"allocatable": resources, "capacity": resources},
+    }
+
+
+DEFAULT_NODES: tuple[tuple[str, int], ...] = (("gpu-node-1", 4), ("gpu-node-2", 4), ("cpu-node-1", 0))
+
+
+# --- the cluster -----------------------------------------------------------------------------------
+
+
+class LocalCluster:
+    """Starts and stops the control plane whose files live in ``state_dir``."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
+        self.state_dir = state_dir.resolve()
+        self.pki = self.state_dir / "pki"
+        self.logs = self.state_dir / "logs"
+        self.kubeconfig = self.state_dir / "kubeconfig"
+
+    def up(self, timeout: float = 180.0) -> ClusterInfo:
+        """Starts a fresh cluster (or returns the one already running here) with nodes Ready."""
+        existing = ClusterInfo.load(self.state_dir)
+        if existing is not None and existing.alive():
+            return existing
+        self.down()
+        binaries = Binaries.build_or_find()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        make_pki(self.pki)
+        pids: dict[str, int] = {}
+        info = ClusterInfo(str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids)
+        try:
+            etcd_url = self._start_etcd(binaries, pids, timeout)
+            server = self._start_apiserver(binaries, etcd_url, pids, timeout)
+            info = ClusterInfo(str(self.state_dir), str(self.kubeconfig), server,
+                               str(binaries.kubectl), pids)
+            info.save()
+            write_kubeconfig(self.kubeconfig, server, self.pki)
+            self._start_controllers(binaries, pids)
+            self._add_nodes(binaries, timeout)
+        except BaseException:
+            info.save()
+            self.down()
+            raise
+        info.save()
+        return info
+
+    def down(self) -> None:
+        """Stops every process this state dir started; nothing is left running."""
+        info = ClusterInfo.load(self.state_dir)
+        if info is None:
+            return
+        for pid in info.pids.values():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_pid_alive(p) for p in info.pids.values()):
+            time.sleep(0.1)
+        for pid in info.pids.values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (self.state_dir / "cluster.json").unlink(missing_ok=True)
+
+    def memory_mib(self) -> dict[str, float]:
+        """Resident memory of each component, for the notes and the status command."""
+        info = ClusterInfo.load(self.state_dir)
+        usage: dict[str, float] = {}
+        for name, pid in (info.pids if info else {}).items():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        usage[name] = int(line.split()[1]) / 1024
+            except FileNotFoundError:
+                usage[name] = 0.0
+        return usage
+
+    # -- components --
+
+    def _spawn(self, name: str, argv: Sequence[str], pids: dict[str, int]) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.state_dir,
+        )
+        pids[name] = proc.pid
+
+    def _start_etcd(self, binaries: Binaries, pids: dict[str, int], timeout: float) -> str:
+        data = self.state_dir / "etcd-data"
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        self._spawn("etcd", [
+            str(binaries.etcd), "--name=local", f"--data-dir={data}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=local={peer}", "--unsafe-no-fsync", "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ], pids)
+        _wait_until("etcd", lambda: _http_ok(client + "/health"), timeout, self.logs / "etcd.log")
+        return client
+
+    def _start_apiserver(
+        self, binaries: Binaries, etcd_url: str, pids: dict[str, int], timeout: float
+    ) -> str:
+        port = _free_port()
+        server = f"https://127.0.0.1:{port}"
+        pki = self.pki
+        self._spawn("kube-apiserver", [
+            str(binaries.kube_apiserver), f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
+            "--enable-priority-and-fairness=false", "--event-ttl=1h",
+        ], pids)
+        _wait_until("kube-apiserver /readyz", lambda: _https_ok(server + "/readyz", pki),
+                    timeout, self.logs / "kube-apiserver.log")
+        return server
+
+    def _start_controllers(self, binaries: Binaries, pids: dict[str, int]) -> None:
+        kc = str(self.kubeconfig)
+        common = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+                  f"--authorization-kubeconfig={kc}", "--bind-address=127.0.0.1",
+                  "--leader-elect=false", "--profiling=false"]
+        self._spawn("kube-controller-manager", [
+            str(binaries.kube_controller_manager), *common, f"--secure-port={_free_port()}",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}", "--controllers=*",
+            "--use-service-account-credentials=false",
+            "--horizontal-pod-autoscaler-sync-period=5s",
+        ], pids)
+        self._spawn("kube-scheduler", [
+            str(binaries.kube_scheduler), *common, f"--secure-port={_free_port()}",
+        ], pids)
+        self._spawn("kwok", [
+            str(binaries.kwok), f"--kubeconfig={kc}", f"--config={HERE / 'kwok-stages.yaml'}",
+            f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
+            f"--server-address=127.0.0.1:{_free_port()}", "--node-ip=127.0.0.1",
+        ], pids)
+
+    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+        info = ClusterInfo.load(self.state_dir)
+        kubectl = info.kubectl if info else "kubectl"
+        result = subprocess.run(
+            [kubectl, f"--kubeconfig={self.kubeconfig}", *args], input=input_text,
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _add_nodes(self, binaries: Binaries, timeout: float) -> None:
+        manifests = {"apiVersion": "v1", "kind": "List",
+                     "items": [node_manifest(n, g) for n, g in DEFAULT_NODES]}
+        # The default ServiceAccount appears a moment after each namespace; pods need it.
+        _wait_until("the default ServiceAccount", lambda: self._has_default_sa(), timeout,
+                    self.logs / "kube-controller-manager.log")
+        self.kubectl("apply", "-f", "-", input_text=json.dumps(manifests))
+
+        def nodes_ready() -> bool:
+            nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+            ready = [n for n in nodes for c in n["status"].get("conditions", [])
+                     if c["type"] == "Ready" and c["status"] == "True"]
+            return len(ready) == len(DEFAULT_NODES)
+
+        _wait_until("kwok nodes Ready", nodes_ready, timeout, self.logs / "kwok.log")
+
+    def _has_default_sa(self) -> bool:
+        try:
+            self.kubectl("get", "serviceaccount", "default", "-n", "default")
+            return True
+        except ClusterError:
+            return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(args.state_dir)
+    if args.command == "up":
+        started = time.monotonic()
+        try:
+            info = cluster.up()
+        except (ClusterError, subprocess.CalledProcessError) as err:
+            print(f"cluster-up failed: {err}", file=sys.stderr)
+            return 1
+        print(f"control plane up in {time.monotonic() - started:.1f}s at {info.server}")
+        print(f"export KUBECONFIG={info.kubeconfig}")
+        print(f"kubectl: {info.kubectl}")
+    elif args.command == "down":
+        cluster.down()
+        print("control plane stopped")
+    else:
+        info = ClusterInfo.load(cluster.state_dir)
+        if info is None or not info.alive():
+            print("control plane: not running")
+            return 1
+        print(f"control plane: running at {info.server} (KUBECONFIG={info.kubeconfig})")
+        for name, mib in cluster.memory_mib().items():
+            print(f"  {name:<25} {mib:8.1f} MiB RSS")
+        print(f"  {'total':<25} {sum(cluster.memory_mib().values()):8.1f} MiB RSS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Kubernetes operator that ships try-on models from MLflow as blue/green deployments."""

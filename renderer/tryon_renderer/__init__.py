@@ -1,0 +1,1 @@
+"""FastAPI + PyTorch server for virtual try-on models."""
