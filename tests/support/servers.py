@@ -287,7 +287,9 @@ class MlflowServer:
     def start(self) -> None:
         """(Re)start on the same port and data; blocks until /health answers."""
         self.process.start()
-        self.process.wait_ready(lambda: _http_ok(f"{self.tracking_uri}/health"), MLFLOW_START_TIMEOUT_S)
+        self.process.wait_ready(
+            lambda: _http_ok(f"{self.tracking_uri}/health"), MLFLOW_START_TIMEOUT_S
+        )
 
     def stop(self) -> None:
         """Stop the server and wait until its port refuses connections."""
