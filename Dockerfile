@@ -1,0 +1,116 @@
+# syntax=docker/dockerfile:1.7
+#
+# Two images from one file:
+#   docker build --target operator -t tryon-operator:dev .
+#   docker build --target renderer -t tryon-renderer:dev .
+#
+# Layers go from least to most often changed: the Python dependencies are installed from
+# pyproject.toml alone, before any source is copied, so a code change rebuilds only the last layers.
+# The project itself is built once as a wheel (pure Python, no compiler) and installed with
+# --no-deps into a virtual environment that the final stages copy; pip and setuptools do not reach
+# the final images, nor does any compiler or package-manager cache.
+#
+# Build arguments:
+#   PYTHON_IMAGE     base of the builder stages and of the operator image
+#   RENDERER_BASE    base of the renderer image. It must provide Python 3.11 as `python` at the
+#                    same path as PYTHON_IMAGE (the virtual environment is copied, not rebuilt).
+#                    PyPI's Linux torch wheels bring their own CUDA runtime libraries, so the
+#                    default base runs on GPU nodes with the NVIDIA container toolkit; point it at
+#                    a CUDA base image of your own that has Python 3.11 if you need one.
+#   TORCH_INDEX_URL  an extra package index for torch, e.g. the CPU-only index for CI (empty: PyPI)
+#   VERSION, COMMIT  recorded as OCI labels
+
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG RENDERER_BASE=python:3.11.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# wheel: the project built as a wheel (setuptools only; no compiler is needed)
+FROM ${PYTHON_IMAGE} AS wheel
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+COPY renderer ./renderer
+RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------------------------
+# operator-venv: kopf, kubernetes client, mlflow-skinny; no torch
+FROM ${PYTHON_IMAGE} AS operator-venv
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /build
+RUN python -m venv /opt/venv
+COPY pyproject.toml hack/requirements-from-pyproject.py ./
+RUN python requirements-from-pyproject.py pyproject.toml operator > requirements.txt \
+    && /opt/venv/bin/pip install --requirement requirements.txt
+COPY --from=wheel /wheels /wheels
+RUN /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+
+# ---------------------------------------------------------------------------------------------
+# renderer-venv: torch, FastAPI, boto3, mlflow-skinny
+FROM ${RENDERER_BASE} AS renderer-venv
+ARG TORCH_INDEX_URL=""
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /build
+RUN python -m venv /opt/venv
+COPY pyproject.toml hack/requirements-from-pyproject.py ./
+RUN python requirements-from-pyproject.py pyproject.toml renderer > requirements.txt \
+    && /opt/venv/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
+       --requirement requirements.txt
+COPY --from=wheel /wheels /wheels
+RUN /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+
+# ---------------------------------------------------------------------------------------------
+# operator: the final operator image
+FROM ${PYTHON_IMAGE} AS operator
+ARG VERSION=0.0.0-dev
+ARG COMMIT=unknown
+LABEL org.opencontainers.image.title="tryon-operator" \
+      org.opencontainers.image.description="Kubernetes operator for blue/green try-on model rollouts" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}"
+# No pip, setuptools or wheel in the image that runs: nothing here installs packages at run time.
+RUN python -m pip uninstall --yes pip setuptools wheel \
+    && groupadd --system --gid 10001 tryon \
+    && useradd --system --uid 10001 --gid tryon --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin tryon
+COPY --from=operator-venv /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TRYON_METRICS_PORT=8080 \
+    TRYON_WEBHOOK_PORT=8081
+USER 10001:10001
+EXPOSE 8080 8081
+ENTRYPOINT ["tryon-operator"]
+
+# ---------------------------------------------------------------------------------------------
+# renderer: the final renderer image (listens on 8080: /v1/tryon, /healthz, /readyz, /metrics)
+FROM ${RENDERER_BASE} AS renderer
+ARG VERSION=0.0.0-dev
+ARG COMMIT=unknown
+LABEL org.opencontainers.image.title="tryon-renderer" \
+      org.opencontainers.image.description="FastAPI + PyTorch virtual try-on renderer" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}"
+RUN python -m pip uninstall --yes pip setuptools wheel \
+    && groupadd --system --gid 10001 tryon \
+    && useradd --system --uid 10001 --gid tryon --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin tryon
+COPY --from=renderer-venv /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["tryon-renderer"]
