@@ -1,0 +1,235 @@
+"""Load a model by MLflow URI (`models:/<name>/<version>` or `models:/<name>@<alias>`).
+
+Why the renderer downloads artifacts itself instead of `mlflow.pyfunc.load_model`: we want the
+S3 client we control (SigV4, path-style addressing, short timeouts), a local cache keyed by
+name/version that is re-verified with SHA-256 checksums before use (so a restart works even
+while MLflow is down, and a corrupted cache is refetched), and safe weight loading
+(`weights_only=True`). Teams' own MLflow PyTorch models (an `MLmodel` with a `pytorch` flavor
+plus `tryon_contract.json`) are loaded through mlflow.pytorch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .contract import ContractError, ModelContract
+from .golden import GoldenSet
+from .network import build_model
+from .packaging import CHECKSUMS_FILE, MODEL_INDEX, NATIVE_FORMAT, sha256_file
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))$")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be resolved, downloaded, verified or built."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed `models:/` URI."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    """Everything the serving path needs about the model it serves."""
+
+    model: nn.Module
+    contract: ModelContract
+    local_dir: Path
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    source: str | None = None
+    golden: GoldenSet | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version_label(self) -> str:
+        return self.version or "local"
+
+
+def parse_models_uri(uri: str) -> ModelRef:
+    match = _MODELS_URI.match(uri)
+    if not match:
+        raise ModelLoadError(f"not a models:/<name>/<version> or models:/<name>@<alias> URI: {uri}")
+    return ModelRef(match["name"], match["version"], match["alias"])
+
+
+def verify_checksums(model_dir: Path) -> None:
+    """Every file listed in checksums.json must exist with the recorded SHA-256."""
+    try:
+        listed = json.loads((model_dir / CHECKSUMS_FILE).read_text())["files"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"missing or invalid {CHECKSUMS_FILE}: {err}") from None
+    for rel, expected in listed.items():
+        path = model_dir / rel
+        if not path.is_file() or sha256_file(path) != expected:
+            raise ModelLoadError(f"checksum mismatch for {rel}")
+
+
+def download_prefix(s3_client: Any, source: str, dest: Path) -> None:
+    """Copy every object under an s3://bucket/prefix URI into dest."""
+    parsed = urlparse(source)
+    if parsed.scheme != "s3":
+        raise ModelLoadError(f"artifact source must be s3://, got {source}")
+    bucket, prefix = parsed.netloc, parsed.path.lstrip("/").rstrip("/") + "/"
+    paginator = s3_client.get_paginator("list_objects_v2")
+    count = 0
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            if not rel or ".." in rel.split("/"):
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3_client.download_file(bucket, obj["Key"], str(target))
+            count += 1
+    if count == 0:
+        raise ModelLoadError(f"no artifacts under {source}")
+
+
+def _resolve(ref: ModelRef, tracking_uri: str | None) -> tuple[str, str]:
+    """Ask the registry for (version, artifact URI)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if ref.alias is not None:
+        version = str(client.get_model_version_by_alias(ref.name, ref.alias).version)
+    else:
+        version = str(ref.version)
+    return version, str(client.get_model_version_download_uri(ref.name, version))
+
+
+def fetch_model(
+    uri: str, cache_dir: Path, s3_client: Any, tracking_uri: str | None
+) -> tuple[Path, ModelRef, str, str | None]:
+    """Return (local dir, ref, version, source) using a verified cache when possible."""
+    ref = parse_models_uri(uri)
+    if ref.version is not None:
+        cached = cache_dir / ref.name / ref.version
+        if _cache_valid(cached):
+            return cached, ref, ref.version, None
+    try:
+        version, source = _resolve(ref, tracking_uri)
+    except Exception as err:  # MLflow raises many types; all mean "cannot resolve"
+        raise ModelLoadError(f"cannot resolve {uri} in the MLflow registry: {err}") from err
+    target = cache_dir / ref.name / version
+    if _cache_valid(target):
+        return target, ref, version, source
+    _download_verified(s3_client, source, target)
+    return target, ref, version, source
+
+
+def _cache_valid(path: Path) -> bool:
+    if not (path / CHECKSUMS_FILE).exists():
+        return False
+    try:
+        verify_checksums(path)
+    except ModelLoadError:
+        return False
+    return True
+
+
+def _download_verified(s3_client: Any, source: str, target: Path) -> None:
+    """Download into a temp dir, verify, then move into place atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=target.parent))
+    try:
+        try:
+            download_prefix(s3_client, source, tmp)
+        except ModelLoadError:
+            raise
+        except Exception as err:
+            raise ModelLoadError(f"cannot download {source}: {err}") from err
+        verify_checksums(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_from_dir(model_dir: Path) -> tuple[nn.Module, ModelContract, dict[str, Any]]:
+    """Build the model found in a local artifact directory (native or mlflow.pytorch)."""
+    try:
+        contract = ModelContract.load(model_dir)
+    except ContractError as err:
+        raise ModelLoadError(str(err)) from err
+    if (model_dir / MODEL_INDEX).exists():
+        return _load_native(model_dir, contract)
+    if (model_dir / "MLmodel").exists():
+        return _load_mlflow_pytorch(model_dir), contract, {"format": "mlflow-pytorch"}
+    raise ModelLoadError(f"{model_dir} has neither {MODEL_INDEX} nor an MLmodel file")
+
+
+def _load_native(
+    model_dir: Path, contract: ModelContract
+) -> tuple[nn.Module, ModelContract, dict[str, Any]]:
+    try:
+        index = json.loads((model_dir / MODEL_INDEX).read_text())
+        if index.get("format") != NATIVE_FORMAT:
+            raise ModelLoadError(f"unknown model format {index.get('format')!r}")
+        state = torch.load(model_dir / index["weights"], map_location="cpu", weights_only=True)
+        model = build_model(index["arch"], state)
+    except ModelLoadError:
+        raise
+    except Exception as err:
+        raise ModelLoadError(f"cannot build native model: {err}") from err
+    meta = {"format": NATIVE_FORMAT, "arch": index["arch"]}
+    return model, contract, meta
+
+
+def _load_mlflow_pytorch(model_dir: Path) -> nn.Module:
+    try:
+        import mlflow.pytorch
+
+        model: nn.Module = mlflow.pytorch.load_model(str(model_dir), map_location="cpu")
+    except Exception as err:
+        raise ModelLoadError(f"cannot load MLflow PyTorch model: {err}") from err
+    return model
+
+
+def load_model(
+    *,
+    model_uri: str | None,
+    model_path: Path | None,
+    cache_dir: Path,
+    s3_client: Any,
+    tracking_uri: str | None,
+) -> LoadedModel:
+    """Load from a models:/ URI (registry + S3) or, for development, a local directory."""
+    if model_path is not None:
+        model, contract, meta = load_from_dir(model_path)
+        golden = GoldenSet.load(model_path)
+        return LoadedModel(
+            model, contract, model_path, str(model_path), golden=golden, metadata=meta
+        )
+    if not model_uri:
+        raise ModelLoadError("set TRYON_MODEL_URI (models:/<name>/<version>) or TRYON_MODEL_PATH")
+    local, ref, version, source = fetch_model(model_uri, cache_dir, s3_client, tracking_uri)
+    model, contract, meta = load_from_dir(local)
+    return LoadedModel(
+        model,
+        contract,
+        local,
+        model_uri,
+        name=ref.name,
+        version=version,
+        source=source,
+        golden=GoldenSet.load(local),
+        metadata=meta,
+    )

@@ -1,0 +1,54 @@
+"""Renderer settings from the environment (prefix TRYON_) and command-line flags.
+
+Why pydantic-settings: one validated object built at start-up; a typo in a number fails fast
+instead of at the first request. Standard AWS_* / MLFLOW_* variables are read by boto3/MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of the renderer process."""
+
+    model_config = SettingsConfigDict(env_prefix="TRYON_", extra="ignore", protected_namespaces=())
+
+    # Model source: a registry URI (production) or a local artifact dir (development).
+    model_uri: str | None = None
+    model_path: Path | None = None
+    tracking_uri: str | None = None  # falls back to MLFLOW_TRACKING_URI
+    cache_dir: Path = Path("/tmp/tryon-model-cache")
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    device: str = "auto"
+    torch_threads: int = Field(0, ge=0)  # 0 keeps torch's default
+    max_batch_size: int = Field(8, ge=1, le=256)
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_queue: int = Field(64, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    drain_timeout_s: float = Field(30.0, ge=0)
+    warmup_iterations: int = Field(2, ge=1)
+    output_format: str = Field("PNG", pattern="^(PNG|JPEG|WEBP)$")
+
+    # Input limits.
+    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_image_side: int = Field(4096, gt=0)
+    max_image_pixels: int = Field(4096 * 4096, gt=0)
+
+    # S3 for inputs/outputs named in JSON requests, and for model artifacts.
+    s3_endpoint_url: str | None = None  # falls back to MLFLOW_S3_ENDPOINT_URL / AWS defaults
+    s3_region: str = "us-east-1"
+    s3_timeout_s: float = Field(5.0, gt=0)
+    allowed_bucket: str | None = None
+    output_prefix: str = "tryon-results/"
+    presign_expiry_s: int = Field(900, gt=0, le=7 * 24 * 3600)
+
+    # Smoke test.
+    smoke_latency_budget_ms: float | None = None  # overrides the model's own budget
