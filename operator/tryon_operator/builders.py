@@ -1,0 +1,204 @@
+"""Pure functions that turn a spec into the child objects the operator owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .models import API_VERSION, KIND, Color, TryOnModelSpec
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COLOR = "tryon.dev/color"
+LABEL_VERSION = "tryon.dev/model-version"
+ANNOTATION_TEMPLATE_HASH = "tryon.dev/template-hash"
+APP_NAME = "tryon-renderer"
+MANAGER = "tryon-operator"
+NO_COLOR = "none"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The TryOnModel that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def deployment_name(owner: str, color: Color) -> str:
+    return f"{owner}-{color}"
+
+
+def preview_service_name(owner: str) -> str:
+    return f"{owner}-preview"
+
+
+def selector_labels(owner: str, color: Color | None) -> dict[str, str]:
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: owner, LABEL_COLOR: color or NO_COLOR}
+
+
+def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**labels, LABEL_MANAGED_BY: MANAGER},
+        "ownerReferences": [owner.reference()],
+    }
+
+
+def model_uri(spec: TryOnModelSpec, version: str) -> str:
+    return f"models:/{spec.model.registered_model}/{version}"
+
+
+def build_deployment(
+    spec: TryOnModelSpec,
+    color: Color,
+    version: str,
+    owner: Owner,
+    *,
+    tracking_uri: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """A colour's Deployment, pinned to one concrete model version."""
+    renderer = spec.renderer
+    pod_labels = {
+        **renderer.pod_labels,
+        **selector_labels(owner.name, color),
+        LABEL_VERSION: version,
+    }
+    env = [
+        {"name": "TRYON_MODEL_URI", "value": model_uri(spec, version)},
+        {"name": "TRYON_MODEL_NAME", "value": spec.model.registered_model},
+        {"name": "TRYON_MODEL_VERSION", "value": version},
+        {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+        {"name": "TRYON_PORT", "value": str(renderer.port)},
+    ] + [e.model_dump(by_alias=True, exclude_none=True) for e in renderer.env]
+    container: dict[str, Any] = {
+        "name": "renderer",
+        "image": renderer.image,
+        "ports": [{"name": "http", "containerPort": renderer.port, "protocol": "TCP"}],
+        "env": env,
+        "resources": renderer.resources.model_dump(by_alias=True, exclude_defaults=False),
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": max(1, renderer.startup_timeout_seconds // 10),
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+    }
+    if renderer.image_pull_policy:
+        container["imagePullPolicy"] = renderer.image_pull_policy
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if renderer.node_selector:
+        pod_spec["nodeSelector"] = dict(renderer.node_selector)
+    if renderer.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in renderer.tolerations
+        ]
+    if renderer.service_account_name:
+        pod_spec["serviceAccountName"] = renderer.service_account_name
+    template_hash = renderer.template_hash()
+    metadata = _metadata(owner, deployment_name(owner.name, color), pod_labels)
+    metadata["annotations"] = {ANNOTATION_TEMPLATE_HASH: template_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(owner.name, color)},
+            # GPUs are scarce: replace pods of a colour rather than surge beside them.
+            "strategy": {"type": "Recreate"},
+            "progressDeadlineSeconds": max(spec.rollout.progress_deadline_seconds, 60),
+            "revisionHistoryLimit": 2,
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        **renderer.pod_annotations,
+                        ANNOTATION_TEMPLATE_HASH: template_hash,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_service(
+    spec: TryOnModelSpec, owner: Owner, *, color: Color | None, preview: bool
+) -> dict[str, Any]:
+    """The active Service ``<name>`` or the preview Service ``<name>-preview``."""
+    name = preview_service_name(owner.name) if preview else owner.name
+    labels = {LABEL_NAME: APP_NAME, LABEL_INSTANCE: owner.name}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, name, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner.name, color),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": spec.service.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def build_hpa(spec: TryOnModelSpec, owner: Owner, *, color: Color) -> dict[str, Any]:
+    """An HPA that scales the active colour; it moves with the flip."""
+    autoscaling = spec.autoscaling
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(
+            owner, owner.name, {LABEL_NAME: APP_NAME, LABEL_INSTANCE: owner.name}
+        ),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(owner.name, color),
+            },
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+        },
+    }

@@ -1,0 +1,318 @@
+"""The rollout state machine as a pure function: (desired, status, observed, now) -> next action.
+
+Nothing here talks to a server; ``reconcile.py`` carries the action out and calls back in until
+the answer is to wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .models import Color, RolloutState, TryOnModelStatus, other_color
+
+# ------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class ColorView:
+    """What the cluster says about one colour's Deployment and its pods."""
+
+    exists: bool = False
+    replicas: int = 0
+    version: str | None = None
+    template_hash: str | None = None
+    generation: int = 0
+    observed_generation: int = 0
+    status_replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    crashlooping_pods: int = 0
+    unschedulable_pods: int = 0
+    unschedulable_message: str = ""
+
+    def rolled_out(self, version: str, template_hash: str, replicas: int) -> bool:
+        """The Deployment runs exactly ``replicas`` Ready pods of this version and template."""
+        return (
+            self.exists
+            and self.version == version
+            and self.template_hash == template_hash
+            and self.replicas == replicas
+            and self.observed_generation >= self.generation
+            and self.updated_replicas == replicas
+            and self.status_replicas == replicas
+            and self.ready_replicas == replicas
+            and self.available_replicas == replicas
+        )
+
+    @property
+    def lost_readiness(self) -> bool:
+        return self.exists and self.replicas > 0 and self.ready_replicas < self.replicas
+
+
+@dataclass(frozen=True)
+class Observed:
+    blue: ColorView = field(default_factory=ColorView)
+    green: ColorView = field(default_factory=ColorView)
+    smoke: SmokeOutcome | None = None
+
+    def color(self, color: Color) -> ColorView:
+        return self.blue if color == "blue" else self.green
+
+
+@dataclass(frozen=True)
+class SmokeOutcome:
+    """Result of ``POST /v1/smoke``; ``reachable=False`` means no verdict (retry)."""
+
+    passed: bool
+    reachable: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Desired:
+    version: str | None  # None: the registry could not say; keep what runs
+    template_hash: str
+    replicas: int
+    paused: bool = False
+    auto_promote: bool = True
+    promote_requested_for: str | None = None
+    smoke_enabled: bool = True
+    progress_deadline: timedelta = timedelta(seconds=600)
+    scale_down_delay: timedelta = timedelta(seconds=300)
+    post_promotion: timedelta = timedelta(seconds=120)
+
+
+# ------------------------------------------------------------------ actions
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Nothing may change now (paused, model unknown, version rejected, awaiting a person)."""
+
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Steady:
+    """The active colour serves what is desired; nothing to do."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Something is in progress; look again in ``seconds``."""
+
+    reason: str
+    seconds: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StartRollout:
+    color: Color
+    version: str
+    template_hash: str
+    replicas: int
+    superseded: RolloutState | None = None
+
+
+@dataclass(frozen=True)
+class CancelRollout:
+    """The desired state went back to what is active: drop the preview without blame."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunSmokeTest:
+    color: Color
+
+
+@dataclass(frozen=True)
+class AwaitPromotion:
+    """Preview is healthy and tested; ``autoPromote: false`` waits for a person."""
+
+
+@dataclass(frozen=True)
+class Promote:
+    color: Color
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Roll back before the flip: traffic never left the active colour."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FlipBack:
+    """Roll back after the flip: traffic returns to the previous colour, still warm."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FinishRollout:
+    """The post-promotion watch and the scale-down delay are over: scale the old colour to 0."""
+
+
+Action = (
+    Hold
+    | Steady
+    | Wait
+    | StartRollout
+    | CancelRollout
+    | RunSmokeTest
+    | AwaitPromotion
+    | Promote
+    | Abort
+    | FlipBack
+    | FinishRollout
+)
+
+POLL_SECONDS = 1.0
+
+
+def _is_rejected(desired: Desired, status: TryOnModelStatus) -> bool:
+    assert desired.version is not None
+    if desired.version == status.active_version:
+        return desired.template_hash == status.rejected_template_hash
+    return desired.version in status.rejected_versions
+
+
+def decide(desired: Desired, status: TryOnModelStatus, observed: Observed, now: datetime) -> Action:
+    """The next step of the blue/green rollout."""
+    if desired.paused:
+        return Hold("Paused", "spec.paused is true; no changes are made")
+    rollout = status.rollout
+    if rollout is None:
+        return _decide_idle(desired, status)
+    if rollout.phase == "PostPromotion":
+        return _decide_post_promotion(desired, rollout, observed, now)
+    return _decide_pre_promotion(desired, status, rollout, observed, now)
+
+
+def _decide_idle(desired: Desired, status: TryOnModelStatus) -> Action:
+    if desired.version is None:
+        if status.active_color is None:
+            return Hold("ModelUnresolved", "no model version resolved yet")
+        return Steady()
+    if (
+        status.active_color is not None
+        and desired.version == status.active_version
+        and desired.template_hash == status.active_template_hash
+    ):
+        return Steady()
+    if _is_rejected(desired, status):
+        return Hold(
+            "VersionRejected",
+            f"version {desired.version} was rolled back; it is not retried until the model "
+            "selector points elsewhere or the rejection is cleared",
+        )
+    color: Color = other_color(status.active_color) if status.active_color else "blue"
+    return StartRollout(color, desired.version, desired.template_hash, desired.replicas)
+
+
+def _decide_pre_promotion(
+    desired: Desired,
+    status: TryOnModelStatus,
+    rollout: RolloutState,
+    observed: Observed,
+    now: datetime,
+) -> Action:
+    target = (desired.version, desired.template_hash)
+    if desired.version is not None and target != (rollout.version, rollout.template_hash):
+        if status.active_color is not None and target == (
+            status.active_version,
+            status.active_template_hash,
+        ):
+            return CancelRollout("the desired version is the active one again")
+        if _is_rejected(desired, status):
+            return CancelRollout(f"version {desired.version} is rejected")
+        return StartRollout(
+            rollout.color, desired.version, desired.template_hash, desired.replicas, rollout
+        )
+    preview = observed.color(rollout.color)
+    if preview.crashlooping_pods > 0:
+        return Abort(
+            "CrashLoop",
+            f"{preview.crashlooping_pods} pod(s) of {rollout.color} (version {rollout.version}) "
+            "are crash-looping",
+        )
+    if rollout.phase == "AwaitingPromotion":
+        if preview.lost_readiness:
+            return Abort("PreviewNotReady", f"{rollout.color} lost readiness before promotion")
+        if _promotion_allowed(desired, rollout):
+            return Promote(rollout.color)
+        return AwaitPromotion()
+    deadline = rollout.started_at + desired.progress_deadline
+    if preview.rolled_out(rollout.version, rollout.template_hash, rollout.replicas):
+        if desired.smoke_enabled and not rollout.smoke_passed:
+            smoke = observed.smoke
+            if smoke is None:
+                return RunSmokeTest(rollout.color)
+            if smoke.reachable and not smoke.passed:
+                return Abort("SmokeTestFailed", smoke.message or "smoke test failed")
+            if now >= deadline:
+                return Abort("SmokeTestUnavailable", smoke.message or "smoke test unreachable")
+            return Wait("SmokeTestUnavailable", POLL_SECONDS, smoke.message)
+        if _promotion_allowed(desired, rollout):
+            return Promote(rollout.color)
+        return AwaitPromotion()
+    if now >= deadline:
+        detail = (
+            f"; {preview.unschedulable_pods} pod(s) unschedulable: {preview.unschedulable_message}"
+            if preview.unschedulable_pods
+            else ""
+        )
+        return Abort(
+            "ProgressDeadlineExceeded",
+            f"{rollout.color} (version {rollout.version}) had {preview.ready_replicas}/"
+            f"{rollout.replicas} Ready pods after {int(desired.progress_deadline.total_seconds())}s"
+            f"{detail}",
+        )
+    remaining = (deadline - now).total_seconds()
+    return Wait(
+        "WaitingForPreview",
+        min(POLL_SECONDS, max(remaining, 0.1)),
+        f"{preview.ready_replicas}/{rollout.replicas} pods Ready",
+    )
+
+
+def _promotion_allowed(desired: Desired, rollout: RolloutState) -> bool:
+    return desired.auto_promote or desired.promote_requested_for in (rollout.version, "true")
+
+
+def _decide_post_promotion(
+    desired: Desired, rollout: RolloutState, observed: Observed, now: datetime
+) -> Action:
+    assert rollout.promoted_at is not None
+    active = observed.color(rollout.color)
+    if rollout.previous_color is not None:
+        previous = observed.color(rollout.previous_color)
+        failure: str | None = None
+        if active.crashlooping_pods > 0:
+            failure = "CrashLoop"
+        elif active.exists and active.ready_replicas < min(active.replicas, rollout.replicas):
+            failure = "LostReadiness"
+        if failure and previous.ready_replicas > 0:
+            return FlipBack(
+                failure,
+                f"{rollout.color} (version {rollout.version}) failed after promotion "
+                f"({active.ready_replicas}/{active.replicas} Ready, "
+                f"{active.crashlooping_pods} crash-looping); traffic returned to "
+                f"{rollout.previous_color} (version {rollout.previous_version})",
+            )
+    hold = max(desired.post_promotion, desired.scale_down_delay)
+    if rollout.previous_color is None or now >= rollout.promoted_at + hold:
+        return FinishRollout()
+    remaining = (rollout.promoted_at + hold - now).total_seconds()
+    return Wait("PostPromotion", min(POLL_SECONDS, max(remaining, 0.1)))
+
+
+WAITING = (Hold, Steady, Wait, AwaitPromotion)

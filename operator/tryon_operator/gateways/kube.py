@@ -1,0 +1,288 @@
+"""Kubernetes gateway: reads the children of a TryOnModel and writes the few changes needed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from ..builders import (
+    ANNOTATION_TEMPLATE_HASH,
+    LABEL_COLOR,
+    LABEL_INSTANCE,
+    LABEL_VERSION,
+    MANAGER,
+    Owner,
+    deployment_name,
+    preview_service_name,
+)
+from ..decision import ColorView, Observed
+from ..errors import KubeConflictError, KubeError
+from ..models import COLORS, GROUP, KIND, PLURAL, VERSION, Color
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    exists: bool = False
+    selector: dict[str, str] = field(default_factory=dict)
+    ports: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HpaView:
+    exists: bool = False
+    target: str | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Everything a reconcile needs to know about the children, read in one go."""
+
+    observed: Observed
+    active_service: ServiceView
+    preview_service: ServiceView
+    hpa: HpaView
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ApiException as err:
+        message = _api_message(err)
+        if err.status == 409:
+            raise KubeConflictError(message, status=409) from err
+        raise KubeError(message, status=err.status) from err
+    except (HTTPError, OSError) as err:
+        raise KubeError(f"Kubernetes API unreachable: {err}") from err
+
+
+def _api_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return str(err.reason)
+
+
+def _read_or_none(fn: Callable[[], T]) -> T | None:
+    try:
+        return _call(fn)
+    except KubeError as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+class KubeGateway:
+    """All Kubernetes API calls the operator makes go through here."""
+
+    def __init__(self, api_client: client.ApiClient, *, crashloop_restarts: int = 3) -> None:
+        self._api = api_client
+        self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._autoscaling = client.AutoscalingV2Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._crashloop_restarts = crashloop_restarts
+
+    # ------------------------------------------------------------------ reads
+
+    def get_tryonmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
+        obj: Any = _read_or_none(
+            lambda: self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        )
+        return dict(obj) if obj is not None else None
+
+    def list_tryonmodels(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        result: Any
+        if namespace:
+            result = _call(
+                lambda: self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL
+                )
+            )
+        else:
+            result = _call(lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
+        return list(result.get("items", []))
+
+    def observe(self, namespace: str, name: str) -> ClusterView:
+        pods = _call(
+            lambda: self._core.list_namespaced_pod(
+                namespace, label_selector=f"{LABEL_INSTANCE}={name}"
+            )
+        ).items
+        views: dict[Color, ColorView] = {}
+        for color in COLORS:
+            dep = _read_or_none(
+                lambda c=color: self._apps.read_namespaced_deployment(  # type: ignore[misc]
+                    deployment_name(name, c), namespace
+                )
+            )
+            views[color] = self._color_view(dep, [p for p in pods if _pod_color(p) == color])
+        return ClusterView(
+            observed=Observed(blue=views["blue"], green=views["green"]),
+            active_service=self._service_view(namespace, name),
+            preview_service=self._service_view(namespace, preview_service_name(name)),
+            hpa=self._hpa_view(namespace, name),
+        )
+
+    def _color_view(self, dep: Any, pods: list[Any]) -> ColorView:
+        if dep is None:
+            return ColorView()
+        template_labels = dep.spec.template.metadata.labels or {}
+        version = template_labels.get(LABEL_VERSION)
+        annotations = dep.spec.template.metadata.annotations or {}
+        template_hash = annotations.get(ANNOTATION_TEMPLATE_HASH)
+        current = [
+            p
+            for p in pods
+            if (p.metadata.labels or {}).get(LABEL_VERSION) == version
+            and (p.metadata.annotations or {}).get(ANNOTATION_TEMPLATE_HASH) == template_hash
+            and p.metadata.deletion_timestamp is None
+        ]
+        crashlooping = sum(1 for p in current if self._crashlooping(p))
+        unschedulable = [m for p in current if (m := _unschedulable(p)) is not None]
+        st = dep.status
+        return ColorView(
+            exists=True,
+            replicas=int(dep.spec.replicas or 0),
+            version=version,
+            template_hash=template_hash,
+            generation=int(dep.metadata.generation or 0),
+            observed_generation=int(st.observed_generation or 0),
+            status_replicas=int(st.replicas or 0),
+            updated_replicas=int(st.updated_replicas or 0),
+            ready_replicas=int(st.ready_replicas or 0),
+            available_replicas=int(st.available_replicas or 0),
+            crashlooping_pods=crashlooping,
+            unschedulable_pods=len(unschedulable),
+            unschedulable_message=unschedulable[0] if unschedulable else "",
+        )
+
+    def _crashlooping(self, pod: Any) -> bool:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            waiting = cs.state.waiting if cs.state else None
+            if waiting is not None and waiting.reason == "CrashLoopBackOff":
+                return True
+            if int(cs.restart_count or 0) >= self._crashloop_restarts:
+                return True
+        return False
+
+    def _service_view(self, namespace: str, name: str) -> ServiceView:
+        svc: Any = _read_or_none(lambda: self._core.read_namespaced_service(name, namespace))
+        if svc is None:
+            return ServiceView()
+        ports = tuple((int(p.port), str(p.target_port)) for p in svc.spec.ports or [])
+        return ServiceView(True, dict(svc.spec.selector or {}), ports)
+
+    def _hpa_view(self, namespace: str, name: str) -> HpaView:
+        hpa = _read_or_none(
+            lambda: self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
+        )
+        if hpa is None:
+            return HpaView()
+        return HpaView(
+            True, hpa.spec.scale_target_ref.name, hpa.spec.min_replicas, hpa.spec.max_replicas
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply of a whole child object (creates it when missing)."""
+        meta = obj["metadata"]
+        name, namespace, kind = meta["name"], meta["namespace"], obj["kind"]
+        kwargs: dict[str, Any] = {
+            "field_manager": MANAGER,
+            "force": True,
+            "_content_type": "application/apply-patch+yaml",
+        }
+        if kind == "Deployment":
+            _call(lambda: self._apps.patch_namespaced_deployment(name, namespace, obj, **kwargs))
+        elif kind == "Service":
+            _call(lambda: self._core.patch_namespaced_service(name, namespace, obj, **kwargs))
+        elif kind == "HorizontalPodAutoscaler":
+            _call(
+                lambda: self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                    name, namespace, obj, **kwargs
+                )
+            )
+        else:  # pragma: no cover - programming error
+            raise ValueError(f"cannot apply kind {kind}")
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        body = {"spec": {"replicas": replicas}}
+        _call(lambda: self._apps.patch_namespaced_deployment_scale(name, namespace, body))
+
+    def set_selector_color(self, namespace: str, service: str, color: str) -> None:
+        body = {"spec": {"selector": {LABEL_COLOR: color}}}
+        _call(lambda: self._core.patch_namespaced_service(service, namespace, body))
+
+    def delete_hpa(self, namespace: str, name: str) -> None:
+        try:
+            _call(
+                lambda: self._autoscaling.delete_namespaced_horizontal_pod_autoscaler(
+                    name, namespace
+                )
+            )
+        except KubeError as err:
+            if err.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        _call(
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        )
+
+    def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{owner.name}.{uuid.uuid4().hex[:16]}", namespace=owner.namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=owner.name,
+                namespace=owner.namespace,
+                uid=owner.uid,
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=MANAGER),
+            reporting_component=MANAGER,
+            reporting_instance=MANAGER,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        _call(lambda: self._core.create_namespaced_event(owner.namespace, event))
+
+
+def _pod_color(pod: Any) -> str | None:
+    labels: dict[str, str] = pod.metadata.labels or {}
+    return labels.get(LABEL_COLOR)
+
+
+def _unschedulable(pod: Any) -> str | None:
+    for cond in (pod.status.conditions or []) if pod.status else []:
+        if (
+            cond.type == "PodScheduled"
+            and cond.status == "False"
+            and cond.reason == "Unschedulable"
+        ):
+            return str(cond.message or "Unschedulable")
+    return None

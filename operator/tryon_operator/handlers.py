@@ -1,0 +1,122 @@
+"""Thin kopf handlers: every event and timer tick runs the same reconcile.
+
+Shared clients live on kopf's ``memo`` (set up in the startup handler); nothing is module-global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+from .errors import InvalidSpecError, KubeConflictError, KubeError
+from .gateways.kube import KubeGateway
+from .gateways.mlflow import MlflowRegistry
+from .gateways.smoke import SmokeTester
+from .metrics import Metrics
+from .models import GROUP, PLURAL, VERSION
+from .reconcile import Reconciler
+from .settings import OperatorSettings
+from .webhook import WebhookVerifier, make_app, schedule, serve
+
+log = logging.getLogger(__name__)
+
+
+def make_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except ConfigException:
+        api: client.ApiClient = config.new_client_from_config()  # type: ignore[no-untyped-call]
+        return api
+
+
+def build_reconciler(settings: OperatorSettings, api_client: client.ApiClient) -> Reconciler:
+    return Reconciler(
+        kube=KubeGateway(api_client, crashloop_restarts=settings.crashloop_restarts),
+        registry=MlflowRegistry(
+            timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token
+        ),
+        smoke=SmokeTester(),
+        settings=settings,
+        metrics=Metrics(),
+    )
+
+
+def run_reconcile(memo: Any, namespace: str, name: str, *, from_event: bool) -> None:
+    """Maps domain errors to kopf's: retry soon for API trouble, stop for an invalid spec."""
+    reconciler: Reconciler = memo.reconciler
+    try:
+        reconciler.reconcile(namespace, name)
+    except InvalidSpecError as err:
+        if from_event:
+            raise kopf.PermanentError(f"invalid spec: {err}") from err
+    except KubeConflictError as err:
+        raise kopf.TemporaryError(f"conflict, retrying: {err}", delay=1) from err
+    except KubeError as err:
+        reconciler.metrics.reconcile_errors.labels(namespace, name, "KubeError").inc()
+        raise kopf.TemporaryError(f"Kubernetes API error: {err}", delay=5) from err
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Adds the operator's handlers to ``registry`` (timer interval comes from ``settings``)."""
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        kopf_settings = settings
+        kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        kopf_settings.posting.level = logging.WARNING
+        kopf_settings.execution.max_workers = 8
+        reconciler = build_reconciler(operator_settings, make_api_client())
+        memo.reconciler = reconciler
+        memo.webhook_runner = None
+        if operator_settings.metrics_port:
+            reconciler.metrics.serve(operator_settings.metrics_port, operator_settings.metrics_host)
+        if operator_settings.webhook_port:
+            if not operator_settings.webhook_secret:
+                raise kopf.PermanentError("TRYON_WEBHOOK_SECRET is required with a webhook port")
+            loop = asyncio.get_running_loop()
+
+            def trigger(registered_model: str) -> int:
+                reconciler.cache.invalidate(registered_model)
+                targets = sorted(reconciler.watched.get(registered_model, set()))
+                for ns, name in targets:
+                    schedule(loop, functools.partial(reconciler.reconcile, ns, name))
+                return len(targets)
+
+            verifier = WebhookVerifier(
+                operator_settings.webhook_secret,
+                tolerance=operator_settings.webhook_tolerance_seconds,
+            )
+            memo.webhook_runner = await serve(
+                make_app(verifier, trigger),
+                operator_settings.webhook_host,
+                operator_settings.webhook_port,
+            )
+
+    operator_settings = settings
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        runner = getattr(memo, "webhook_runner", None)
+        if runner is not None:
+            await runner.cleanup()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def on_change(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        run_reconcile(memo, namespace or "", name, from_event=True)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds, registry=registry)
+    def on_tick(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        run_reconcile(memo, namespace or "", name, from_event=False)

@@ -1,0 +1,265 @@
+"""The TryOnModel contract as frozen pydantic models (spec) and plain models (status).
+
+Field names and defaults mirror ``crds/tryonmodel.yaml``; a test proves the two agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "tryon.dev"
+VERSION = "v1alpha1"
+PLURAL = "tryonmodels"
+KIND = "TryOnModel"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
+DEFAULT_ALIAS = "production"
+
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def other_color(color: Color) -> Color:
+    return "green" if color == "blue" else "blue"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class ModelRef(_Spec):
+    registered_model: Annotated[str, Field(min_length=1, max_length=256)]
+    alias: Annotated[str | None, Field(min_length=1, max_length=255, pattern=_ALIAS_RE.pattern)] = (
+        None
+    )
+    stage: Literal["Staging", "Production", "Archived"] | None = None
+    version: Annotated[str | None, Field(pattern=r"^[1-9][0-9]{0,9}$")] = None
+
+    @model_validator(mode="after")
+    def _at_most_one_selector(self) -> ModelRef:
+        chosen = [x for x in (self.alias, self.stage, self.version) if x is not None]
+        if len(chosen) > 1:
+            raise ValueError("at most one of alias, stage, version may be set")
+        return self
+
+    @property
+    def selector(self) -> tuple[Literal["alias", "stage", "version"], str]:
+        """Which registry pointer to follow; none given means the alias ``production``."""
+        if self.version is not None:
+            return ("version", self.version)
+        if self.stage is not None:
+            return ("stage", self.stage)
+        return ("alias", self.alias or DEFAULT_ALIAS)
+
+    def describe(self) -> str:
+        kind, value = self.selector
+        return f"{self.registered_model} {kind} {value}"
+
+
+class MlflowRef(_Spec):
+    tracking_uri: Annotated[str | None, Field(min_length=1)] = None
+
+
+class Toleration(_Spec):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class EnvVar(_Spec):
+    name: Annotated[str, Field(min_length=1)]
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+Quantity = str | int
+
+
+class Resources(_Spec):
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+
+
+def _default_resources() -> Resources:
+    return Resources(limits={"nvidia.com/gpu": 1})
+
+
+class RendererSpec(_Spec):
+    image: Annotated[str, Field(min_length=1)]
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    resources: Resources = Field(default_factory=_default_resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    service_account_name: str | None = None
+    startup_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 900
+
+    @model_validator(mode="after")
+    def _labels_not_reserved(self) -> RendererSpec:
+        reserved = [
+            k for k in self.pod_labels if k.startswith(("tryon.dev/", "app.kubernetes.io/"))
+        ]
+        if reserved:
+            raise ValueError(f"podLabels may not set operator-owned labels: {', '.join(reserved)}")
+        return self
+
+    def template_hash(self) -> str:
+        """Fingerprint of everything that shapes a pod, except the replica count."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"replicas"})
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(raw.encode()).hexdigest()[:10]
+
+
+class ServiceSpec(_Spec):
+    port: Annotated[int, Field(ge=1, le=65535)] = 80
+
+
+class SmokeTestSpec(_Spec):
+    enabled: bool = True
+    timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 60
+
+
+class RolloutSpec(_Spec):
+    auto_promote: bool = True
+    progress_deadline_seconds: Annotated[int, Field(ge=1, le=86400)] = 600
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+    post_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] = 120
+    smoke_test: SmokeTestSpec = Field(default_factory=SmokeTestSpec)
+
+
+class AutoscalingSpec(_Spec):
+    enabled: bool = False
+    min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
+    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] = 80
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class TryOnModelSpec(_Spec):
+    model: ModelRef
+    mlflow: MlflowRef = Field(default_factory=MlflowRef)
+    renderer: RendererSpec
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    paused: bool = False
+
+
+# ---------------------------------------------------------------- status
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+ConditionType = Literal["Ready", "Progressing", "Degraded", "ModelResolved"]
+Phase = Literal["Pending", "Progressing", "Healthy", "Degraded", "Paused"]
+
+
+class Condition(_Status):
+    type: ConditionType
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+
+
+class ResolvedModelStatus(_Status):
+    registered_model: str
+    selector: str
+    version: str
+    run_id: str | None = None
+    source: str | None = None
+    changed_at: datetime | None = None
+
+
+RolloutPhase = Literal["Progressing", "AwaitingPromotion", "PostPromotion"]
+
+
+class RolloutState(_Status):
+    """An in-flight rollout, persisted in status so a restarted operator resumes it."""
+
+    phase: RolloutPhase
+    color: Color
+    version: str
+    template_hash: str
+    replicas: int
+    started_at: datetime
+    seen_at: datetime | None = None
+    ready_at: datetime | None = None
+    smoke_passed: bool = False
+    promoted_at: datetime | None = None
+    previous_color: Color | None = None
+    previous_version: str | None = None
+    previous_template_hash: str | None = None
+
+
+Outcome = Literal["Promoted", "RolledBack", "Superseded", "Cancelled"]
+
+
+class HistoryEntry(_Status):
+    version: str
+    color: Color
+    outcome: Outcome
+    reason: str
+    message: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime
+
+
+class TryOnModelStatus(_Status):
+    observed_generation: int | None = None
+    phase: Phase = "Pending"
+    active_color: Color | None = None
+    active_version: str | None = None
+    active_template_hash: str | None = None
+    preview_color: Color | None = None
+    preview_version: str | None = None
+    rejected_versions: tuple[str, ...] = ()
+    rejected_template_hash: str | None = None
+    conditions: tuple[Condition, ...] = ()
+    model: ResolvedModelStatus | None = None
+    rollout: RolloutState | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+    def condition(self, type_: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def to_patch(self) -> dict[str, Any]:
+        """The status as JSON for a merge patch: every known field, nulls included."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+def parse_status(raw: dict[str, Any] | None) -> TryOnModelStatus:
+    """Reads status written by this operator; unknown or broken fields fall back to defaults."""
+    if not raw:
+        return TryOnModelStatus()
+    cleaned = {k: v for k, v in raw.items() if v is not None}
+    try:
+        return TryOnModelStatus.model_validate(cleaned)
+    except ValueError:
+        return TryOnModelStatus()

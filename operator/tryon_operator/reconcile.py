@@ -1,0 +1,877 @@
+"""One reconcile behind every handler: observe, decide, act, converge, write status if changed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from . import decision as d
+from .builders import (
+    LABEL_COLOR,
+    Owner,
+    build_deployment,
+    build_hpa,
+    build_service,
+    deployment_name,
+    preview_service_name,
+    selector_labels,
+)
+from .conditions import degraded_reason, derive_phase, set_condition
+from .errors import InvalidSpecError, ModelResolutionError, RegistryError
+from .gateways.kube import ClusterView, ServiceView
+from .gateways.mlflow import ResolvedModel
+from .metrics import Metrics
+from .models import (
+    COLORS,
+    Color,
+    HistoryEntry,
+    ModelRef,
+    Outcome,
+    ResolvedModelStatus,
+    RolloutState,
+    TryOnModelSpec,
+    TryOnModelStatus,
+    other_color,
+    parse_status,
+)
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+ANNOTATION_PROMOTE = "tryon.dev/promote"
+TAG_REJECTED = "tryon.dev/rejected"
+TAG_PROMOTED = "tryon.dev/promoted"
+MAX_STEPS = 10
+
+
+class KubePort(Protocol):
+    def get_tryonmodel(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def observe(self, namespace: str, name: str) -> ClusterView: ...
+    def apply(self, obj: dict[str, Any]) -> None: ...
+    def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+    def set_selector_color(self, namespace: str, service: str, color: str) -> None: ...
+    def delete_hpa(self, namespace: str, name: str) -> None: ...
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None: ...
+
+
+class RegistryPort(Protocol):
+    def resolve(self, tracking_uri: str, ref: ModelRef) -> ResolvedModel: ...
+    def set_version_tag(
+        self, tracking_uri: str, name: str, version: str, key: str, value: str
+    ) -> None: ...
+
+
+class SmokePort(Protocol):
+    def check(
+        self, base_url: str, version: str, timeout: float | None = None
+    ) -> d.SmokeOutcome: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _CacheEntry:
+    key: tuple[str, str, str, str]
+    fetched: float
+    result: ResolvedModel | ModelResolutionError
+    failures: int = 0
+
+
+class ResolutionCache:
+    """Per-object memory of the last registry answer, so MLflow is polled on its own interval."""
+
+    def __init__(self, poll_seconds: float, monotonic: Callable[[], float] = time.monotonic):
+        self._poll = poll_seconds
+        self._monotonic = monotonic
+        self._entries: dict[str, _CacheEntry] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, uid: str, key: tuple[str, str, str, str]
+    ) -> ResolvedModel | ModelResolutionError | None:
+        with self._lock:
+            entry = self._entries.get(uid)
+            if entry is None or entry.key != key:
+                return None
+            # Failures retry with backoff: 1 s, 2 s, 4 s ... up to the poll interval.
+            ttl = (
+                self._poll
+                if isinstance(entry.result, ResolvedModel)
+                else min(self._poll, 2.0 ** (entry.failures - 1))
+            )
+            if self._monotonic() - entry.fetched >= ttl:
+                return None
+            return entry.result
+
+    def put(
+        self, uid: str, key: tuple[str, str, str, str], result: ResolvedModel | ModelResolutionError
+    ) -> None:
+        with self._lock:
+            old = self._entries.get(uid)
+            failures = 0
+            if isinstance(result, ModelResolutionError):
+                failures = (old.failures if old is not None and old.key == key else 0) + 1
+            self._entries[uid] = _CacheEntry(key, self._monotonic(), result, failures)
+
+    def invalidate(self, registered_model: str | None = None) -> None:
+        with self._lock:
+            for uid in list(self._entries):
+                if registered_model is None or self._entries[uid].key[1] == registered_model:
+                    del self._entries[uid]
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    status: TryOnModelStatus
+    action: str
+    requeue_seconds: float | None
+    wrote_status: bool
+
+
+class Reconciler:
+    """Drives one TryOnModel one step closer to what its spec and the registry ask for."""
+
+    def __init__(
+        self,
+        *,
+        kube: KubePort,
+        registry: RegistryPort,
+        smoke: SmokePort,
+        settings: OperatorSettings,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        cache: ResolutionCache | None = None,
+    ) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.smoke = smoke
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.cache = cache or ResolutionCache(settings.mlflow_poll_seconds)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.watched: dict[str, set[tuple[str, str]]] = {}
+
+    def lock_for(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # ------------------------------------------------------------------ entry
+
+    def reconcile(self, namespace: str, name: str) -> ReconcileResult | None:
+        """Reconciles the TryOnModel as the API server has it now (never a stale event body)."""
+        started = time.monotonic()
+        with self.lock_for(f"{namespace}/{name}"):
+            body = self.kube.get_tryonmodel(namespace, name)
+            if body is None:
+                return None
+            meta = body["metadata"]
+            owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+            try:
+                return self._reconcile(owner, body)
+            finally:
+                self.metrics.reconcile_seconds.labels(namespace, name).observe(
+                    time.monotonic() - started
+                )
+
+    def _reconcile(self, owner: Owner, body: Mapping[str, Any]) -> ReconcileResult:
+        meta = body["metadata"]
+        generation = meta.get("generation")
+        old_status = parse_status(body.get("status"))
+        now = self.clock()
+        try:
+            spec = TryOnModelSpec.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            message = _validation_message(err)
+            status = self._invalid_status(old_status, message, now, generation)
+            self._write_status(owner, old_status, status)
+            raise InvalidSpecError(message) from err
+
+        self.watched.setdefault(spec.model.registered_model, set()).add(
+            (owner.namespace, owner.name)
+        )
+        tracking_uri = spec.mlflow.tracking_uri or self.settings.mlflow_tracking_uri
+        status, resolution = self._resolve(owner, spec, old_status, tracking_uri, now)
+        cluster = self.kube.observe(owner.namespace, owner.name)
+        desired = self._desired(meta, spec, status, cluster, resolution)
+
+        action: d.Action = d.Steady()
+        observed = cluster.observed
+        for _ in range(MAX_STEPS):
+            now = self.clock()
+            action = d.decide(desired, status, observed, now)
+            if isinstance(action, d.RunSmokeTest):
+                url = self.settings.service_url(
+                    preview_service_name(owner.name), owner.namespace, spec.service.port
+                )
+                assert status.rollout is not None
+                outcome = self.smoke.check(
+                    url, status.rollout.version, spec.rollout.smoke_test.timeout_seconds
+                )
+                if outcome.reachable and outcome.passed:
+                    status = _with_rollout(status, smoke_passed=True)
+                    self._event(
+                        owner,
+                        "Normal",
+                        "SmokeTestPassed",
+                        f"version {status.rollout.version if status.rollout else '?'} "
+                        f"on {action.color}: {outcome.message}",
+                    )
+                observed = replace(observed, smoke=outcome)
+                continue
+            if isinstance(action, d.AwaitPromotion):
+                status = self._await_promotion(owner, status)
+                break
+            if isinstance(action, d.WAITING):
+                break
+            status = self._execute(owner, spec, tracking_uri, status, action, cluster, now)
+            cluster = self.kube.observe(owner.namespace, owner.name)
+            observed = cluster.observed
+
+        status = self._converge(owner, spec, tracking_uri, status, cluster)
+        status = self._finish_status(spec, status, desired, cluster, resolution, now, generation)
+        wrote = self._write_status(owner, old_status, status)
+        self.metrics.set_active(
+            owner.namespace, owner.name, status.active_version, status.active_color
+        )
+        self.metrics.rejected_versions.labels(owner.namespace, owner.name).set(
+            len(status.rejected_versions)
+        )
+        requeue = action.seconds if isinstance(action, d.Wait) else None
+        return ReconcileResult(status, type(action).__name__, requeue, wrote)
+
+    # ------------------------------------------------------------------ resolve
+
+    def _resolve(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        status: TryOnModelStatus,
+        tracking_uri: str,
+        now: datetime,
+    ) -> tuple[TryOnModelStatus, ResolvedModel | ModelResolutionError]:
+        kind, value = spec.model.selector
+        key = (tracking_uri, spec.model.registered_model, kind, value)
+        result = self.cache.get(owner.uid, key)
+        if result is None:
+            try:
+                result = self.registry.resolve(tracking_uri, spec.model)
+            except ModelResolutionError as err:
+                result = err
+            self.cache.put(owner.uid, key, result)
+        if isinstance(result, ModelResolutionError):
+            return status, result
+        selector = f"{kind} {value}"
+        previous = status.model
+        if (
+            previous is not None
+            and previous.version == result.version
+            and previous.registered_model == spec.model.registered_model
+            and previous.selector == selector
+            and previous.run_id == result.run_id
+            and previous.source == result.source
+        ):
+            return status, result
+        rejected = status.rejected_versions
+        if (
+            previous is not None
+            and previous.version != result.version
+            and result.version in rejected
+        ):
+            # The selector moved onto this version again: that is the signal to retry it.
+            rejected = tuple(v for v in rejected if v != result.version)
+        if previous is None or previous.version != result.version:
+            self._event(
+                owner,
+                "Normal",
+                "ModelResolved",
+                f"{spec.model.registered_model} {selector} is version {result.version}",
+            )
+        model = ResolvedModelStatus(
+            registered_model=spec.model.registered_model,
+            selector=selector,
+            version=result.version,
+            run_id=result.run_id,
+            source=result.source,
+            changed_at=now
+            if previous is None or previous.version != result.version
+            else previous.changed_at,
+        )
+        return status.model_copy(update={"model": model, "rejected_versions": rejected}), result
+
+    def _desired(
+        self,
+        meta: Mapping[str, Any],
+        spec: TryOnModelSpec,
+        status: TryOnModelStatus,
+        cluster: ClusterView,
+        resolution: ResolvedModel | ModelResolutionError,
+    ) -> d.Desired:
+        replicas = spec.renderer.replicas
+        if spec.autoscaling.enabled:
+            active_replicas = (
+                cluster.observed.color(status.active_color).replicas if status.active_color else 0
+            )
+            replicas = max(spec.autoscaling.min_replicas, active_replicas)
+        annotations: Mapping[str, str] = meta.get("annotations") or {}
+        rollout = spec.rollout
+        return d.Desired(
+            version=resolution.version if isinstance(resolution, ResolvedModel) else None,
+            template_hash=spec.renderer.template_hash(),
+            replicas=replicas,
+            paused=spec.paused,
+            auto_promote=rollout.auto_promote,
+            promote_requested_for=annotations.get(ANNOTATION_PROMOTE),
+            smoke_enabled=rollout.smoke_test.enabled,
+            progress_deadline=timedelta(seconds=rollout.progress_deadline_seconds),
+            scale_down_delay=timedelta(seconds=rollout.scale_down_delay_seconds),
+            post_promotion=timedelta(seconds=rollout.post_promotion_seconds),
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def _execute(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        tracking_uri: str,
+        status: TryOnModelStatus,
+        action: d.Action,
+        cluster: ClusterView,
+        now: datetime,
+    ) -> TryOnModelStatus:
+        ns, name = owner.namespace, owner.name
+        if isinstance(action, d.StartRollout):
+            if action.superseded is not None:
+                status = self._record(
+                    status,
+                    action.superseded,
+                    "Superseded",
+                    "Superseded",
+                    f"replaced by version {action.version}",
+                    now,
+                )
+                self.metrics.rollouts.labels(ns, name, "superseded").inc()
+            self.kube.apply(
+                build_deployment(
+                    spec,
+                    action.color,
+                    action.version,
+                    owner,
+                    tracking_uri=tracking_uri,
+                    replicas=action.replicas,
+                )
+            )
+            seen = (
+                status.model.changed_at
+                if status.model and status.model.version == action.version
+                else None
+            ) or now
+            rollout = RolloutState(
+                phase="Progressing",
+                color=action.color,
+                version=action.version,
+                template_hash=action.template_hash,
+                replicas=action.replicas,
+                started_at=now,
+                seen_at=seen,
+            )
+            self.metrics.rollouts.labels(ns, name, "started").inc()
+            self._event(
+                owner,
+                "Normal",
+                "RolloutStarted",
+                f"rolling out version {action.version} to {action.color} "
+                f"({action.replicas} replica(s)); active is "
+                f"{status.active_color or 'none'} (version {status.active_version or '-'})",
+            )
+            return status.model_copy(
+                update={
+                    "rollout": rollout,
+                    "preview_color": action.color,
+                    "preview_version": action.version,
+                }
+            )
+        if isinstance(action, d.CancelRollout):
+            rollout = _must(status.rollout)
+            self.kube.scale(ns, deployment_name(name, rollout.color), 0)
+            self.metrics.rollouts.labels(ns, name, "cancelled").inc()
+            self._event(
+                owner,
+                "Normal",
+                "RolloutCancelled",
+                f"rollout of version {rollout.version} cancelled: {action.reason}",
+            )
+            status = self._record(status, rollout, "Cancelled", "Cancelled", action.reason, now)
+            return status.model_copy(
+                update={"rollout": None, "preview_color": None, "preview_version": None}
+            )
+        if isinstance(action, d.Promote):
+            return self._promote(owner, spec, tracking_uri, status, action, now)
+        if isinstance(action, d.Abort):
+            rollout = _must(status.rollout)
+            self.kube.scale(ns, deployment_name(name, rollout.color), 0)
+            status = self._reject(
+                owner, spec, tracking_uri, status, rollout, action.reason, action.message, now
+            )
+            self._event(
+                owner,
+                "Warning",
+                "RolledBack",
+                f"version {rollout.version} on {rollout.color} rejected before promotion "
+                f"({action.reason}): {action.message}; traffic stays on "
+                f"{status.active_color or 'none'}",
+            )
+            return status.model_copy(
+                update={"rollout": None, "preview_color": None, "preview_version": None}
+            )
+        if isinstance(action, d.FlipBack):
+            rollout = _must(status.rollout)
+            previous = _must(rollout.previous_color)
+            self.kube.set_selector_color(ns, name, previous)
+            self.kube.scale(ns, deployment_name(name, rollout.color), 0)
+            status = status.model_copy(
+                update={
+                    "active_color": previous,
+                    "active_version": rollout.previous_version,
+                    "active_template_hash": rollout.previous_template_hash,
+                }
+            )
+            status = self._reject(
+                owner, spec, tracking_uri, status, rollout, action.reason, action.message, now
+            )
+            self._event(
+                owner,
+                "Warning",
+                "RolledBack",
+                f"version {rollout.version} failed after promotion ({action.reason}); "
+                f"traffic flipped back to {previous} (version {rollout.previous_version})",
+            )
+            return status.model_copy(
+                update={"rollout": None, "preview_color": None, "preview_version": None}
+            )
+        if isinstance(action, d.FinishRollout):
+            rollout = _must(status.rollout)
+            if rollout.previous_color is not None and rollout.previous_color != rollout.color:
+                self.kube.scale(ns, deployment_name(name, rollout.previous_color), 0)
+                self._event(
+                    owner,
+                    "Normal",
+                    "ScaledDown",
+                    f"previous colour {rollout.previous_color} (version "
+                    f"{rollout.previous_version}) scaled to 0",
+                )
+            status = self._record(
+                status,
+                rollout,
+                "Promoted",
+                "RolloutComplete",
+                f"version {rollout.version} serves on {rollout.color}",
+                now,
+            )
+            self._event(
+                owner,
+                "Normal",
+                "RolloutComplete",
+                f"version {rollout.version} serves on {rollout.color}",
+            )
+            return status.model_copy(update={"rollout": None})
+        raise AssertionError(f"unhandled action {action!r}")  # pragma: no cover
+
+    def _promote(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        tracking_uri: str,
+        status: TryOnModelStatus,
+        action: d.Promote,
+        now: datetime,
+    ) -> TryOnModelStatus:
+        ns, name = owner.namespace, owner.name
+        rollout = _must(status.rollout)
+        # The Service may not exist yet on a first deploy; converge creates it with this colour.
+        status_after = status.model_copy(
+            update={
+                "active_color": action.color,
+                "active_version": rollout.version,
+                "active_template_hash": rollout.template_hash,
+                "preview_color": None,
+                "preview_version": None,
+                "rollout": rollout.model_copy(
+                    update={
+                        "phase": "PostPromotion",
+                        "promoted_at": now,
+                        "previous_color": status.active_color,
+                        "previous_version": status.active_version,
+                        "previous_template_hash": status.active_template_hash,
+                    }
+                ),
+            }
+        )
+        self.kube.apply(build_service(spec, owner, color=action.color, preview=False))
+        if spec.autoscaling.enabled:
+            self.kube.apply(build_hpa(spec, owner, color=action.color))
+        latency = (now - (rollout.seen_at or rollout.started_at)).total_seconds()
+        self.metrics.promotion_latency.labels(ns, name).observe(max(latency, 0.0))
+        self.metrics.rollouts.labels(ns, name, "promoted").inc()
+        self._event(
+            owner,
+            "Normal",
+            "Promoted",
+            f"traffic flipped to {action.color} (version {rollout.version}) "
+            f"{latency:.1f}s after the model change was seen; previous "
+            f"{status.active_color or 'none'} (version {status.active_version or '-'}) "
+            "kept warm",
+        )
+        self._tag(
+            tracking_uri,
+            spec,
+            rollout.version,
+            TAG_PROMOTED,
+            f"{ns}/{name} promoted to {action.color} at {now.isoformat()}",
+        )
+        return status_after
+
+    def _await_promotion(self, owner: Owner, status: TryOnModelStatus) -> TryOnModelStatus:
+        rollout = _must(status.rollout)
+        if rollout.phase == "AwaitingPromotion":
+            return status
+        self._event(
+            owner,
+            "Normal",
+            "AwaitingPromotion",
+            f"version {rollout.version} on {rollout.color} is Ready and tested; "
+            f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote",
+        )
+        return _with_rollout(status, phase="AwaitingPromotion", ready_at=self.clock())
+
+    def _reject(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        tracking_uri: str,
+        status: TryOnModelStatus,
+        rollout: RolloutState,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> TryOnModelStatus:
+        self.metrics.rollouts.labels(owner.namespace, owner.name, "rolled_back").inc()
+        status = self._record(status, rollout, "RolledBack", reason, message, now)
+        if rollout.version == status.active_version:
+            return status.model_copy(update={"rejected_template_hash": rollout.template_hash})
+        rejected = tuple(v for v in status.rejected_versions if v != rollout.version)
+        rejected = (*rejected, rollout.version)[-self.settings.rejected_limit :]
+        self._tag(
+            tracking_uri,
+            spec,
+            rollout.version,
+            TAG_REJECTED,
+            f"{owner.namespace}/{owner.name} at {now.isoformat()}: {reason}: {message}",
+        )
+        return status.model_copy(update={"rejected_versions": rejected})
+
+    def _record(
+        self,
+        status: TryOnModelStatus,
+        rollout: RolloutState,
+        outcome: Outcome,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> TryOnModelStatus:
+        entry = HistoryEntry(
+            version=rollout.version,
+            color=rollout.color,
+            outcome=outcome,
+            reason=reason,
+            message=message[:500],
+            started_at=rollout.started_at,
+            finished_at=now,
+        )
+        history = (*status.history, entry)[-self.settings.history_limit :]
+        return status.model_copy(update={"history": history})
+
+    def _tag(
+        self, tracking_uri: str, spec: TryOnModelSpec, version: str, key: str, value: str
+    ) -> None:
+        try:
+            self.registry.set_version_tag(
+                tracking_uri, spec.model.registered_model, version, key, value
+            )
+        except RegistryError as err:
+            log.warning("could not record %s on MLflow: %s", key, err)
+
+    # ------------------------------------------------------------------ converge
+
+    def _converge(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        tracking_uri: str,
+        status: TryOnModelStatus,
+        cluster: ClusterView,
+    ) -> TryOnModelStatus:
+        """Self-heal: make the children match status; writes only what differs."""
+        if spec.paused:
+            return status
+        ns, name = owner.namespace, owner.name
+        obs = cluster.observed
+        active = status.active_color
+        rollout = status.rollout
+        spec_hash = spec.renderer.template_hash()
+        if active is not None and status.active_version is not None:
+            view = obs.color(active)
+            replicas = spec.renderer.replicas
+            if spec.autoscaling.enabled:
+                replicas = max(spec.autoscaling.min_replicas, view.replicas)
+            if not view.exists or view.version != status.active_version:
+                self.kube.apply(
+                    build_deployment(
+                        spec,
+                        active,
+                        status.active_version,
+                        owner,
+                        tracking_uri=tracking_uri,
+                        replicas=replicas,
+                    )
+                )
+                status = status.model_copy(update={"active_template_hash": spec_hash})
+                self._heal(
+                    owner,
+                    f"Deployment {deployment_name(name, active)} recreated "
+                    f"(version {status.active_version})",
+                )
+            elif not spec.autoscaling.enabled and view.replicas != replicas:
+                self.kube.scale(ns, deployment_name(name, active), replicas)
+                self._heal(
+                    owner,
+                    f"Deployment {deployment_name(name, active)} scaled back "
+                    f"from {view.replicas} to {replicas} replicas",
+                )
+        if (
+            rollout is not None
+            and rollout.phase != "PostPromotion"
+            and rollout.template_hash == spec_hash
+        ):
+            view = obs.color(rollout.color)
+            if (
+                not view.exists
+                or view.version != rollout.version
+                or view.template_hash != rollout.template_hash
+                or view.replicas != rollout.replicas
+            ):
+                self.kube.apply(
+                    build_deployment(
+                        spec,
+                        rollout.color,
+                        rollout.version,
+                        owner,
+                        tracking_uri=tracking_uri,
+                        replicas=rollout.replicas,
+                    )
+                )
+        busy: set[Color] = {c for c in (active,) if c is not None}
+        if rollout is not None:
+            busy.add(rollout.color)
+            if rollout.phase == "PostPromotion" and rollout.previous_color is not None:
+                busy.add(rollout.previous_color)
+        for color in COLORS:
+            view = obs.color(color)
+            if color not in busy and view.exists and view.replicas > 0:
+                self.kube.scale(ns, deployment_name(name, color), 0)
+        self._converge_service(owner, spec, cluster.active_service, active, preview=False)
+        preview_color: Color = status.preview_color or (other_color(active) if active else "blue")
+        self._converge_service(owner, spec, cluster.preview_service, preview_color, preview=True)
+        if spec.autoscaling.enabled and active is not None:
+            hpa = cluster.hpa
+            if (
+                not hpa.exists
+                or hpa.target != deployment_name(name, active)
+                or hpa.min_replicas != spec.autoscaling.min_replicas
+                or hpa.max_replicas != spec.autoscaling.max_replicas
+            ):
+                self.kube.apply(build_hpa(spec, owner, color=active))
+        elif cluster.hpa.exists and not spec.autoscaling.enabled:
+            self.kube.delete_hpa(ns, name)
+        return status
+
+    def _converge_service(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        view: ServiceView,
+        color: Color | None,
+        *,
+        preview: bool,
+    ) -> None:
+        wanted = build_service(spec, owner, color=color, preview=preview)
+        name = wanted["metadata"]["name"]
+        ports = ((spec.service.port, "http"),)
+        if not view.exists or view.ports != ports:
+            self.kube.apply(wanted)
+            if view.exists:
+                self._heal(owner, f"Service {name} ports restored")
+            return
+        selector = selector_labels(owner.name, color)
+        if view.selector != selector:
+            self.kube.set_selector_color(owner.namespace, name, selector[LABEL_COLOR])
+            if any(view.selector.get(k) != v for k, v in selector.items()):
+                self._heal(
+                    owner,
+                    f"Service {name} selector restored to {LABEL_COLOR}={selector[LABEL_COLOR]}",
+                )
+
+    def _heal(self, owner: Owner, message: str) -> None:
+        log.info("self-heal %s/%s: %s", owner.namespace, owner.name, message)
+        self._event(owner, "Warning", "SelfHealed", message)
+
+    # ------------------------------------------------------------------ status
+
+    def _finish_status(
+        self,
+        spec: TryOnModelSpec,
+        status: TryOnModelStatus,
+        desired: d.Desired,
+        cluster: ClusterView,
+        resolution: ResolvedModel | ModelResolutionError,
+        now: datetime,
+        generation: int | None,
+    ) -> TryOnModelStatus:
+        conds = status.conditions
+        if isinstance(resolution, ResolvedModel):
+            conds = set_condition(
+                conds,
+                "ModelResolved",
+                True,
+                "Resolved",
+                f"{spec.model.describe()} is version {resolution.version}",
+                now,
+                generation,
+            )
+        else:
+            old = status.condition("ModelResolved")
+            conds = set_condition(
+                conds,
+                "ModelResolved",
+                False,
+                resolution.reason,
+                resolution.message,
+                now,
+                generation,
+            )
+            if old is None or old.status != "False" or old.reason != resolution.reason:
+                log.warning("model resolution failed: %s", resolution.message)
+        rollout = status.rollout
+        if rollout is None:
+            conds = set_condition(
+                conds,
+                "Progressing",
+                False,
+                "RolloutComplete" if status.active_color else "NoRollout",
+                f"version {status.active_version} serves on {status.active_color}"
+                if status.active_color
+                else "nothing is serving yet",
+                now,
+                generation,
+            )
+        else:
+            reason = {
+                "Progressing": "RolloutInProgress",
+                "AwaitingPromotion": "AwaitingPromotion",
+                "PostPromotion": "PostPromotion",
+            }[rollout.phase]
+            conds = set_condition(
+                conds,
+                "Progressing",
+                True,
+                reason,
+                f"version {rollout.version} on {rollout.color}",
+                now,
+                generation,
+            )
+        degraded = degraded_reason(status, desired.version, desired.template_hash, cluster.observed)
+        if degraded is None:
+            conds = set_condition(conds, "Degraded", False, "AsExpected", "", now, generation)
+        else:
+            conds = set_condition(
+                conds, "Degraded", True, degraded[0], degraded[1], now, generation
+            )
+        if status.active_color is None:
+            conds = set_condition(
+                conds,
+                "Ready",
+                False,
+                "NoActiveColor",
+                "no colour has been promoted yet",
+                now,
+                generation,
+            )
+        else:
+            view = cluster.observed.color(status.active_color)
+            ready = view.exists and view.replicas > 0 and view.ready_replicas >= view.replicas
+            conds = set_condition(
+                conds,
+                "Ready",
+                ready,
+                "ActiveReady" if ready else "ActiveNotReady",
+                f"version {status.active_version} on {status.active_color}: "
+                f"{view.ready_replicas}/{view.replicas} pods Ready",
+                now,
+                generation,
+            )
+        status = status.model_copy(update={"conditions": conds, "observed_generation": generation})
+        return status.model_copy(update={"phase": derive_phase(status, spec.paused)})
+
+    def _invalid_status(
+        self, status: TryOnModelStatus, message: str, now: datetime, generation: int | None
+    ) -> TryOnModelStatus:
+        conds = set_condition(
+            status.conditions, "Degraded", True, "InvalidSpecError", message, now, generation
+        )
+        return status.model_copy(
+            update={"conditions": conds, "observed_generation": generation, "phase": "Degraded"}
+        )
+
+    def _write_status(self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus) -> bool:
+        if new == old:
+            return False
+        self.kube.patch_status(owner.namespace, owner.name, new.to_patch())
+        return True
+
+    def _event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+        log.info("%s/%s %s: %s", owner.namespace, owner.name, reason, message)
+        try:
+            self.kube.emit_event(owner, type_, reason, message)
+        except Exception as err:  # an event is worth less than the reconcile that emits it
+            log.warning("could not post event %s: %s", reason, err)
+
+
+def _with_rollout(status: TryOnModelStatus, **changes: Any) -> TryOnModelStatus:
+    rollout = _must(status.rollout)
+    return status.model_copy(update={"rollout": rollout.model_copy(update=changes)})
+
+
+def _must(value: _T | None) -> _T:
+    assert value is not None
+    return value
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"])
+        parts.append(f"spec.{loc}: {e['msg']}" if loc else e["msg"])
+    return "; ".join(parts)

@@ -1,0 +1,50 @@
+"""Operator settings, read once from the environment (``TRYON_*``) at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "TRYON_"
+
+
+class OperatorSettings(BaseModel):
+    """Every knob the operator has; see docs/operator.md for the reference."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mlflow_tracking_uri: str = "http://mlflow.mlflow:5000"
+    mlflow_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
+    mlflow_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    mlflow_token: str | None = None
+    resync_seconds: Annotated[float, Field(gt=0)] = 5.0
+    service_url_template: str = "http://{service}.{namespace}.svc:{port}"
+    crashloop_restarts: Annotated[int, Field(ge=1)] = 3
+    history_limit: Annotated[int, Field(ge=1)] = 10
+    rejected_limit: Annotated[int, Field(ge=1)] = 20
+    webhook_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    webhook_host: str = "0.0.0.0"
+    webhook_secret: str | None = None
+    webhook_tolerance_seconds: Annotated[float, Field(gt=0)] = 300.0
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    metrics_host: str = "0.0.0.0"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        if "mlflow_tracking_uri" not in values and env.get("MLFLOW_TRACKING_URI"):
+            values["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+        if "mlflow_token" not in values and env.get("MLFLOW_TRACKING_TOKEN"):
+            values["mlflow_token"] = env["MLFLOW_TRACKING_TOKEN"]
+        return cls.model_validate(values)
+
+    def service_url(self, service: str, namespace: str, port: int) -> str:
+        return self.service_url_template.format(service=service, namespace=namespace, port=port)
