@@ -334,11 +334,14 @@ def _text_field(form: Any, name: str) -> str | None:
 
 async def _parse_multipart(request: Request, state: RendererState) -> TryOnInputs:
     limit = state.settings.max_image_bytes
-    async with request.form(max_files=2, max_fields=8) as form:
-        person = await _read_part(form, "person", limit)
-        garment = await _read_part(form, "garment", limit)
-        category = _text_field(form, "category")
-        response = _text_field(form, "response") or "image"
+    try:
+        async with request.form(max_files=2, max_fields=8) as form:
+            person = await _read_part(form, "person", limit)
+            garment = await _read_part(form, "garment", limit)
+            category = _text_field(form, "category")
+            response = _text_field(form, "response") or "image"
+    except StarletteHTTPException as err:  # starlette's own multipart errors (400)
+        raise ApiError(str(err.detail), status=err.status_code, code="invalid_multipart") from None
     if response not in ("image", "json"):
         raise ApiError("response must be 'image' or 'json'", status=422, code="validation_error")
     return TryOnInputs(person, garment, category, response)

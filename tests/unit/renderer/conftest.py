@@ -79,5 +79,5 @@ def client(make_client: Callable[..., TestClient], model_dir: Path) -> TestClien
         max_body_bytes=2_000_000,
         max_image_bytes=1_000_000,
         max_image_side=2000,
-        max_image_pixels=2000 * 2000,
+        max_image_pixels=1_000_000,
     )
