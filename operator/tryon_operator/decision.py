@@ -252,8 +252,9 @@ def _decide_pre_promotion(
         return AwaitPromotion()
     deadline = rollout.started_at + desired.progress_deadline
     if preview.rolled_out(rollout.version, rollout.template_hash, rollout.replicas):
-        if desired.smoke_enabled and not rollout.smoke_passed:
-            smoke = observed.smoke
+        smoke = observed.smoke
+        smoke_passed = rollout.smoke_passed or (smoke is not None and smoke.passed)
+        if desired.smoke_enabled and not smoke_passed:
             if smoke is None:
                 return RunSmokeTest(rollout.color)
             if smoke.reachable and not smoke.passed:
