@@ -86,10 +86,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    TRYON_METRICS_PORT=8080 \
-    TRYON_WEBHOOK_PORT=8081
+    TRYON_METRICS_PORT=8080
 USER 10001:10001
-EXPOSE 8080 8081
+# 8080 metrics; 8081 MLflow webhook receiver (TRYON_WEBHOOK_PORT, needs TRYON_WEBHOOK_SECRET);
+# 8082 kopf liveness (--liveness=http://0.0.0.0:8082/healthz)
+EXPOSE 8080 8081 8082
 ENTRYPOINT ["tryon-operator"]
 
 # ---------------------------------------------------------------------------------------------

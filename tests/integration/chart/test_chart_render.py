@@ -72,14 +72,14 @@ def test_deployment_is_one_replica_recreate_with_probes_and_resources(helm: Helm
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     container = _container(objects)
-    assert container["livenessProbe"]["tcpSocket"]["port"] == "metrics"
-    assert container["readinessProbe"]["tcpSocket"]["port"] == "metrics"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert "memory" in container["resources"]["limits"]
     assert container["image"] == "ghcr.io/tryon-dev/tryon-operator:0.1.0"
-    assert container["args"] == ["--standalone", "--all-namespaces"]
+    assert container["args"] == ["--liveness=http://0.0.0.0:8082/healthz", "--all-namespaces"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080}
+    assert ports == {"metrics": 8080, "health": 8082}
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     service = _one(objects, "Service")
@@ -118,6 +118,17 @@ def test_every_tryon_env_var_is_an_operator_setting(helm: Helm) -> None:
         {k: v.get("value", "secret-from-ref") for k, v in env.items() if k.startswith("TRYON_")})
 
 
+def test_rendered_args_are_accepted_by_the_operator_cli(helm: Helm) -> None:
+    from tryon_operator.__main__ import parse_args
+
+    args = parse_args(_container(helm.template())["args"])
+    assert args.all_namespaces and not args.namespace
+    assert args.liveness == "http://0.0.0.0:8082/healthz"
+    objects = helm.template("--set", "rbac.scope=namespaced", "--set", "watch.namespaces={a,b}")
+    args = parse_args(_container(objects)["args"])
+    assert args.namespace == ["a", "b"] and not args.all_namespaces
+
+
 def test_secrets_only_come_from_secret_key_refs(helm: Helm) -> None:
     objects = helm.template("--set", "webhook.enabled=true", "--set", "webhook.secret.name=hooks",
                             "--set", "webhook.secret.key=hmac",
@@ -132,7 +143,7 @@ def test_secrets_only_come_from_secret_key_refs(helm: Helm) -> None:
         assert "value" not in env[name]
     assert not _kinds(objects, "Secret"), "the chart must not carry secret material"
     ports = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
-    assert ports == {"metrics": 8080, "webhook": 8081}
+    assert ports == {"metrics": 8080, "health": 8082, "webhook": 8081}
     service_ports = {p["name"]: p["port"] for p in _one(objects, "Service")["spec"]["ports"]}
     assert service_ports == {"metrics": 8080, "webhook": 8081}
 
@@ -175,6 +186,8 @@ def test_rbac_has_no_wildcards_no_secrets_no_exec(helm: Helm) -> None:
             assert not FORBIDDEN_VERBS & set(rule["verbs"]), rule
             assert "secrets" not in rule["resources"], rule
             assert not any(r.startswith("pods/") for r in rule["resources"]), rule
+            if "deployments/scale" in rule["resources"]:
+                assert rule["verbs"] == ["patch"], rule
             assert "nonResourceURLs" not in rule
             if "pods" in rule["resources"] or "nodes" in rule["resources"] or (
                     "customresourcedefinitions" in rule["resources"]):
@@ -189,7 +202,8 @@ def test_cluster_scope_grants_workload_rules_cluster_wide(helm: Helm) -> None:
                  for g in rule["apiGroups"] for r in rule["resources"]}
     assert resources == {
         ("tryon.dev", "tryonmodels"), ("tryon.dev", "tryonmodels/status"),
-        ("tryon.dev", "tryonmodels/finalizers"), ("apps", "deployments"), ("", "services"),
+        ("tryon.dev", "tryonmodels/finalizers"), ("apps", "deployments"),
+        ("apps", "deployments/scale"), ("", "services"),
         ("autoscaling", "horizontalpodautoscalers"), ("", "pods"), ("", "events"),
         ("events.k8s.io", "events"),
     }
@@ -210,11 +224,13 @@ def test_namespaced_scope_renders_a_role_per_namespace(helm: Helm) -> None:
     assert [o["metadata"]["name"] for o in cluster_roles] == ["rel-tryon-operator-cluster-read"]
     cluster_resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
     assert cluster_resources == {"customresourcedefinitions", "namespaces", "nodes"}
-    assert _container(objects)["args"] == ["--standalone", "--namespace=shop", "--namespace=outlet"]
+    assert _container(objects)["args"] == [
+        "--liveness=http://0.0.0.0:8082/healthz", "--namespace=shop", "--namespace=outlet"]
     # without a list, namespaced scope means the release namespace
     objects = helm.template("--set", "rbac.scope=namespaced", namespace="shop")
     assert [o["metadata"]["namespace"] for o in _kinds(objects, "Role")] == ["shop"]
-    assert _container(objects)["args"] == ["--standalone", "--namespace=shop"]
+    assert _container(objects)["args"] == [
+        "--liveness=http://0.0.0.0:8082/healthz", "--namespace=shop"]
 
 
 def test_rbac_create_false_renders_no_rbac(helm: Helm) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.unit
 
@@ -220,11 +221,13 @@ def test_dockerignore_matcher_follows_last_match_wins() -> None:
     assert not _dockerignore_allows("operator/x/__pycache__", patterns)
 
 
-def test_exposed_ports_match_the_operator_port_settings(dockerfile) -> None:
+def test_exposed_ports_match_the_chart_defaults(dockerfile) -> None:
     _, stages = dockerfile
+    values = yaml.safe_load((REPO / "charts/tryon-operator/values.yaml").read_text())
     env = " ".join(stages["operator"].of("ENV"))
-    metrics = re.search(r"TRYON_METRICS_PORT=(\d+)", env)
-    webhook = re.search(r"TRYON_WEBHOOK_PORT=(\d+)", env)
-    assert metrics and webhook
-    assert stages["operator"].of("EXPOSE") == [f"{metrics[1]} {webhook[1]}"]
+    assert f"TRYON_METRICS_PORT={values['metrics']['port']}" in env
+    # a webhook port without its secret stops the operator, so the image never turns it on
+    assert "TRYON_WEBHOOK_PORT" not in env
+    ports = [values["metrics"]["port"], values["webhook"]["port"], values["health"]["port"]]
+    assert stages["operator"].of("EXPOSE") == [" ".join(map(str, ports))]
     assert stages["renderer"].of("EXPOSE") == ["8080"]
