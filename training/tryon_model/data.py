@@ -501,11 +501,19 @@ def dataset_hash(ds: Dataset, show_progress: bool = False) -> str:
     lines: list[str] = []
     with Progress(len(ds.samples), "hashing", enabled=None if show_progress else False) as bar:
         for s in ds.samples:
-            hashes = [f"{kind}={file_sha256(p)}" for kind, p in s.files()]
-            lines.append("|".join([s.sample_id, s.split, s.category, *hashes]))
+            lines.append(sample_hash_line(s, {kind: file_sha256(p) for kind, p in s.files()}))
             bar.update()
-    digest = hashlib.sha256("\n".join(sorted(lines)).encode())
-    return "sha256:" + digest.hexdigest()
+    return combine_hash_lines(lines)
+
+
+def sample_hash_line(sample: Sample, file_hashes: dict[str, str]) -> str:
+    """One sample's contribution to the dataset hash (`file_hashes`: kind -> sha256 hex)."""
+    hashes = [f"{kind}={file_hashes[kind]}" for kind, _ in sample.files()]
+    return "|".join([sample.sample_id, sample.split, sample.category, *hashes])
+
+
+def combine_hash_lines(lines: list[str]) -> str:
+    return "sha256:" + hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
 @dataclass
