@@ -1,1 +1,1 @@
-"""Model lifecycle for ML engineers: synthetic data, training, evaluation, registry and promotion."""
+"""Model lifecycle for ML engineers: data, training, evaluation, registry and promotion."""

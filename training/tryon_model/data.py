@@ -24,9 +24,9 @@ VITON-HD has no validation split; a deterministic slice of train (by name hash) 
 
 Synthetic data: every sample is drawn from ``numpy.random.default_rng([seed, index])``, so a sample
 depends only on the seed and its index (not on how many are generated) and PNG bytes are identical
-run to run. A figure (head, arms, torso, legs) wears its own top and trousers; the garment image shows
-a new garment flat on a plain background; the target repaints the garment's region on the body with
-the garment's texture mapped affinely from the flat image, so learning it needs a real warp.
+run to run. A figure (head, arms, torso, legs) wears its own top and trousers; the garment image
+shows a new garment flat on a plain background; the target repaints the garment's region on the
+body with the garment's texture mapped affinely from the flat image: learning it needs a warp.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def render_sample(
     )
     bg_top = rng.integers(170, 250, size=3)
     bg_bottom = np.clip(bg_top - rng.integers(0, 40, size=3), 0, 255)
-    person = (bg_top[None, None, :] * (1 - ys[..., None]) + bg_bottom[None, None, :] * ys[..., None])
+    person = bg_top[None, None, :] * (1 - ys[..., None]) + bg_bottom[None, None, :] * ys[..., None]
     person = person.astype(np.uint8)
 
     y_sh = top + 0.19 * s
@@ -239,8 +239,14 @@ def render_sample(
     gh = rng.uniform(0.55, 0.85)
     gx = 0.5 + rng.uniform(-0.04, 0.04)
     gy = 0.5 + rng.uniform(-0.04, 0.04)
-    _paint(garment, _Box(gx - gw / 2, gx + gw / 2, gy - gh / 2, gy + gh / 2), category,
-           new_texture, xs, ys)
+    _paint(
+        garment,
+        _Box(gx - gw / 2, gx + gw / 2, gy - gh / 2, gy + gh / 2),
+        category,
+        new_texture,
+        xs,
+        ys,
+    )
 
     # Ground truth: the person wearing the new garment.
     target = person.copy()
@@ -263,7 +269,7 @@ def render_sample(
 
 
 def split_counts_for(count: int, fractions: tuple[float, float, float]) -> dict[str, int]:
-    """Integer split sizes: val and test get round(fraction * count), at least 1 each if count>=3."""
+    """Integer split sizes; val and test get at least one sample each when count >= 3."""
     if count < 1:
         raise ValueError("count must be at least 1")
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
@@ -401,7 +407,7 @@ def _in_val(name: str, val_percent: int) -> bool:
 
 
 def load_vitonhd(root: Path, paired: bool = True, val_percent: int = 5) -> Dataset:
-    """Read the VITON-HD layout. Paired mode uses each person's own garment (ground truth exists)."""
+    """Read the VITON-HD layout; paired mode uses each person's own garment (ground truth)."""
     root = Path(root).resolve()
     samples: list[Sample] = []
     notes: list[str] = []
@@ -423,15 +429,21 @@ def load_vitonhd(root: Path, paired: bool = True, val_percent: int = 5) -> Datas
                 pairs.append((parts[0], parts[0] if paired else parts[1]))
         elif (base / "image").is_dir():
             pairs = [(p.name, p.name) for p in sorted((base / "image").iterdir()) if p.is_file()]
-            notes.append(f"{pairs_file.name} missing: pairing {phase}/image with {phase}/cloth by name")
+            notes.append(
+                f"{pairs_file.name} missing: pairing {phase}/image with {phase}/cloth by name"
+            )
         else:
             raise DataError(f"{base} has neither {pairs_file.name} nor an image/ folder")
         agnostic = _first_dir(base, ("agnostic-v3.2", "agnostic"))
         parse = _first_dir(base, ("image-parse-v3", "image-parse"))
         if agnostic is None:
-            notes.append(f"{phase}: no agnostic-v3.2/ folder; the person input is the target itself")
+            notes.append(
+                f"{phase}: no agnostic-v3.2/ folder; the person input is the target itself"
+            )
         if parse is None:
-            notes.append(f"{phase}: no image-parse-v3/ folder; no try-on masks (masked metrics off)")
+            notes.append(
+                f"{phase}: no image-parse-v3/ folder; no try-on masks (masked metrics off)"
+            )
         for person_name, cloth_name in pairs:
             stem = Path(person_name).stem
             split = phase
@@ -543,14 +555,22 @@ class Batch:
     def index(self, idx: torch.Tensor) -> Batch:
         ids = [self.sample_ids[int(i)] for i in idx]
         return Batch(
-            self.person[idx], self.garment[idx], self.target[idx], self.mask[idx],
-            self.category[idx], ids,
+            self.person[idx],
+            self.garment[idx],
+            self.target[idx],
+            self.mask[idx],
+            self.category[idx],
+            ids,
         )
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
-            self.person.to(device), self.garment.to(device), self.target.to(device),
-            self.mask.to(device), self.category.to(device), self.sample_ids,
+            self.person.to(device),
+            self.garment.to(device),
+            self.target.to(device),
+            self.mask.to(device),
+            self.category.to(device),
+            self.sample_ids,
         )
 
 
@@ -611,8 +631,14 @@ def load_batch(
             bar.update()
     if not samples:
         empty = torch.zeros(0, 3, height, width)
-        return Batch(empty, empty, empty, torch.zeros(0, 1, height, width),
-                     torch.zeros(0, dtype=torch.int64), [])
+        return Batch(
+            empty,
+            empty,
+            empty,
+            torch.zeros(0, 1, height, width),
+            torch.zeros(0, dtype=torch.int64),
+            [],
+        )
     return Batch(
         torch.stack(persons),
         torch.stack(garments),

@@ -146,5 +146,6 @@ def format_table(columns: dict[str, dict[str, float]], baseline: str | None = No
             row.append(f"{delta:+.4f}")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True))
-                     for r in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows
+    )

@@ -61,7 +61,9 @@ def ssim_per_sample(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) 
     return (num / den).mean(dim=(1, 2, 3))
 
 
-def per_sample_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+def per_sample_metrics(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None
+) -> dict[str, Tensor]:
     """Per-sample metrics for contract-scaled tensors; `mask` is (N, 1, H, W) in {0, 1}."""
     p, t = to_unit(pred), to_unit(target)
     err = (p - t).abs()
@@ -71,11 +73,13 @@ def per_sample_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None)
     m = mask.float()
     area = m.sum(dim=(1, 2, 3)) * p.shape[1]
     masked_sum = (err * m).sum(dim=(1, 2, 3))
-    masked_l1 = torch.where(area > 0, masked_sum / area.clamp_min(1.0),
-                            torch.full_like(area, float("nan")))
+    masked_l1 = torch.where(
+        area > 0, masked_sum / area.clamp_min(1.0), torch.full_like(area, float("nan"))
+    )
     mse = (err**2).mean(dim=(1, 2, 3))
-    psnr = torch.where(mse > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-12)),
-                       torch.full_like(mse, PSNR_CAP)).clamp(max=PSNR_CAP)
+    psnr = torch.where(
+        mse > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-12)), torch.full_like(mse, PSNR_CAP)
+    ).clamp(max=PSNR_CAP)
     return {"l1": l1, "masked_l1": masked_l1, "ssim": ssim_per_sample(p, t), "psnr": psnr}
 
 

@@ -102,11 +102,19 @@ def decide(
     """Decide whether `candidate_version` may become production (see the module docstring)."""
     policy = policy or PromotionPolicy()
     if force and not (reason and reason.strip()):
-        return Decision(False, False, "--force needs --reason: say why the gates are overridden",
-                        ("force without reason",))
+        return Decision(
+            False,
+            False,
+            "--force needs --reason: say why the gates are overridden",
+            ("force without reason",),
+        )
     if production_version is not None and str(candidate_version) == str(production_version):
-        return Decision(False, False, f"version {candidate_version} is already production",
-                        ("already production",))
+        return Decision(
+            False,
+            False,
+            f"version {candidate_version} is already production",
+            ("already production",),
+        )
 
     passed: list[str] = []
     failed: list[str] = []
@@ -122,13 +130,22 @@ def decide(
         passed, failed = metric_gates(policy, candidate, production)
 
     if not failed:
-        return Decision(True, False, f"v{candidate_version} passes: " + "; ".join(passed),
-                        (), tuple(passed))
+        return Decision(
+            True, False, f"v{candidate_version} passes: " + "; ".join(passed), (), tuple(passed)
+        )
     if force:
-        return Decision(True, True,
-                        f"v{candidate_version} FORCED ({reason}) despite: " + "; ".join(failed),
-                        tuple(failed), tuple(passed))
+        return Decision(
+            True,
+            True,
+            f"v{candidate_version} FORCED ({reason}) despite: " + "; ".join(failed),
+            tuple(failed),
+            tuple(passed),
+        )
     against = f" against production v{production_version}" if production_version else ""
-    return Decision(False, False,
-                    f"v{candidate_version} refused{against}: " + "; ".join(failed),
-                    tuple(failed), tuple(passed))
+    return Decision(
+        False,
+        False,
+        f"v{candidate_version} refused{against}: " + "; ".join(failed),
+        tuple(failed),
+        tuple(passed),
+    )

@@ -103,7 +103,8 @@ class Registry:
             code = _error_code(err)
             text = str(err).splitlines()[0] if str(err) else type(err).__name__
             if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and (
-                "not found" in text.lower() or "does not exist" in text.lower()
+                "not found" in text.lower()
+                or "does not exist" in text.lower()
                 or "alias" in text.lower()
             ):
                 raise NotFoundError(f"{what}: {text}") from err
@@ -113,8 +114,9 @@ class Registry:
                 ) from err
             raise RegistryError(f"{what}: {text}") from err
         except OSError as err:
-            raise RegistryError(f"{what}: cannot reach MLflow at {self.tracking_uri} ({err})") \
-                from err
+            raise RegistryError(
+                f"{what}: cannot reach MLflow at {self.tracking_uri} ({err})"
+            ) from err
 
     # ------------------------------------------------------------------ reads
 

@@ -16,6 +16,7 @@ kernels (grid_sample backward) have no deterministic version, so runs are close,
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import subprocess
@@ -90,8 +91,9 @@ def seed_everything(seed: int) -> None:
 def build_network(cfg: TrainConfig, num_categories: int) -> torch.nn.Module:
     from tryon_renderer.network import TryOnConfig, TryOnNet
 
-    return TryOnNet(TryOnConfig(base_width=cfg.base_width, levels=cfg.levels,
-                                num_categories=num_categories))
+    return TryOnNet(
+        TryOnConfig(base_width=cfg.base_width, levels=cfg.levels, num_categories=num_categories)
+    )
 
 
 def training_loss(
@@ -132,8 +134,14 @@ def fit(
     targets = train
     if cfg.corrupt_labels:
         perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed + 1))
-        targets = Batch(train.person, train.garment, train.target[perm], train.mask[perm],
-                        train.category, train.sample_ids)
+        targets = Batch(
+            train.person,
+            train.garment,
+            train.target[perm],
+            train.mask[perm],
+            train.category,
+            train.sample_ids,
+        )
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
@@ -211,10 +219,20 @@ def code_version() -> dict[str, str]:
     here = Path(__file__).resolve().parent
     out: dict[str, str] = {}
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], check=True,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
-                               check=True, capture_output=True, text=True, timeout=10).stdout
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", "."],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         out["git_commit"] = commit
         out["git_dirty"] = "true" if dirty.strip() else "false"
     except (OSError, subprocess.SubprocessError):
@@ -223,7 +241,7 @@ def code_version() -> dict[str, str]:
         from importlib.metadata import version
 
         out["package_version"] = version("tryon-operator")
-    except Exception:  # noqa: BLE001 - metadata is best effort
+    except Exception:
         out["package_version"] = "unknown"
     return out
 
@@ -256,7 +274,7 @@ def train_and_register(
     extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """The `train` command: data -> fit -> log run -> package -> register."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from tryon_renderer.contract import ModelContract
     from tryon_renderer.packaging import ARTIFACT_PATH, NATIVE_FORMAT, write_model_dir
 
@@ -275,22 +293,34 @@ def train_and_register(
     with registry._translate(f"experiment {experiment!r}"):
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-        run = client.create_run(exp_id, run_name=run_name, tags={
-            "mlflow.user": actor(),
-            "mlflow.source.name": "tryon-model train",
-            **({"mlflow.source.git.commit": code["git_commit"]} if "git_commit" in code else {}),
-            TAG_PREFIX + "dataset_hash": data_hash,
-            TAG_PREFIX + "dataset_path": str(ds.root),
-            TAG_PREFIX + "dataset_format": ds.format,
-            **{TAG_PREFIX + k: v for k, v in code.items()},
-            **(extra_tags or {}),
-        })
+        run = client.create_run(
+            exp_id,
+            run_name=run_name,
+            tags={
+                "mlflow.user": actor(),
+                "mlflow.source.name": "tryon-model train",
+                **(
+                    {"mlflow.source.git.commit": code["git_commit"]} if "git_commit" in code else {}
+                ),
+                TAG_PREFIX + "dataset_hash": data_hash,
+                TAG_PREFIX + "dataset_path": str(ds.root),
+                TAG_PREFIX + "dataset_format": ds.format,
+                **{TAG_PREFIX + k: v for k, v in code.items()},
+                **(extra_tags or {}),
+            },
+        )
     run_id = run.info.run_id
     device = pick_device(cfg.device)
-    params = {**{k: str(v) for k, v in asdict(cfg).items()}, "height": str(height),
-              "width": str(width), "device": str(device), "train_samples": str(len(train_batch)),
-              "val_samples": str(len(val_batch)), "dataset_hash": data_hash,
-              "categories": ",".join(ds.categories)}
+    params = {
+        **{k: str(v) for k, v in asdict(cfg).items()},
+        "height": str(height),
+        "width": str(width),
+        "device": str(device),
+        "train_samples": str(len(train_batch)),
+        "val_samples": str(len(val_batch)),
+        "dataset_hash": data_hash,
+        "categories": ",".join(ds.categories),
+    }
     with registry._translate("logging params"):
         client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
 
@@ -319,13 +349,23 @@ def train_and_register(
         }
         ts = int(time.time() * 1000)
         with registry._translate("logging summary metrics"):
-            client.log_batch(run_id, metrics=[Metric(k, float(v), ts, result.steps)
-                                              for k, v in summary.items() if math.isfinite(v)])
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric(k, float(v), ts, result.steps)
+                    for k, v in summary.items()
+                    if math.isfinite(v)
+                ],
+            )
         contract = ModelContract(height=height, width=width, categories=ds.categories)
         with tempfile.TemporaryDirectory(prefix="tryon-train-") as tmp:
-            model_dir = write_model_dir(net, Path(tmp) / ARTIFACT_PATH, contract=contract,
-                                        num_golden=num_golden,
-                                        latency_budget_ms=latency_budget_ms)
+            model_dir = write_model_dir(
+                net,
+                Path(tmp) / ARTIFACT_PATH,
+                contract=contract,
+                num_golden=num_golden,
+                latency_budget_ms=latency_budget_ms,
+            )
             with registry._translate("uploading the model artifacts"):
                 client.log_artifacts(run_id, str(model_dir), ARTIFACT_PATH)
         version = None
@@ -340,13 +380,22 @@ def train_and_register(
                 **{TAG_PREFIX + k: v for k, v in code.items()},
                 **{TAG_PREFIX + f"val_{k}": f"{v:.6f}" for k, v in final.items()},
             }
-            version = registry.create_version(model_name, f"{run.info.artifact_uri}/"
-                                              f"{ARTIFACT_PATH}", run_id, tags)
+            version = registry.create_version(
+                model_name, f"{run.info.artifact_uri}/{ARTIFACT_PATH}", run_id, tags
+            )
         status = "FINISHED"
     finally:
-        try:
+        with contextlib.suppress(Exception):  # never hide the original error
             client.set_terminated(run_id, status)
-        except Exception:  # noqa: BLE001 - do not hide the original error
-            pass
-    return TrainResult(run_id, version, final, baseline, size_bytes, parameters, latency,
-                       result.steps, result.seconds, data_hash)
+    return TrainResult(
+        run_id,
+        version,
+        final,
+        baseline,
+        size_bytes,
+        parameters,
+        latency,
+        result.steps,
+        result.seconds,
+        data_hash,
+    )

@@ -133,8 +133,9 @@ def _decode(path: Path, as_mask: bool) -> _Decoded:
 
 def validate_dataset(ds: Dataset, show_progress: bool = True) -> Report:
     """Run every check on `ds` and return the report (never raises for bad content)."""
-    report = Report(root=str(ds.root), format=ds.format, counts=ds.split_counts(),
-                    notes=list(ds.notes))
+    report = Report(
+        root=str(ds.root), format=ds.format, counts=ds.split_counts(), notes=list(ds.notes)
+    )
     rel = ds.rel
     seen_ids: dict[str, Sample] = {}
     pair_owner: dict[tuple[str, str], Sample] = {}
@@ -155,16 +156,25 @@ def validate_dataset(ds: Dataset, show_progress: bool = True) -> Report:
             bar.update()
             sid = sample.sample_id
             if sid in seen_ids:
-                report.add(ERROR, "duplicate_id", rel(sample.person),
-                           f"sample id {sid!r} is used twice")
+                report.add(
+                    ERROR, "duplicate_id", rel(sample.person), f"sample id {sid!r} is used twice"
+                )
             seen_ids[sid] = sample
             if sample.split not in SPLITS:
-                report.add(ERROR, "unknown_split", rel(sample.person),
-                           f"sample {sid}: split {sample.split!r} is not one of {list(SPLITS)}")
+                report.add(
+                    ERROR,
+                    "unknown_split",
+                    rel(sample.person),
+                    f"sample {sid}: split {sample.split!r} is not one of {list(SPLITS)}",
+                )
             if sample.category not in ds.categories:
-                report.add(ERROR, "unknown_category", rel(sample.person),
-                           f"sample {sid}: category {sample.category!r} is not one of "
-                           f"{list(ds.categories)}")
+                report.add(
+                    ERROR,
+                    "unknown_category",
+                    rel(sample.person),
+                    f"sample {sid}: category {sample.category!r} is not one of "
+                    f"{list(ds.categories)}",
+                )
             if ds.format == "tryon" and sample.mask is None:
                 report.add(ERROR, "missing_mask", rel(sample.target), f"sample {sid}: no mask")
 
@@ -172,19 +182,25 @@ def validate_dataset(ds: Dataset, show_progress: bool = True) -> Report:
             for kind, path in sample.files():
                 referenced.add(path.resolve())
                 if not path.is_file():
-                    report.add(ERROR, "missing_file", rel(path),
-                               f"sample {sid}: {kind} file is missing")
+                    report.add(
+                        ERROR, "missing_file", rel(path), f"sample {sid}: {kind} file is missing"
+                    )
                     continue
                 try:
                     decoded[kind] = _decode(path, as_mask=kind == "mask")
-                except Exception as err:  # noqa: BLE001 - any decoder failure is a finding
-                    report.add(ERROR, "undecodable", rel(path),
-                               f"sample {sid}: {kind} image cannot be decoded ({err})")
+                except Exception as err:
+                    report.add(
+                        ERROR,
+                        "undecodable",
+                        rel(path),
+                        f"sample {sid}: {kind} image cannot be decoded ({err})",
+                    )
             if len(decoded) != len(sample.files()):
                 hash_complete = False
             else:
-                hash_lines.append(sample_hash_line(sample, {k: d.sha256 for k, d in
-                                                            decoded.items()}))
+                hash_lines.append(
+                    sample_hash_line(sample, {k: d.sha256 for k, d in decoded.items()})
+                )
             _check_sizes(ds, sample, decoded, report)
             _check_mask(ds, sample, decoded, report)
             _check_sanity(ds, sample, decoded, report)
@@ -195,17 +211,25 @@ def validate_dataset(ds: Dataset, show_progress: bool = True) -> Report:
                 other = pair_owner.get(key)
                 if other is not None:
                     code = "duplicate_sample" if other.split == sample.split else "split_leakage"
-                    report.add(ERROR, code, rel(sample.person),
-                               f"sample {sid} ({sample.split}) has the same person and garment "
-                               f"images as sample {other.sample_id} ({other.split}): "
-                               f"{rel(other.person)}")
+                    report.add(
+                        ERROR,
+                        code,
+                        rel(sample.person),
+                        f"sample {sid} ({sample.split}) has the same person and garment "
+                        f"images as sample {other.sample_id} ({other.split}): "
+                        f"{rel(other.person)}",
+                    )
                 else:
                     pair_owner[key] = sample
                     owner = person_owner.get(key[0])
                     if owner is not None and owner.split != sample.split:
-                        report.add(ERROR, "split_leakage", rel(sample.person),
-                                   f"sample {sid} ({sample.split}) uses the same person photo as "
-                                   f"sample {owner.sample_id} ({owner.split}): {rel(owner.person)}")
+                        report.add(
+                            ERROR,
+                            "split_leakage",
+                            rel(sample.person),
+                            f"sample {sid} ({sample.split}) uses the same person photo as "
+                            f"sample {owner.sample_id} ({owner.split}): {rel(owner.person)}",
+                        )
                     person_owner.setdefault(key[0], sample)
 
     if ds.format == "tryon":
@@ -222,9 +246,13 @@ def _check_sizes(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: R
             d = decoded.get(kind)
             if d is not None and d.size != want:
                 path = dict(s.files())[kind]
-                report.add(ERROR, "wrong_size", ds.rel(path),
-                           f"sample {s.sample_id}: {kind} is {d.size[0]}x{d.size[1]} (WxH), "
-                           f"dataset declares {want[0]}x{want[1]}")
+                report.add(
+                    ERROR,
+                    "wrong_size",
+                    ds.rel(path),
+                    f"sample {s.sample_id}: {kind} is {d.size[0]}x{d.size[1]} (WxH), "
+                    f"dataset declares {want[0]}x{want[1]}",
+                )
         return
     target = decoded.get("target")
     if target is None:
@@ -233,8 +261,12 @@ def _check_sizes(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: R
         d = decoded.get(kind)
         if d is not None and d.size != target.size:
             path = dict(s.files())[kind]
-            report.add(ERROR, "size_mismatch", ds.rel(path),
-                       f"sample {s.sample_id}: {kind} is {d.size} but target is {target.size}")
+            report.add(
+                ERROR,
+                "size_mismatch",
+                ds.rel(path),
+                f"sample {s.sample_id}: {kind} is {d.size} but target is {target.size}",
+            )
 
 
 def _check_mask(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: Report) -> None:
@@ -245,16 +277,24 @@ def _check_mask(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: Re
     path = ds.rel(s.mask)
     if s.mask_labels is not None:
         if not np.isin(np.array(s.mask_labels), values).any():
-            report.add(WARNING, "empty_mask", path,
-                       f"sample {s.sample_id}: label map has none of the garment labels "
-                       f"{list(s.mask_labels)}")
+            report.add(
+                WARNING,
+                "empty_mask",
+                path,
+                f"sample {s.sample_id}: label map has none of the garment labels "
+                f"{list(s.mask_labels)}",
+            )
         return
     allowed = {0, 255} if values.max(initial=0) > 1 else {0, 1}
     extra = sorted(set(values.tolist()) - allowed)
     if extra:
         shown = ", ".join(str(v) for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
-        report.add(ERROR, "mask_not_binary", path,
-                   f"sample {s.sample_id}: mask has values other than 0/255 ({shown})")
+        report.add(
+            ERROR,
+            "mask_not_binary",
+            path,
+            f"sample {s.sample_id}: mask has values other than 0/255 ({shown})",
+        )
     elif values.max(initial=0) == 0:
         report.add(WARNING, "empty_mask", path, f"sample {s.sample_id}: mask is all zero")
 
@@ -263,12 +303,20 @@ def _check_sanity(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: 
     for kind in ("person", "garment", "target"):
         d = decoded.get(kind)
         if d is not None and d.array.size and int(d.array.max()) == int(d.array.min()):
-            report.add(WARNING, "blank_image", ds.rel(dict(s.files())[kind]),
-                       f"sample {s.sample_id}: {kind} image is a single flat colour")
+            report.add(
+                WARNING,
+                "blank_image",
+                ds.rel(dict(s.files())[kind]),
+                f"sample {s.sample_id}: {kind} image is a single flat colour",
+            )
     p, t = decoded.get("person"), decoded.get("target")
     if p is not None and t is not None and s.person != s.target and p.sha256 == t.sha256:
-        report.add(WARNING, "target_equals_person", ds.rel(s.target),
-                   f"sample {s.sample_id}: target is identical to the person input")
+        report.add(
+            WARNING,
+            "target_equals_person",
+            ds.rel(s.target),
+            f"sample {s.sample_id}: target is identical to the person input",
+        )
 
 
 def _check_orphans(ds: Dataset, referenced: set[Path], report: Report) -> None:
@@ -279,8 +327,12 @@ def _check_orphans(ds: Dataset, referenced: set[Path], report: Report) -> None:
                 continue
             for path in sorted(folder.iterdir()):
                 if path.is_file() and path.resolve() not in referenced:
-                    report.add(ERROR, "unpaired_file", ds.rel(path),
-                               f"{kind} file is not referenced by any sample in index.csv")
+                    report.add(
+                        ERROR,
+                        "unpaired_file",
+                        ds.rel(path),
+                        f"{kind} file is not referenced by any sample in index.csv",
+                    )
 
 
 def counts_by_code(report: Report) -> dict[str, int]:
