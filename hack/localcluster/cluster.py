@@ -374,6 +374,7 @@ class LocalCluster:
             str(binaries.kwok), f"--kubeconfig={kc}", f"--config={HERE / 'kwok-stages.yaml'}",
             f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
             f"--server-address=127.0.0.1:{_free_port()}", "--node-ip=127.0.0.1",
+            "--cidr=10.244.0.1/16", "--node-lease-duration-seconds=40",
         ], pids)
 
     def kubectl(self, *args: str, input_text: str | None = None) -> str:

@@ -155,7 +155,7 @@ def test_ready_delay_annotation_postpones_readiness(
 ) -> None:
     core = client.CoreV1Api(kube_api)
     pod = _pod("slow")
-    pod.metadata.annotations = {"sim.tryon.dev/ready-delay-ms": "1500"}
+    pod.metadata.annotations = {"sim.tryon.dev/ready-delay": "1500ms"}
     core.create_namespaced_pod(namespace, pod)
     wait_for(lambda: core.read_namespaced_pod("slow", namespace).spec.node_name, 20, "scheduling")
     assert not _is_ready(core.read_namespaced_pod("slow", namespace))
