@@ -32,6 +32,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY renderer ./renderer
+COPY training ./training
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +112,9 @@ COPY --from=renderer-venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp
+    HOME=/tmp \
+    TRYON_HOST=0.0.0.0 \
+    TRYON_PORT=8080
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["tryon-renderer"]

@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[3]
 CONTEXT = (
-    "pyproject.toml", "README.md", "operator", "renderer", "hack/requirements-from-pyproject.py",
+    "pyproject.toml", "README.md", "operator", "renderer", "training",
+    "hack/requirements-from-pyproject.py",
 )
 
 
@@ -76,9 +77,10 @@ def test_wheel_holds_both_packages_and_both_entry_points(built) -> None:
         names = whl.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         scripts = whl.read(entry_points).decode()
-    assert any(n.startswith("tryon_operator/") for n in names)
-    assert any(n.startswith("tryon_renderer/") for n in names)
-    assert not any(n.startswith(("tests/", "operator/", "renderer/")) for n in names)
+    for package in ("tryon_operator", "tryon_renderer", "tryon_model"):
+        assert f"{package}/__init__.py" in names, f"{package} missing from the wheel"
+    assert not any(n.startswith(("tests/", "operator/", "renderer/", "training/", "hack/"))
+                   for n in names)
     assert "tryon-operator = tryon_operator.__main__:main" in scripts
     assert "tryon-renderer = tryon_renderer.__main__:main" in scripts
 

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +181,18 @@ def test_wheel_stage_builds_without_dependencies(dockerfile) -> None:
     assert runs == ["python -m pip wheel --no-deps --wheel-dir /wheels ."]
 
 
+def test_wheel_stage_copies_every_package_folder_of_pyproject(dockerfile) -> None:
+    _, stages = dockerfile
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = pyproject["tool"]["setuptools"]["packages"]["find"]["where"]
+    copies = stages["wheel"].of("COPY")
+    for folder in folders:
+        assert f"{folder} ./{folder}" in copies, f"wheel stage misses package folder {folder}/"
+    readme = pyproject["project"].get("readme")
+    if readme:
+        assert any(c.split()[:-1].count(readme) for c in copies), f"{readme} not copied"
+
+
 def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
     """Docker's rule: the last matching pattern wins; '!' re-includes. Parents count as matches."""
     included = True
@@ -231,3 +244,6 @@ def test_exposed_ports_match_the_chart_defaults(dockerfile) -> None:
     ports = [values["metrics"]["port"], values["webhook"]["port"], values["health"]["port"]]
     assert stages["operator"].of("EXPOSE") == [" ".join(map(str, ports))]
     assert stages["renderer"].of("EXPOSE") == ["8080"]
+    renderer_env = " ".join(stages["renderer"].of("ENV"))
+    # the renderer binds loopback by default; in a pod it must listen on the pod's address
+    assert "TRYON_HOST=0.0.0.0" in renderer_env and "TRYON_PORT=8080" in renderer_env
