@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from .app import RendererState, create_app
+from .loading import FAST_FAIL_MLFLOW_ENV
 from .settings import Settings
 
 
@@ -51,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    for var, value in FAST_FAIL_MLFLOW_ENV.items():
+        os.environ.setdefault(var, value)  # explicit settings win
     overrides = parse_args(argv)
     log_level = str(overrides.pop("log_level", "info"))
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")

@@ -11,7 +11,6 @@ plus `tryon_contract.json`) are loaded through mlflow.pytorch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -28,9 +27,11 @@ from .golden import GoldenSet
 from .network import build_model
 from .packaging import CHECKSUMS_FILE, MODEL_INDEX, NATIVE_FORMAT, sha256_file
 
-_FAST_FAIL_HTTP = {
+# MLflow's HTTP defaults retry for minutes; the renderer's loader has its own retry loop and
+# should report "registry unreachable" quickly. Applied by the entry point (process-wide env).
+FAST_FAIL_MLFLOW_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))$")
@@ -110,10 +111,6 @@ def download_prefix(s3_client: Any, source: str, dest: Path) -> None:
 
 def _resolve(ref: ModelRef, tracking_uri: str | None) -> tuple[str, str]:
     """Ask the registry for (version, artifact URI)."""
-    # MLflow's defaults retry for minutes; the renderer's loader has its own retry loop and
-    # must report "registry unreachable" quickly (explicit env settings still win).
-    for var, value in _FAST_FAIL_HTTP.items():
-        os.environ.setdefault(var, value)
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)

@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from tryon_renderer.errors import StorageError
 from tryon_renderer.loading import (
+    FAST_FAIL_MLFLOW_ENV,
     ModelLoadError,
     fetch_model,
     load_from_dir,
@@ -104,8 +105,13 @@ def test_valid_cache_is_used_without_registry(tmp_path: Path, model_dir: Path) -
     assert local == tmp_path / "tryon" / "3" and version == "3" and ref.name == "tryon"
 
 
-def test_corrupt_cache_forces_refetch(tmp_path: Path, model_dir: Path) -> None:
+def test_corrupt_cache_forces_refetch(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
+
+    for var, value in FAST_FAIL_MLFLOW_ENV.items():
+        monkeypatch.setenv(var, value)
 
     shutil.copytree(model_dir, tmp_path / "tryon" / "3")
     (tmp_path / "tryon" / "3" / "tryon_contract.json").write_text(json.dumps({"height": 1}))
