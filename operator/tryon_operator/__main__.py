@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     clusterwide = args.all_namespaces or not args.namespace

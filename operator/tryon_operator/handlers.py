@@ -67,6 +67,11 @@ def run_reconcile(memo: Any, namespace: str, name: str, *, from_event: bool) -> 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Adds the operator's handlers to ``registry`` (timer interval comes from ``settings``)."""
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """Same credentials as the gateway: in-cluster, else the kubeconfig."""
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         kopf_settings = settings

@@ -147,7 +147,9 @@ class AutoscalingSpec(_Spec):
     enabled: bool = False
     min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
-    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100)] = 80
+    target_cpu_utilization_percentage: Annotated[
+        int, Field(ge=1, le=100, alias="targetCPUUtilizationPercentage")
+    ] = 80
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AutoscalingSpec:

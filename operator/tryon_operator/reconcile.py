@@ -728,7 +728,7 @@ class Reconciler:
         selector = selector_labels(owner.name, color)
         if view.selector != selector:
             self.kube.set_selector_color(owner.namespace, name, selector[LABEL_COLOR])
-            if any(view.selector.get(k) != v for k, v in selector.items()):
+            if not preview:  # the preview selector follows each rollout; that is no repair
                 self._heal(
                     owner,
                     f"Service {name} selector restored to {LABEL_COLOR}={selector[LABEL_COLOR]}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from tryon_operator import decision as d
 from tryon_operator.models import RolloutState, TryOnModelStatus
 
