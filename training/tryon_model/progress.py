@@ -30,9 +30,9 @@ class Progress:
         self.total = total
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        if enabled is None:
-            enabled = os.environ.get("TRYON_PROGRESS", "1") != "0"
-        self.enabled = enabled
+        if os.environ.get("TRYON_PROGRESS", "1") == "0":
+            enabled = False
+        self.enabled = True if enabled is None else enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         if min_interval_s is None:
             min_interval_s = 0.1 if self.tty else 5.0
@@ -41,6 +41,7 @@ class Progress:
         self.postfix = ""
         self._start = time.monotonic()
         self._last_draw = 0.0
+        self._drawn_count = -1
         self._closed = False
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
@@ -73,6 +74,9 @@ class Progress:
 
     def _draw(self, now: float, final: bool = False) -> None:
         self._last_draw = now
+        if final and not self.tty and self._drawn_count == self.count:
+            return  # the last line already shows the final count
+        self._drawn_count = self.count
         if not self.enabled:
             return
         line = self.render(now)
