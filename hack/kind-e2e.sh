@@ -61,16 +61,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# port_forward TARGET NAMESPACE REMOTE_PORT -> prints a local port on 127.0.0.1
+# port_forward VAR TARGET NAMESPACE REMOTE_PORT: forwards a free 127.0.0.1 port to TARGET and
+# stores that port in VAR (no subshell, so the forwarder's pid is remembered for cleanup).
 port_forward() {
-  local target="$1" namespace="$2" remote="$3" local_port
+  local var="$1" target="$2" namespace="$3" remote="$4" local_port
   local_port="$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   kubectl -n "$namespace" port-forward --address 127.0.0.1 "$target" "$local_port:$remote" \
     >"$workdir/pf-${local_port}.log" 2>&1 &
   pf_pids+=("$!")
   for _ in $(seq 1 100); do
     if (echo >"/dev/tcp/127.0.0.1/$local_port") 2>/dev/null; then
-      echo "$local_port"
+      printf -v "$var" '%s' "$local_port"
       return 0
     fi
     sleep 0.2
@@ -112,8 +113,10 @@ helm upgrade --install tryon-operator charts/tryon-operator \
 log "training and registering a model (CPU), alias production"
 access_key="$(kubectl -n mlflow get secret s3-credentials -o jsonpath='{.data.AWS_ACCESS_KEY_ID}' | base64 -d)"
 secret_key="$(kubectl -n mlflow get secret s3-credentials -o jsonpath='{.data.AWS_SECRET_ACCESS_KEY}' | base64 -d)"
-mlflow_port="$(port_forward service/mlflow mlflow 5000)"
-s3_port="$(port_forward service/seaweedfs mlflow 8333)"
+mlflow_port=""
+port_forward mlflow_port service/mlflow mlflow 5000
+s3_port=""
+port_forward s3_port service/seaweedfs mlflow 8333
 (
   export MLFLOW_TRACKING_URI="http://127.0.0.1:$mlflow_port"
   export MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$s3_port"
@@ -182,7 +185,8 @@ kubectl -n "$ns" run e2e-curl --rm -i --restart=Never --quiet \
 grep -q "\"$model_name\"" "$workdir/model.json" || die "/v1/model does not name $model_name"
 
 log "a try-on request through the Service (port-forward to service/dress)"
-svc_port="$(port_forward service/dress "$ns" 80)"
+svc_port=""
+port_forward svc_port service/dress "$ns" 80
 "$python" - "$workdir" <<'PY'
 import sys
 from pathlib import Path
