@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+.PHONY: help demo demo-down venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -16,6 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+demo: venv tools ## the main job: train, deploy, flip blue/green, roll back a broken model (DEMO_ARGS=--keep)
+	$(PY) hack/demo.py $(DEMO_ARGS)
+
+demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
+	$(PY) -c 'import sys; sys.argv[0] = "hack/demo.py"; sys.path.insert(0, "hack"); import demo, pathlib; demo.stop_leftovers(pathlib.Path(".demo").resolve())'
 
 venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dependencies
 

@@ -1,0 +1,310 @@
+"""``make demo``: the whole product on one machine, from an empty registry to an automatic rollback.
+
+Starts the local control plane, a real S3 server and a real MLflow server; trains and promotes v1;
+runs the operator; applies a TryOnModel; promotes a better v2 and shows the blue/green flip; promotes
+a broken v3 and shows the automatic rollback; prints a timeline. Shoppers' requests go through the
+Services to real renderer processes (see hack/localcluster/service_proxy.py).
+
+    python hack/demo.py [--keep] [--workdir .demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+sys.path.insert(0, str(REPO))
+
+from cluster import LocalCluster  # noqa: E402
+
+NAMESPACE = "demo"
+NAME = "dress"
+MODEL = "tryon-vton"
+BIN = Path(sys.executable).parent
+
+
+def say(text: str) -> None:
+    print(f"\033[1m==> {text}\033[0m", flush=True)
+
+
+def detail(text: str) -> None:
+    for line in text.rstrip().splitlines():
+        print(f"    {line}", flush=True)
+
+
+@dataclass
+class Timeline:
+    """What happened when, for the closing table."""
+
+    started: float = field(default_factory=time.monotonic)
+    rows: list[tuple[str, float, float]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        say(title)
+        begin = time.monotonic()
+        yield
+        self.rows.append((title, begin - self.started, time.monotonic() - begin))
+
+    def mark(self, title: str, duration: float) -> None:
+        self.rows.append((title, time.monotonic() - self.started - duration, duration))
+
+    def table(self) -> str:
+        lines = [f"{'step':<66} {'at (s)':>8} {'took (s)':>9}", "-" * 85]
+        lines += [f"{title:<66} {at:8.1f} {took:9.1f}" for title, at, took in self.rows]
+        lines.append(f"{'total':<66} {'':>8} {time.monotonic() - self.started:9.1f}")
+        return "\n".join(lines)
+
+
+def run(argv: list[str], env: Mapping[str, str], *, capture: bool = False) -> str:
+    """Runs a project command; on failure shows its output and stops the demo."""
+    result = subprocess.run(argv, env={**os.environ, **env}, text=True,
+                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT
+                            if capture else None)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: `{' '.join(argv)}` failed ({result.returncode})\n{result.stdout or ''}")
+    return result.stdout or ""
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Cluster:
+    local: LocalCluster
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return self.local.kubectl(*args, input_text=stdin)
+
+    def tryonmodel(self) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", "tryonmodel", NAME, "-n", NAMESPACE, "-o", "json"))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.tryonmodel().get("status") or {})
+
+    def selector_colour(self) -> str | None:
+        svc = json.loads(self.kubectl("get", "service", NAME, "-n", NAMESPACE, "-o", "json"))
+        return (svc["spec"].get("selector") or {}).get("tryon.dev/color")
+
+
+def tryonmodel_manifest() -> str:
+    return json.dumps({
+        "apiVersion": "tryon.dev/v1alpha1",
+        "kind": "TryOnModel",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"registeredModel": MODEL, "alias": "production"},
+            "renderer": {"image": "registry.example.com/tryon-renderer:demo", "replicas": 2,
+                         "resources": {"limits": {"nvidia.com/gpu": 1}}},
+            "service": {"port": 80},
+            "rollout": {"autoPromote": True, "progressDeadlineSeconds": 120,
+                        "scaleDownDelaySeconds": 10, "postPromotionSeconds": 3,
+                        "smokeTest": {"enabled": True}},
+        },
+    })
+
+
+def shopper_request(proxy_template: str, out: Path) -> str:
+    """Sends one try-on request through the active Service, like a shop backend would."""
+    import httpx
+    from PIL import Image
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (192, 256), colour).save(buf, format="PNG")
+        return buf.getvalue()
+
+    url = proxy_template.format(namespace=NAMESPACE, service=NAME) + "/v1/tryon"
+    response = httpx.post(url, files={"person": ("person.png", png((200, 170, 150)), "image/png"),
+                                      "garment": ("garment.png", png((30, 60, 200)), "image/png")},
+                          timeout=120)
+    if response.status_code != 200:
+        raise SystemExit(f"demo: try-on request failed: {response.status_code} {response.text}")
+    out.write_bytes(response.content)
+    return response.headers.get("X-Model-Version", "?")
+
+
+def start_operator(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "tryon-operator"), "--namespace", NAMESPACE], env={**os.environ, **env},
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def train(version_hint: str, data: Path, env: Mapping[str, str], epochs: int) -> str:
+    out = run([str(BIN / "tryon-model"), "train", "--data", str(data), "--model", MODEL,
+               "--epochs", str(epochs), "--run-name", f"demo-{version_hint}", "--json"],
+              env, capture=True)
+    result = json.loads(out[out.index("{"):])
+    return str(result["version"])
+
+
+def register_broken(env: Mapping[str, str]) -> str:
+    """A model that loads and warms up fine but renders NaN: what a bad fp16 export looks like."""
+    os.environ.update(env)
+    from tryon_renderer.network import TryOnNet
+    from tryon_renderer.packaging import log_tryon_model
+
+    version = log_tryon_model(TryOnNet(), MODEL, tracking_uri=env["MLFLOW_TRACKING_URI"],
+                              failure_mode="nan", tags={"demo": "deliberately broken"})
+    return str(version.version)
+
+
+def stop_leftovers(workdir: Path) -> None:
+    """Stops what an earlier run (crashed, or --keep) left behind, so this run starts clean."""
+    LocalCluster(workdir / "cluster").down()
+    pids = workdir / "pids.json"
+    if pids.exists():
+        for pid in json.loads(pids.read_text()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        pids.unlink()
+    for sub in ("s3", "mlflow", "data", "renderers"):
+        subprocess.run(["rm", "-rf", str(workdir / sub)], check=True)
+        (workdir / sub).mkdir()
+
+
+def remember_pids(workdir: Path, *pids: int) -> None:
+    path = workdir / "pids.json"
+    known = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*known, *pids]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".demo")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stop_leftovers(workdir)
+    timeline = Timeline()
+
+    from service_proxy import serve
+
+    from tests.support.servers import start_mlflow_server, start_s3_server
+
+    with contextlib.ExitStack() as stack:
+        with timeline.step("start the local control plane (etcd, apiserver, kwok GPU nodes)"):
+            local = LocalCluster(workdir / "cluster")
+            info = local.up()
+            if not args.keep:
+                stack.callback(local.down)
+            cluster = Cluster(local)
+            detail(cluster.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product"))
+
+        with timeline.step("start S3 (SeaweedFS) and the MLflow tracking server"):
+            s3 = start_s3_server(workdir / "s3")
+            remember_pids(workdir, s3.process.proc.pid)
+            mlflow = start_mlflow_server(workdir / "mlflow", s3)
+            remember_pids(workdir, mlflow.process.proc.pid)
+            if not args.keep:
+                stack.callback(s3.process.stop)
+                stack.callback(mlflow.stop)
+            env = dict(mlflow.env)
+            detail(f"MLflow at {mlflow.tracking_uri}, S3 at {s3.endpoint_url}")
+
+        with timeline.step("make and validate a synthetic try-on dataset"):
+            data = workdir / "data"
+            run([str(BIN / "tryon-model"), "data", "make", str(data), "--count", "160",
+                 "--overwrite"], env)
+            run([str(BIN / "tryon-model"), "data", "validate", str(data)], env)
+
+        with timeline.step("train v1, register it and promote it to 'production'"):
+            v1 = train("v1", data, env, args.epochs)
+            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
+                 "--version", v1], env)
+
+        with timeline.step("install the CRD and start the operator"):
+            cluster.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
+            cluster.kubectl("wait", "--for=condition=Established", "crd/tryonmodels.tryon.dev")
+            cluster.kubectl("create", "namespace", NAMESPACE)
+            template = stack.enter_context(serve(info.kubeconfig, env, workdir / "renderers"))
+            operator_env = {**env, "KUBECONFIG": info.kubeconfig,
+                            "TRYON_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+                            "TRYON_MLFLOW_POLL_SECONDS": "2", "TRYON_SERVICE_URL_TEMPLATE": template}
+            operator = start_operator(operator_env, workdir / "operator.log")
+            remember_pids(workdir, operator.pid)
+            stack.callback(lambda: os.killpg(operator.pid, signal.SIGTERM))
+            detail(f"operator log: {workdir / 'operator.log'}")
+
+        with timeline.step(f"apply TryOnModel {NAMESPACE}/{NAME} and wait until v{v1} serves"):
+            cluster.kubectl("apply", "-f", "-", stdin=tryonmodel_manifest())
+            wait_for("v1 Healthy", lambda: cluster.status().get("phase") == "Healthy"
+                     and cluster.status().get("activeVersion") == v1, 300)
+            detail(cluster.kubectl("get", "tom", "-n", NAMESPACE))
+
+        with timeline.step("a shopper's try-on request through the active Service"):
+            served = shopper_request(template, workdir / "tryon-v1.png")
+            detail(f"X-Model-Version: {served}; image saved to {workdir / 'tryon-v1.png'}")
+
+        with timeline.step("train v2 and promote it (evaluation must beat v1)"):
+            v2 = train("v2", data, env, args.epochs * 3)
+            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
+                 "--version", v2, "--reason", "demo: retrained with more epochs"], env)
+            alias_moved = time.monotonic()
+
+        with timeline.step(f"operator rolls out v{v2} blue/green and flips the Service"):
+            before = cluster.selector_colour()
+            wait_for("v2 active", lambda: cluster.status().get("activeVersion") == v2, 300)
+            timeline.mark("  alias moved -> Service flipped", time.monotonic() - alias_moved)
+            detail(f"Service {NAME} selector: {before} -> {cluster.selector_colour()}")
+            detail(cluster.kubectl("get", "tom,deploy", "-n", NAMESPACE))
+            served = shopper_request(template, workdir / "tryon-v2.png")
+            detail(f"X-Model-Version after the flip: {served}")
+
+        with timeline.step("register a broken v3 (renders NaN) and force it to 'production'"):
+            v3 = register_broken(env)
+            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
+                 "--version", v3, "--force", "--reason", "demo: a bad export reaches production"],
+                env)
+            alias_moved = time.monotonic()
+
+        with timeline.step(f"smoke test catches v{v3}: automatic rollback, v{v2} keeps serving"):
+            wait_for("v3 rejected", lambda: v3 in (cluster.status().get("rejectedVersions") or []),
+                     300)
+            timeline.mark("  alias moved -> v3 rejected", time.monotonic() - alias_moved)
+            status = cluster.status()
+            detail(f"phase={status.get('phase')} active=v{status.get('activeVersion')} "
+                   f"rejected={status.get('rejectedVersions')}")
+            for cond in status.get("conditions", []):
+                detail(f"{cond['type']}={cond['status']} {cond.get('reason')}: {cond.get('message')}")
+            served = shopper_request(template, workdir / "tryon-after-rollback.png")
+            detail(f"X-Model-Version after the rollback: {served}")
+            detail(cluster.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
+                                   "--field-selector", "involvedObject.kind=TryOnModel"))
+
+        say("timeline")
+        print(timeline.table(), flush=True)
+        if args.keep:
+            say("left running; stop with: make demo-down")
+            detail(f"export KUBECONFIG={info.kubeconfig}; kubectl get tom -n {NAMESPACE}")
+            detail(f"MLFLOW_TRACKING_URI={mlflow.tracking_uri}")
+            stack.pop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
