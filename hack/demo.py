@@ -1,9 +1,9 @@
-"""``make demo``: the whole product on one machine, from an empty registry to an automatic rollback.
+"""``make demo``: the whole product on one machine, from an empty registry to a rollback.
 
-Starts the local control plane, a real S3 server and a real MLflow server; trains and promotes v1;
-runs the operator; applies a TryOnModel; promotes a better v2 and shows the blue/green flip; promotes
-a broken v3 and shows the automatic rollback; prints a timeline. Shoppers' requests go through the
-Services to real renderer processes (see hack/localcluster/service_proxy.py).
+Starts the local control plane, a real S3 server and a real MLflow server; trains and promotes
+v1; runs the operator; applies a TryOnModel; promotes a better v2 and shows the blue/green flip;
+promotes a broken v3 and shows the automatic rollback; prints a timeline. Shoppers' requests go
+through the Services to real renderer processes (see hack/localcluster/service_proxy.py).
 
     python hack/demo.py [--keep] [--workdir .demo]
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import signal
@@ -71,11 +70,17 @@ class Timeline:
 
 def run(argv: list[str], env: Mapping[str, str], *, capture: bool = False) -> str:
     """Runs a project command; on failure shows its output and stops the demo."""
-    result = subprocess.run(argv, env={**os.environ, **env}, text=True,
-                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT
-                            if capture else None)
+    result = subprocess.run(
+        argv,
+        env={**os.environ, **env},
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+    )
     if result.returncode != 0:
-        raise SystemExit(f"demo: `{' '.join(argv)}` failed ({result.returncode})\n{result.stdout or ''}")
+        raise SystemExit(
+            f"demo: `{' '.join(argv)}` failed ({result.returncode})\n{result.stdout or ''}"
+        )
     return result.stdout or ""
 
 
@@ -108,54 +113,102 @@ class Cluster:
 
 
 def tryonmodel_manifest() -> str:
-    return json.dumps({
-        "apiVersion": "tryon.dev/v1alpha1",
-        "kind": "TryOnModel",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"registeredModel": MODEL, "alias": "production"},
-            "renderer": {"image": "registry.example.com/tryon-renderer:demo", "replicas": 2,
-                         "resources": {"limits": {"nvidia.com/gpu": 1}}},
-            "service": {"port": 80},
-            "rollout": {"autoPromote": True, "progressDeadlineSeconds": 120,
-                        "scaleDownDelaySeconds": 10, "postPromotionSeconds": 3,
-                        "smokeTest": {"enabled": True}},
-        },
-    })
+    return json.dumps(
+        {
+            "apiVersion": "tryon.dev/v1alpha1",
+            "kind": "TryOnModel",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "spec": {
+                "model": {"registeredModel": MODEL, "alias": "production"},
+                "renderer": {
+                    "image": "registry.example.com/tryon-renderer:demo",
+                    "replicas": 2,
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                },
+                "service": {"port": 80},
+                "rollout": {
+                    "autoPromote": True,
+                    "progressDeadlineSeconds": 120,
+                    "scaleDownDelaySeconds": 10,
+                    "postPromotionSeconds": 3,
+                    "smokeTest": {"enabled": True},
+                },
+            },
+        }
+    )
 
 
-def shopper_request(proxy_template: str, out: Path) -> str:
-    """Sends one try-on request through the active Service, like a shop backend would."""
+def shopper_request(proxy_template: str, data: Path, out: Path) -> str:
+    """Sends one held-out pair through the active Service, as a shop backend would."""
     import httpx
-    from PIL import Image
 
-    def png(colour: tuple[int, int, int]) -> bytes:
-        buf = io.BytesIO()
-        Image.new("RGB", (192, 256), colour).save(buf, format="PNG")
-        return buf.getvalue()
-
+    person = sorted((data / "test" / "person").iterdir())[0]
+    garment = data / "test" / "garment" / person.name
     url = proxy_template.format(namespace=NAMESPACE, service=NAME) + "/v1/tryon"
-    response = httpx.post(url, files={"person": ("person.png", png((200, 170, 150)), "image/png"),
-                                      "garment": ("garment.png", png((30, 60, 200)), "image/png")},
-                          timeout=120)
+    response = httpx.post(
+        url,
+        files={
+            "person": (person.name, person.read_bytes(), "image/png"),
+            "garment": (garment.name, garment.read_bytes(), "image/png"),
+        },
+        timeout=120,
+    )
     if response.status_code != 200:
         raise SystemExit(f"demo: try-on request failed: {response.status_code} {response.text}")
     out.write_bytes(response.content)
     return response.headers.get("X-Model-Version", "?")
 
 
+def comparison_sheet(data: Path, outputs: list[Path], dest: Path, scale: int = 4) -> None:
+    """person | garment | ground truth | each served result, enlarged so it can be looked at."""
+    from PIL import Image
+
+    person = sorted((data / "test" / "person").iterdir())[0]
+    tiles = [
+        Image.open(p).convert("RGB")
+        for p in (
+            person,
+            data / "test" / "garment" / person.name,
+            data / "test" / "target" / person.name,
+            *outputs,
+        )
+    ]
+    w, h = tiles[0].size
+    sheet = Image.new("RGB", (w * scale * len(tiles), h * scale), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile.resize((w * scale, h * scale), Image.NEAREST), (i * w * scale, 0))
+    sheet.save(dest)
+
+
 def start_operator(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(BIN / "tryon-operator"), "--namespace", NAMESPACE], env={**os.environ, **env},
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [str(BIN / "tryon-operator"), "--namespace", NAMESPACE],
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
 def train(version_hint: str, data: Path, env: Mapping[str, str], epochs: int) -> str:
-    out = run([str(BIN / "tryon-model"), "train", "--data", str(data), "--model", MODEL,
-               "--epochs", str(epochs), "--run-name", f"demo-{version_hint}", "--json"],
-              env, capture=True)
-    result = json.loads(out[out.index("{"):])
+    out = run(
+        [
+            str(BIN / "tryon-model"),
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            MODEL,
+            "--epochs",
+            str(epochs),
+            "--run-name",
+            f"demo-{version_hint}",
+            "--json",
+        ],
+        env,
+        capture=True,
+    )
+    result = json.loads(out[out.index("{") :])
     return str(result["version"])
 
 
@@ -165,8 +218,13 @@ def register_broken(env: Mapping[str, str]) -> str:
     from tryon_renderer.network import TryOnNet
     from tryon_renderer.packaging import log_tryon_model
 
-    version = log_tryon_model(TryOnNet(), MODEL, tracking_uri=env["MLFLOW_TRACKING_URI"],
-                              failure_mode="nan", tags={"demo": "deliberately broken"})
+    version = log_tryon_model(
+        TryOnNet(),
+        MODEL,
+        tracking_uri=env["MLFLOW_TRACKING_URI"],
+        failure_mode="nan",
+        tags={"demo": "deliberately broken"},
+    )
     return str(version.version)
 
 
@@ -191,8 +249,9 @@ def remember_pids(workdir: Path, *pids: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keep", action="store_true", help="leave everything running at the end")
     parser.add_argument("--workdir", type=Path, default=REPO / ".demo")
     parser.add_argument("--epochs", type=int, default=3)
@@ -228,23 +287,48 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step("make and validate a synthetic try-on dataset"):
             data = workdir / "data"
-            run([str(BIN / "tryon-model"), "data", "make", str(data), "--count", "160",
-                 "--overwrite"], env)
+            run(
+                [
+                    str(BIN / "tryon-model"),
+                    "data",
+                    "make",
+                    str(data),
+                    "--count",
+                    "160",
+                    "--overwrite",
+                ],
+                env,
+            )
             run([str(BIN / "tryon-model"), "data", "validate", str(data)], env)
 
         with timeline.step("train v1, register it and promote it to 'production'"):
             v1 = train("v1", data, env, args.epochs)
-            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
-                 "--version", v1], env)
+            run(
+                [
+                    str(BIN / "tryon-model"),
+                    "promote",
+                    "--data",
+                    str(data),
+                    "--model",
+                    MODEL,
+                    "--version",
+                    v1,
+                ],
+                env,
+            )
 
         with timeline.step("install the CRD and start the operator"):
             cluster.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
             cluster.kubectl("wait", "--for=condition=Established", "crd/tryonmodels.tryon.dev")
             cluster.kubectl("create", "namespace", NAMESPACE)
             template = stack.enter_context(serve(info.kubeconfig, env, workdir / "renderers"))
-            operator_env = {**env, "KUBECONFIG": info.kubeconfig,
-                            "TRYON_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
-                            "TRYON_MLFLOW_POLL_SECONDS": "2", "TRYON_SERVICE_URL_TEMPLATE": template}
+            operator_env = {
+                **env,
+                "KUBECONFIG": info.kubeconfig,
+                "TRYON_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+                "TRYON_MLFLOW_POLL_SECONDS": "2",
+                "TRYON_SERVICE_URL_TEMPLATE": template,
+            }
             operator = start_operator(operator_env, workdir / "operator.log")
             remember_pids(workdir, operator.pid)
             stack.callback(lambda: os.killpg(operator.pid, signal.SIGTERM))
@@ -252,18 +336,37 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step(f"apply TryOnModel {NAMESPACE}/{NAME} and wait until v{v1} serves"):
             cluster.kubectl("apply", "-f", "-", stdin=tryonmodel_manifest())
-            wait_for("v1 Healthy", lambda: cluster.status().get("phase") == "Healthy"
-                     and cluster.status().get("activeVersion") == v1, 300)
+            wait_for(
+                "v1 Healthy",
+                lambda: (
+                    cluster.status().get("phase") == "Healthy"
+                    and cluster.status().get("activeVersion") == v1
+                ),
+                300,
+            )
             detail(cluster.kubectl("get", "tom", "-n", NAMESPACE))
 
         with timeline.step("a shopper's try-on request through the active Service"):
-            served = shopper_request(template, workdir / "tryon-v1.png")
+            served = shopper_request(template, data, workdir / "tryon-v1.png")
             detail(f"X-Model-Version: {served}; image saved to {workdir / 'tryon-v1.png'}")
 
         with timeline.step("train v2 and promote it (evaluation must beat v1)"):
             v2 = train("v2", data, env, args.epochs * 3)
-            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
-                 "--version", v2, "--reason", "demo: retrained with more epochs"], env)
+            run(
+                [
+                    str(BIN / "tryon-model"),
+                    "promote",
+                    "--data",
+                    str(data),
+                    "--model",
+                    MODEL,
+                    "--version",
+                    v2,
+                    "--reason",
+                    "demo: retrained with more epochs",
+                ],
+                env,
+            )
             alias_moved = time.monotonic()
 
         with timeline.step(f"operator rolls out v{v2} blue/green and flips the Service"):
@@ -272,30 +375,60 @@ def main(argv: list[str] | None = None) -> int:
             timeline.mark("  alias moved -> Service flipped", time.monotonic() - alias_moved)
             detail(f"Service {NAME} selector: {before} -> {cluster.selector_colour()}")
             detail(cluster.kubectl("get", "tom,deploy", "-n", NAMESPACE))
-            served = shopper_request(template, workdir / "tryon-v2.png")
+            served = shopper_request(template, data, workdir / "tryon-v2.png")
             detail(f"X-Model-Version after the flip: {served}")
 
         with timeline.step("register a broken v3 (renders NaN) and force it to 'production'"):
             v3 = register_broken(env)
-            run([str(BIN / "tryon-model"), "promote", "--data", str(data), "--model", MODEL,
-                 "--version", v3, "--force", "--reason", "demo: a bad export reaches production"],
-                env)
+            run(
+                [
+                    str(BIN / "tryon-model"),
+                    "promote",
+                    "--data",
+                    str(data),
+                    "--model",
+                    MODEL,
+                    "--version",
+                    v3,
+                    "--force",
+                    "--reason",
+                    "demo: a bad export reaches production",
+                ],
+                env,
+            )
             alias_moved = time.monotonic()
 
         with timeline.step(f"smoke test catches v{v3}: automatic rollback, v{v2} keeps serving"):
-            wait_for("v3 rejected", lambda: v3 in (cluster.status().get("rejectedVersions") or []),
-                     300)
+            wait_for(
+                "v3 rejected", lambda: v3 in (cluster.status().get("rejectedVersions") or []), 300
+            )
             timeline.mark("  alias moved -> v3 rejected", time.monotonic() - alias_moved)
             status = cluster.status()
-            detail(f"phase={status.get('phase')} active=v{status.get('activeVersion')} "
-                   f"rejected={status.get('rejectedVersions')}")
+            detail(
+                f"phase={status.get('phase')} active=v{status.get('activeVersion')} "
+                f"rejected={status.get('rejectedVersions')}"
+            )
             for cond in status.get("conditions", []):
-                detail(f"{cond['type']}={cond['status']} {cond.get('reason')}: {cond.get('message')}")
-            served = shopper_request(template, workdir / "tryon-after-rollback.png")
+                detail(
+                    f"{cond['type']}={cond['status']} {cond.get('reason')}: {cond.get('message')}"
+                )
+            served = shopper_request(template, data, workdir / "tryon-after-rollback.png")
             detail(f"X-Model-Version after the rollback: {served}")
-            detail(cluster.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
-                                   "--field-selector", "involvedObject.kind=TryOnModel"))
+            detail(
+                cluster.kubectl(
+                    "get",
+                    "events",
+                    "-n",
+                    NAMESPACE,
+                    "--sort-by=.lastTimestamp",
+                    "--field-selector",
+                    "involvedObject.kind=TryOnModel",
+                )
+            )
 
+        sheet = workdir / "tryon-comparison.png"
+        comparison_sheet(data, [workdir / "tryon-v1.png", workdir / "tryon-v2.png"], sheet)
+        say(f"person | garment | ground truth | v{v1} | v{v2}: open {sheet}")
         say("timeline")
         print(timeline.table(), flush=True)
         if args.keep:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A real, local Kubernetes control plane for tests and the demo.
 
-etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream programs, built
-from Go modules by ``hack/build-tools.sh``; kwok stands in for kubelets so nodes (some with
-``nvidia.com/gpu``) and pod lifecycles, failures included, exist without containers. Everything binds
-to 127.0.0.1 on free ports; each ``up`` starts from an empty etcd so runs never see each other's state.
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream programs,
+built from Go modules by ``hack/build-tools.sh``; kwok stands in for kubelets so nodes (some
+with ``nvidia.com/gpu``) and pod lifecycles, failures included, exist without containers.
+Everything binds to 127.0.0.1 on free ports; each ``up`` starts from an empty etcd, so runs
+never see each other's state.
 
-Only the standard library and the ``openssl`` and built binaries are used, so ``make cluster-up``
+Only the standard library, ``openssl`` and the built binaries are used, so ``make cluster-up``
 works before any Python package is installed.
 
     python3 hack/localcluster/cluster.py up [--state-dir .cluster]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -98,7 +100,7 @@ class ClusterInfo:
         return bool(self.pids) and all(_pid_alive(pid) for pid in self.pids.values())
 
 
-# --- small helpers -------------------------------------------------------------------------------
+# --- small helpers ---
 
 
 def _free_port() -> int:
@@ -129,8 +131,11 @@ def _wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Path
         delay = min(delay * 1.5, 0.5)
     tail = ""
     if logs is not None and logs.exists():
-        tail = "\n--- last lines of " + str(logs) + " ---\n" + "\n".join(
-            logs.read_text(errors="replace").splitlines()[-30:]
+        tail = (
+            "\n--- last lines of "
+            + str(logs)
+            + " ---\n"
+            + "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
         )
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
 
@@ -139,16 +144,30 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-# --- certificates ----------------------------------------------------------------------------------
+# --- certificates ---
 
 
 def make_pki(pki: Path) -> None:
-    """A throwaway CA, the apiserver's serving cert, an admin client cert and a service-account key."""
+    """A throwaway CA, the serving cert, an admin client cert and a service-account key."""
     if (pki / "admin.crt").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=tryon-local-ca", cwd=pki)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=tryon-local-ca",
+        cwd=pki,
+    )
     (pki / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
@@ -159,10 +178,37 @@ def make_pki(pki: Path) -> None:
         ("apiserver", "/CN=kube-apiserver", "san.ext"),
         ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
     ):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", "-subj", subject, cwd=pki)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+            cwd=pki,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            ext,
+            "-out",
+            f"{name}.crt",
+            cwd=pki,
+        )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -176,12 +222,24 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "tryon-local", "cluster": {
-            "server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": "tryon-admin", "user": {
-            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
-        "contexts": [{"name": "tryon-local", "context": {
-            "cluster": "tryon-local", "user": "tryon-admin"}}],
+        "clusters": [
+            {
+                "name": "tryon-local",
+                "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "tryon-admin",
+                "user": {
+                    "client-certificate-data": b64("admin.crt"),
+                    "client-key-data": b64("admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "tryon-local", "context": {"cluster": "tryon-local", "user": "tryon-admin"}}
+        ],
         "current-context": "tryon-local",
     }
     path.write_text(json.dumps(config, indent=2))
@@ -206,7 +264,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-# --- nodes ---------------------------------------------------------------------------------------
+# --- nodes ---
 
 
 def node_manifest(name: str, gpus: int) -> dict[str, object]:
@@ -220,23 +278,33 @@ def node_manifest(name: str, gpus: int) -> dict[str, object]:
     }
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     if gpus:
-        labels |= {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": GPU_PRODUCT,
-                   "nvidia.com/gpu.count": str(gpus)}
+        labels |= {
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": GPU_PRODUCT,
+            "nvidia.com/gpu.count": str(gpus),
+        }
         resources["nvidia.com/gpu"] = str(gpus)
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels,
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"}},
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+        },
         "spec": {},
         "status": {"allocatable": resources, "capacity": resources},
     }
 
 
-DEFAULT_NODES: tuple[tuple[str, int], ...] = (("gpu-node-1", 4), ("gpu-node-2", 4), ("cpu-node-1", 0))
+DEFAULT_NODES: tuple[tuple[str, int], ...] = (
+    ("gpu-node-1", 4),
+    ("gpu-node-2", 4),
+    ("cpu-node-1", 0),
+)
 
 
-# --- the cluster -----------------------------------------------------------------------------------
+# --- the cluster ---
 
 
 class LocalCluster:
@@ -259,12 +327,15 @@ class LocalCluster:
         self.logs.mkdir(exist_ok=True)
         make_pki(self.pki)
         pids: dict[str, int] = {}
-        info = ClusterInfo(str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids)
+        info = ClusterInfo(
+            str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids
+        )
         try:
             etcd_url = self._start_etcd(binaries, pids, timeout)
             server = self._start_apiserver(binaries, etcd_url, pids, timeout)
-            info = ClusterInfo(str(self.state_dir), str(self.kubeconfig), server,
-                               str(binaries.kubectl), pids)
+            info = ClusterInfo(
+                str(self.state_dir), str(self.kubeconfig), server, str(binaries.kubectl), pids
+            )
             info.save()
             write_kubeconfig(self.kubeconfig, server, self.pki)
             self._start_controllers(binaries, pids)
@@ -282,18 +353,14 @@ class LocalCluster:
         if info is None:
             return
         for pid in info.pids.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_pid_alive(p) for p in info.pids.values()):
             time.sleep(0.1)
         for pid in info.pids.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         (self.state_dir / "cluster.json").unlink(missing_ok=True)
 
     def memory_mib(self) -> dict[str, float]:
@@ -314,8 +381,12 @@ class LocalCluster:
     def _spawn(self, name: str, argv: Sequence[str], pids: dict[str, int]) -> None:
         log = (self.logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.state_dir,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.state_dir,
         )
         pids[name] = proc.pid
 
@@ -323,13 +394,23 @@ class LocalCluster:
         data = self.state_dir / "etcd-data"
         subprocess.run(["rm", "-rf", str(data)], check=True)
         client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
-        self._spawn("etcd", [
-            str(binaries.etcd), "--name=local", f"--data-dir={data}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=local={peer}", "--unsafe-no-fsync", "--log-level=warn",
-            "--quota-backend-bytes=4294967296",
-        ], pids)
+        self._spawn(
+            "etcd",
+            [
+                str(binaries.etcd),
+                "--name=local",
+                f"--data-dir={data}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+            pids,
+        )
         _wait_until("etcd", lambda: _http_ok(client + "/health"), timeout, self.logs / "etcd.log")
         return client
 
@@ -339,67 +420,122 @@ class LocalCluster:
         port = _free_port()
         server = f"https://127.0.0.1:{port}"
         pki = self.pki
-        self._spawn("kube-apiserver", [
-            str(binaries.kube_apiserver), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true", "--endpoint-reconciler-type=none", "--profiling=false",
-            "--enable-priority-and-fairness=false", "--event-ttl=1h",
-        ], pids)
-        _wait_until("kube-apiserver /readyz", lambda: _https_ok(server + "/readyz", pki),
-                    timeout, self.logs / "kube-apiserver.log")
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--enable-priority-and-fairness=false",
+                "--event-ttl=1h",
+            ],
+            pids,
+        )
+        _wait_until(
+            "kube-apiserver /readyz",
+            lambda: _https_ok(server + "/readyz", pki),
+            timeout,
+            self.logs / "kube-apiserver.log",
+        )
         return server
 
     def _start_controllers(self, binaries: Binaries, pids: dict[str, int]) -> None:
         kc = str(self.kubeconfig)
-        common = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
-                  f"--authorization-kubeconfig={kc}", "--bind-address=127.0.0.1",
-                  "--leader-elect=false", "--profiling=false"]
-        self._spawn("kube-controller-manager", [
-            str(binaries.kube_controller_manager), *common, f"--secure-port={_free_port()}",
-            f"--service-account-private-key-file={self.pki / 'sa.key'}",
-            f"--root-ca-file={self.pki / 'ca.crt'}", "--controllers=*",
-            "--use-service-account-credentials=false",
-            "--horizontal-pod-autoscaler-sync-period=5s",
-        ], pids)
-        self._spawn("kube-scheduler", [
-            str(binaries.kube_scheduler), *common, f"--secure-port={_free_port()}",
-        ], pids)
-        self._spawn("kwok", [
-            str(binaries.kwok), f"--kubeconfig={kc}", f"--config={HERE / 'kwok-stages.yaml'}",
-            f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
-            f"--server-address=127.0.0.1:{_free_port()}", "--node-ip=127.0.0.1",
-            "--cidr=10.244.0.1/16", "--node-lease-duration-seconds=40",
-        ], pids)
+        common = [
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binaries.kube_controller_manager),
+                *common,
+                f"--secure-port={_free_port()}",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'ca.crt'}",
+                "--controllers=*",
+                "--use-service-account-credentials=false",
+                "--horizontal-pod-autoscaler-sync-period=5s",
+            ],
+            pids,
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(binaries.kube_scheduler),
+                *common,
+                f"--secure-port={_free_port()}",
+            ],
+            pids,
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(binaries.kwok),
+                f"--kubeconfig={kc}",
+                f"--config={HERE / 'kwok-stages.yaml'}",
+                f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
+                f"--server-address=127.0.0.1:{_free_port()}",
+                "--node-ip=127.0.0.1",
+                "--cidr=10.244.0.1/16",
+                "--node-lease-duration-seconds=40",
+            ],
+            pids,
+        )
 
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
         info = ClusterInfo.load(self.state_dir)
         kubectl = info.kubectl if info else "kubectl"
         result = subprocess.run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", *args], input=input_text,
-            capture_output=True, text=True,
+            [kubectl, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
     def _add_nodes(self, binaries: Binaries, timeout: float) -> None:
-        manifests = {"apiVersion": "v1", "kind": "List",
-                     "items": [node_manifest(n, g) for n, g in DEFAULT_NODES]}
+        manifests = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [node_manifest(n, g) for n, g in DEFAULT_NODES],
+        }
         # The default ServiceAccount appears a moment after each namespace; pods need it.
-        _wait_until("the default ServiceAccount", lambda: self._has_default_sa(), timeout,
-                    self.logs / "kube-controller-manager.log")
+        _wait_until(
+            "the default ServiceAccount",
+            lambda: self._has_default_sa(),
+            timeout,
+            self.logs / "kube-controller-manager.log",
+        )
         self.kubectl("apply", "-f", "-", input_text=json.dumps(manifests))
 
         def nodes_ready() -> bool:
             nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
-            ready = [n for n in nodes for c in n["status"].get("conditions", [])
-                     if c["type"] == "Ready" and c["status"] == "True"]
+            ready = [
+                n
+                for n in nodes
+                for c in n["status"].get("conditions", [])
+                if c["type"] == "Ready" and c["status"] == "True"
+            ]
             return len(ready) == len(DEFAULT_NODES)
 
         _wait_until("kwok nodes Ready", nodes_ready, timeout, self.logs / "kwok.log")
@@ -413,7 +549,9 @@ class LocalCluster:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)

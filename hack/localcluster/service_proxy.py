@@ -14,6 +14,7 @@ call a real renderer; the demo uses the same route to show shoppers' traffic fol
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -29,8 +30,16 @@ from pathlib import Path
 import httpx
 from kubernetes import client, config
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host",
-              "content-length", "proxy-connection"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "host",
+    "content-length",
+    "proxy-connection",
+}
 
 
 def _free_port() -> int:
@@ -39,7 +48,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class NoEndpoints(Exception):
+class NoEndpointsError(Exception):
     """The Service selects no Ready pod: what a real client sees as a refused connection."""
 
 
@@ -80,14 +89,23 @@ class RendererPool:
 
     def _start(self, key: tuple[tuple[str, str], ...]) -> RendererProcess:
         port = _free_port()
-        env = {**os.environ, **self.base_env, **dict(key),
-               "TRYON_HOST": "127.0.0.1", "TRYON_PORT": str(port)}
+        env = {
+            **os.environ,
+            **self.base_env,
+            **dict(key),
+            "TRYON_HOST": "127.0.0.1",
+            "TRYON_PORT": str(port),
+        }
         self.log_dir.mkdir(parents=True, exist_ok=True)
         version = dict(key).get("TRYON_MODEL_VERSION", "x")
         log_path = self.log_dir / f"renderer-v{version}-{port}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "tryon_renderer"], env=env, stdin=subprocess.DEVNULL,
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "tryon_renderer"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return RendererProcess(key, port, process, log_path)
 
@@ -95,13 +113,16 @@ class RendererPool:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if renderer.process.poll() is not None:
-                raise NoEndpoints(f"renderer exited with {renderer.process.returncode}; "
-                                  f"see {renderer.log_path}")
+                raise NoEndpointsError(
+                    f"renderer exited with {renderer.process.returncode}; see {renderer.log_path}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(renderer.url + "/readyz", timeout=1).status_code == 200:
                     return
             time.sleep(0.2)
-        raise NoEndpoints(f"renderer not ready after {self.ready_timeout}s; see {renderer.log_path}")
+        raise NoEndpointsError(
+            f"renderer not ready after {self.ready_timeout}s; see {renderer.log_path}"
+        )
 
     def stop_all(self) -> None:
         for renderer in self._by_env.values():
@@ -125,13 +146,17 @@ class ServiceResolver:
         svc = self.core.read_namespaced_service(service, namespace)
         selector = svc.spec.selector or {}
         if not selector:
-            raise NoEndpoints(f"service {namespace}/{service} has no selector")
+            raise NoEndpointsError(f"service {namespace}/{service} has no selector")
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         pods = self.core.list_namespaced_pod(namespace, label_selector=label_selector).items
-        ready = [p for p in pods if p.metadata.deletion_timestamp is None and any(
-            c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
+        ready = [
+            p
+            for p in pods
+            if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+        ]
         if not ready:
-            raise NoEndpoints(f"service {namespace}/{service} has no Ready endpoints")
+            raise NoEndpointsError(f"service {namespace}/{service} has no Ready endpoints")
         container = ready[0].spec.containers[0]
         return {e.name: e.value for e in (container.env or []) if e.value is not None}
 
@@ -150,21 +175,24 @@ def make_handler(resolver: ServiceResolver, pool: RendererPool) -> type[BaseHTTP
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 renderer = pool.get(resolver.pod_env(namespace, service))
-            except (NoEndpoints, client.ApiException) as err:
+            except (NoEndpointsError, client.ApiException) as err:
                 detail = getattr(err, "reason", None) or str(err)
-                self._reply(503, ('{"error": "%s"}' % str(detail).replace('"', "'")).encode())
+                self._reply(503, json.dumps({"error": str(detail)}).encode())
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             try:
-                upstream = httpx.request(self.command, renderer.url + rest, content=body,
-                                         headers=headers, timeout=120)
+                upstream = httpx.request(
+                    self.command, renderer.url + rest, content=body, headers=headers, timeout=120
+                )
             except httpx.HTTPError as err:
-                self._reply(502, ('{"error": "%s"}' % str(err).replace('"', "'")).encode())
+                self._reply(502, json.dumps({"error": str(err)}).encode())
                 return
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             self._reply(upstream.status_code, upstream.content, out_headers)
 
-        def _reply(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        def _reply(
+            self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             for key, value in (headers or {"Content-Type": "application/json"}).items():
                 self.send_header(key, value)
@@ -174,7 +202,7 @@ def make_handler(resolver: ServiceResolver, pool: RendererPool) -> type[BaseHTTP
 
         do_GET = do_POST = _forward  # noqa: N815 - names fixed by BaseHTTPRequestHandler
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return Handler

@@ -42,7 +42,10 @@ class KubeCluster:
         """Runs kubectl against this cluster and returns stdout; raises with stderr on failure."""
         result = subprocess.run(
             [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True, timeout=60,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -99,16 +102,24 @@ def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Ite
     """A fresh namespace for one test (its default ServiceAccount exists), deleted afterwards."""
     core = client.CoreV1Api(kube_api)
     name = _namespace_name(request.node.name)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"tryon.dev/test": "true"})))
-    wait_for(lambda: bool(core.list_namespaced_service_account(name).items), 30,
-             f"default ServiceAccount in {name}")
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"tryon.dev/test": "true"})
+        )
+    )
+    wait_for(
+        lambda: bool(core.list_namespaced_service_account(name).items),
+        30,
+        f"default ServiceAccount in {name}",
+    )
     yield name
     core.delete_namespace(name)
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Polls ``check`` until it returns something truthy; fails the test with ``what`` on timeout."""
+def wait_for(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.1
+) -> object:
+    """Polls ``check`` until it returns something truthy; fails the test on timeout."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -116,7 +127,7 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, interval: f
             value = check()
             if value:
                 return value
-        except Exception as err:  # noqa: BLE001 - kept to explain a timeout
+        except Exception as err:
             last_error = err
         time.sleep(interval)
     suffix = f" (last error: {last_error})" if last_error else ""

@@ -14,9 +14,15 @@ def _pod(name: str, *, gpus: int = 0, labels: dict[str, str] | None = None) -> c
     limits = {"nvidia.com/gpu": str(gpus)} if gpus else None
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={"app": name, **(labels or {})}),
-        spec=client.V1PodSpec(containers=[client.V1Container(
-            name="main", image="example.invalid/renderer:1",
-            resources=client.V1ResourceRequirements(limits=limits))]),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image="example.invalid/renderer:1",
+                    resources=client.V1ResourceRequirements(limits=limits),
+                )
+            ]
+        ),
     )
 
 
@@ -44,12 +50,17 @@ def test_gpu_deployment_schedules_on_gpu_nodes_and_becomes_ready(
     apps = client.AppsV1Api(kube_api)
     core = client.CoreV1Api(kube_api)
     template = _pod("gpu-app", gpus=1)
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="gpu-app"),
-        spec=client.V1DeploymentSpec(
-            replicas=3, selector=client.V1LabelSelector(match_labels={"app": "gpu-app"}),
-            template=client.V1PodTemplateSpec(metadata=template.metadata, spec=template.spec)),
-    ))
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="gpu-app"),
+            spec=client.V1DeploymentSpec(
+                replicas=3,
+                selector=client.V1LabelSelector(match_labels={"app": "gpu-app"}),
+                template=client.V1PodTemplateSpec(metadata=template.metadata, spec=template.spec),
+            ),
+        ),
+    )
 
     def rolled_out() -> bool:
         status = apps.read_namespaced_deployment_status("gpu-app", namespace).status
@@ -83,35 +94,48 @@ def test_service_endpoint_slices_list_only_ready_pods(
     core = client.CoreV1Api(kube_api)
     discovery = client.DiscoveryV1Api(kube_api)
     core.create_namespaced_pod(namespace, _pod("good", labels={"tier": "web"}))
-    core.create_namespaced_pod(namespace, _pod("bad", labels={
-        "tier": "web", "sim.tryon.dev/fault": "never-ready"}))
-    core.create_namespaced_service(namespace, client.V1Service(
-        metadata=client.V1ObjectMeta(name="web"),
-        spec=client.V1ServiceSpec(selector={"tier": "web"},
-                                  ports=[client.V1ServicePort(port=80, target_port=8080)]),
-    ))
+    core.create_namespaced_pod(
+        namespace, _pod("bad", labels={"tier": "web", "sim.tryon.dev/fault": "never-ready"})
+    )
+    core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1ServiceSpec(
+                selector={"tier": "web"}, ports=[client.V1ServicePort(port=80, target_port=8080)]
+            ),
+        ),
+    )
 
     def endpoints_by_pod() -> dict[str, bool] | None:
         slices = discovery.list_namespaced_endpoint_slice(
-            namespace, label_selector="kubernetes.io/service-name=web").items
-        found = {e.target_ref.name: bool(e.conditions.ready)
-                 for s in slices for e in (s.endpoints or [])}
+            namespace, label_selector="kubernetes.io/service-name=web"
+        ).items
+        found = {
+            e.target_ref.name: bool(e.conditions.ready) for s in slices for e in (s.endpoints or [])
+        }
         return found if len(found) == 2 else None
 
     assert wait_for(endpoints_by_pod, 30, "EndpointSlice entries for both pods") == {
-        "good": True, "bad": False}
+        "good": True,
+        "bad": False,
+    }
 
 
 def test_deleting_an_owner_garbage_collects_what_it_owns(
     kube_api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owner")))
-    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                  uid=owner.metadata.uid)
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owned", owner_references=[ref])))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    ref = client.V1OwnerReference(
+        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owned", owner_references=[ref])),
+    )
     core.delete_namespaced_config_map("owner", namespace)
 
     def owned_gone() -> bool:
@@ -125,9 +149,14 @@ def test_never_ready_fault_keeps_a_running_pod_unready(
     kube_api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api)
-    core.create_namespaced_pod(namespace, _pod("stuck", labels={"sim.tryon.dev/fault": "never-ready"}))
-    wait_for(lambda: core.read_namespaced_pod("stuck", namespace).status.phase == "Running",
-             30, "stuck to be Running")
+    core.create_namespaced_pod(
+        namespace, _pod("stuck", labels={"sim.tryon.dev/fault": "never-ready"})
+    )
+    wait_for(
+        lambda: core.read_namespaced_pod("stuck", namespace).status.phase == "Running",
+        30,
+        "stuck to be Running",
+    )
     # Ready is decided by the same stage that made it Running; it must stay False from then on.
     pod = core.read_namespaced_pod("stuck", namespace)
     assert not _is_ready(pod)
@@ -138,7 +167,9 @@ def test_crashloop_fault_restarts_the_container_again_and_again(
     kube_api: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api)
-    core.create_namespaced_pod(namespace, _pod("crashy", labels={"sim.tryon.dev/fault": "crashloop"}))
+    core.create_namespaced_pod(
+        namespace, _pod("crashy", labels={"sim.tryon.dev/fault": "crashloop"})
+    )
 
     def restarts() -> int:
         statuses = core.read_namespaced_pod("crashy", namespace).status.container_statuses or []
