@@ -82,11 +82,12 @@ def promote(
     cand_metrics = evaluate_version(cand_loaded, ds, split, device, batches)
     prod_metrics: dict[str, float] | None = None
     columns = {f"candidate v{candidate.version}": cand_metrics}
+    baseline: str | None = None
     if production is not None and production.version != candidate.version:
         prod_loaded = load_version(name, production.version, registry.tracking_uri, cache_dir)
         prod_metrics = evaluate_version(prod_loaded, ds, split, device, batches)
-        columns = {f"production v{production.version}": prod_metrics, **columns}
-    baseline = f"production v{production.version}" if prod_metrics is not None else None
+        baseline = f"production v{production.version}"
+        columns = {baseline: prod_metrics, **columns}
     table = format_table(columns, baseline)
     decision = decide(
         candidate.version,

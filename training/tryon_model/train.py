@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - conventional alias
@@ -34,6 +34,9 @@ from .data import Batch, Dataset, dataset_hash, load_batch, open_dataset
 from .evaluate import evaluate_model, identity_metrics, pick_device
 from .progress import Progress
 from .registry import TAG_PREFIX, Registry, VersionInfo, actor, now_iso
+
+if TYPE_CHECKING:
+    from tryon_renderer.network import TryOnNet
 
 
 class TrainingError(Exception):
@@ -61,7 +64,7 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    model: torch.nn.Module
+    model: TryOnNet
     history: list[dict[str, float]]
     steps: int
     seconds: float
@@ -88,7 +91,7 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def build_network(cfg: TrainConfig, num_categories: int) -> torch.nn.Module:
+def build_network(cfg: TrainConfig, num_categories: int) -> TryOnNet:
     from tryon_renderer.network import TryOnConfig, TryOnNet
 
     return TryOnNet(
@@ -162,7 +165,7 @@ def fit(
                 aux = net.forward_with_aux(part.person, part.garment, part.category)
                 loss = training_loss(aux, part, cfg, has_masks)
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 # Cosine decay to 5% of the base rate over the planned steps.
                 progress = step / max(total_steps, 1)
