@@ -254,6 +254,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     base = ", ".join(f"{k} {v:.4f}" for k, v in result.baseline.items())
     _out(f"run {result.run_id}: {result.steps} steps in {result.seconds:.1f}s")
+    _out(
+        f"  {registry.tracking_uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/"
+        f"{result.run_id}"
+    )
     _out(f"val: {metrics}")
     _out(f"identity baseline (output = person): {base}")
     _out(
@@ -404,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # Keep stdout for our own output (``--json`` must be parseable); we print the run URL.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if args.threads:
         import torch
 

@@ -82,6 +82,7 @@ class TrainResult:
     steps: int
     seconds: float
     dataset_hash: str
+    experiment_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -401,4 +402,5 @@ def train_and_register(
         result.steps,
         result.seconds,
         data_hash,
+        experiment_id=str(exp_id),
     )
