@@ -9,7 +9,6 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
-
 from tryon_operator.models import TryOnModelSpec
 
 pytestmark = pytest.mark.integration
