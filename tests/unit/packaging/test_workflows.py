@@ -72,17 +72,20 @@ def test_no_secret_or_event_text_is_expanded_inside_shell(workflow) -> None:
 
 def test_shell_steps_pass_shellcheck(workflow, tmp_path: Path) -> None:
     name, data = workflow
+    scripts: list[str] = []
     for index, (job_name, step) in enumerate(_steps(data)):
         run = step.get("run")
         if not run:
             continue
         # ${{ ... }} is substituted by Actions before the shell sees the text.
         script = re.sub(r"\$\{\{[^}]*\}\}", "GHA_EXPRESSION", run)
-        path = tmp_path / f"{name}-{index}.sh"
+        path = tmp_path / f"{name}-{job_name}-{index}.sh"
         path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)
-        result = subprocess.run([shellcheck_binary(), "--severity=style", str(path)],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"{name}/{job_name}:\n{result.stdout}"
+        scripts.append(str(path))
+    assert scripts, f"{name} has no shell steps"
+    result = subprocess.run([shellcheck_binary(), "--severity=style", *scripts],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{name}:\n{result.stdout}"
 
 
 def test_ci_runs_the_project_ci_entry_point() -> None:
