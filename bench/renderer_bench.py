@@ -71,6 +71,8 @@ def naive_app(model_dir: Path) -> FastAPI:
 
     model, contract, _ = load_from_dir(model_dir)
     model.eval()
+    if os.environ.get("NAIVE_TORCH_THREADS"):
+        torch.set_num_threads(int(os.environ["NAIVE_TORCH_THREADS"]))
     app = FastAPI()
 
     @app.post("/v1/tryon")
@@ -197,80 +199,68 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def bench_server(
-    name: str,
-    argv: list[str],
-    env: dict[str, str],
-    port: int,
-    levels: list[int],
-    args: argparse.Namespace,
-    body: tuple[bytes, str],
-    workdir: Path,
-) -> dict[int, LevelResult]:
-    proc = start_server(argv, env, port, workdir / f"{name}.log")
+def run_level(
+    name: str, port: int, c: int, args: argparse.Namespace, body: tuple[bytes, str]
+) -> LevelResult:
     url = f"http://127.0.0.1:{port}/v1/tryon"
-    results: dict[int, LevelResult] = {}
-    try:
-        asyncio.run(drive(url, *body, concurrency=2, total=4, max_s=60))  # warm-up
-        for c in levels:
-            total = max(args.requests_per_level, 2 * c)
-            results[c] = asyncio.run(drive(url, *body, c, total, args.max_seconds_per_level))
-            r = results[c]
-            print(f"  {name:8s} c={c:<3d} {r.throughput:7.2f} req/s  p50 {r.p50_ms:8.1f} ms  "
-                  f"p99 {r.p99_ms:8.1f} ms  errors {r.errors}", flush=True)  # fmt: skip
-    finally:
-        stop_server(proc)
-    return results
+    total = max(args.requests_per_level, 2 * c)
+    result = asyncio.run(drive(url, *body, c, total, args.max_seconds_per_level))
+    print(f"  {name:8s} c={c:<3d} {result.throughput:7.2f} req/s  p50 {result.p50_ms:8.1f} ms  "
+          f"p99 {result.p99_ms:8.1f} ms  errors {result.errors}  "
+          f"load avg {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    return result
 
 
-def bench_raw(
-    model: TryOnNet, contract: ModelContract, levels: list[int], max_batch: int, reps: int
-) -> dict[int, LevelResult]:
-    """Forward throughput (images/s) at the batch size the renderer can reach at each level."""
+def raw_level(
+    runner: object, contract: ModelContract, c: int, max_batch: int, reps: int
+) -> LevelResult:
+    """Forward throughput (images/s) at the batch size the renderer can reach at a level."""
     from tryon_renderer.batching import BatchRunner
 
-    runner = BatchRunner(model, torch.device("cpu"))
-    results: dict[int, LevelResult] = {}
-    for c in levels:
-        batch = min(c, max_batch)
-        x = torch.rand(batch, 3, contract.height, contract.width) * 2 - 1
-        cat = torch.zeros(batch, dtype=torch.long)
+    assert isinstance(runner, BatchRunner)
+    batch = min(c, max_batch)
+    x = torch.rand(batch, 3, contract.height, contract.width) * 2 - 1
+    cat = torch.zeros(batch, dtype=torch.long)
+    runner.run(x, x, cat)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
         runner.run(x, x, cat)
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            runner.run(x, x, cat)
-            times.append(time.perf_counter() - start)
-        results[c] = LevelResult(
-            throughput=batch / statistics.mean(times),
-            p50_ms=percentile(times, 0.5) * 1000,
-            p99_ms=percentile(times, 0.99) * 1000,
-            batch=batch,
-        )
-        r = results[c]
-        print(f"  raw      c={c:<3d} batch {batch:<3d} {r.throughput:7.2f} img/s  "
-              f"p50 {r.p50_ms:8.1f} ms/batch", flush=True)  # fmt: skip
-    return results
+        times.append(time.perf_counter() - start)
+    result = LevelResult(
+        throughput=batch / statistics.mean(times),
+        p50_ms=percentile(times, 0.5) * 1000,
+        p99_ms=percentile(times, 0.99) * 1000,
+        batch=batch,
+    )
+    load = os.getloadavg()[0]
+    print(f"  raw      c={c:<3d} batch {batch:<3d} {result.throughput:7.2f} img/s  "
+          f"p50 {result.p50_ms:8.1f} ms/batch  load avg {load:.1f}", flush=True)  # fmt: skip
+    return result
 
 
 def table(
     levels: list[int],
     ours: dict[int, LevelResult],
     naive: dict[int, LevelResult],
+    naive1: dict[int, LevelResult],
     raw: dict[int, LevelResult],
 ) -> str:
     head = (
         "| concurrency | renderer req/s | renderer p50 / p99 ms | naive req/s | naive p50 / p99 ms "
-        "| raw forward img/s (batch) | renderer / naive | renderer / raw |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| naive-1t req/s | naive-1t p50 / p99 ms | raw forward img/s (batch) "
+        "| renderer / naive | renderer / naive-1t | renderer / raw |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for c in levels:
-        o, n, r = ours[c], naive[c], raw[c]
+        o, n, n1, r = ours[c], naive[c], naive1[c], raw[c]
         rows.append(
             f"| {c} | {o.throughput:.2f} | {o.p50_ms:.0f} / {o.p99_ms:.0f} | {n.throughput:.2f} "
-            f"| {n.p50_ms:.0f} / {n.p99_ms:.0f} | {r.throughput:.2f} ({r.batch}) "
-            f"| {o.throughput / n.throughput:.2f}x | {o.throughput / r.throughput:.0%} |"
+            f"| {n.p50_ms:.0f} / {n.p99_ms:.0f} | {n1.throughput:.2f} "
+            f"| {n1.p50_ms:.0f} / {n1.p99_ms:.0f} | {r.throughput:.2f} ({r.batch}) "
+            f"| {o.throughput / n.throughput:.2f}x | {o.throughput / n1.throughput:.2f}x "
+            f"| {o.throughput / r.throughput:.0%} |"
         )
     return head + "\n".join(rows)
 
@@ -279,7 +269,7 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return (
         f"{os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}, no GPU"
+        f"Python {platform.python_version()}, no GPU"
         if not torch.cuda.is_available()
         else f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     )
@@ -295,6 +285,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=192)
     parser.add_argument("--raw-reps", type=int, default=5)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads for the renderer, raw and the naive-1t baseline",
+    )
     parser.add_argument("--serve-naive", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -315,22 +311,48 @@ def main() -> None:
     env = {**os.environ, "TRYON_MODEL_PATH": str(model_dir), "TRYON_CACHE_DIR": str(workdir)}
     print(f"machine: {machine()}\nmodel: TryOnNet base_width 16 at {args.height}x{args.width}")
 
-    port = free_port()
+    from tryon_renderer.batching import BatchRunner
+
+    ours_port, naive_port, naive1_port = free_port(), free_port(), free_port()
     renderer_env = env | {
-        "TRYON_PORT": str(port),
+        "TRYON_PORT": str(ours_port),
         "TRYON_MAX_BATCH_SIZE": str(args.max_batch_size),
         "TRYON_MAX_WAIT_MS": str(args.max_wait_ms),
         "TRYON_MAX_QUEUE": "1024",
         "TRYON_REQUEST_TIMEOUT_S": "600",
+        "TRYON_TORCH_THREADS": str(args.torch_threads),
     }
-    ours = bench_server("renderer", [sys.executable, "-m", "tryon_renderer", "--log-level",
-                        "warning"], renderer_env, port, levels, args, body, workdir)  # fmt: skip
-    port = free_port()
-    naive_argv = [sys.executable, __file__, "--serve-naive", str(model_dir), "--port", str(port)]
-    naive = bench_server("naive", naive_argv, env, port, levels, args, body, workdir)
-    raw = bench_raw(model, contract, levels, args.max_batch_size, args.raw_reps)
+    torch.set_num_threads(args.torch_threads)  # the raw forward pass uses the same setting
+    renderer_argv = [sys.executable, "-m", "tryon_renderer", "--log-level", "warning"]
+    naive_argv = [sys.executable, __file__, "--serve-naive", str(model_dir), "--port",
+                  str(naive_port)]  # fmt: skip
+    # Both servers stay up (idle ones cost nothing) and each level runs renderer, naive and raw
+    # back to back, so drifting load from other tenants hits all three alike.
+    naive1_argv = [*naive_argv[:-1], str(naive1_port)]
+    naive1_env = env | {"NAIVE_TORCH_THREADS": str(args.torch_threads)}
+    procs = [
+        start_server(renderer_argv, renderer_env, ours_port, workdir / "renderer.log"),
+        start_server(naive_argv, env, naive_port, workdir / "naive.log"),
+        start_server(naive1_argv, naive1_env, naive1_port, workdir / "naive1.log"),
+    ]
+    runner = BatchRunner(model, torch.device("cpu"))
+    ours: dict[int, LevelResult] = {}
+    naive: dict[int, LevelResult] = {}
+    naive1: dict[int, LevelResult] = {}
+    raw: dict[int, LevelResult] = {}
+    try:
+        for port in (ours_port, naive_port, naive1_port):  # warm-up
+            asyncio.run(drive(f"http://127.0.0.1:{port}/v1/tryon", *body, 2, 4, 60))
+        for c in levels:
+            ours[c] = run_level("renderer", ours_port, c, args, body)
+            naive[c] = run_level("naive", naive_port, c, args, body)
+            naive1[c] = run_level("naive-1t", naive1_port, c, args, body)
+            raw[c] = raw_level(runner, contract, c, args.max_batch_size, args.raw_reps)
+    finally:
+        for proc in procs:
+            stop_server(proc)
     print()
-    print(table(levels, ours, naive, raw))
+    print(table(levels, ours, naive, naive1, raw))
 
 
 if __name__ == "__main__":
