@@ -105,3 +105,24 @@ def test_autopromote_off_waits_for_the_promote_annotation(operator_factory, regi
              "v2 awaiting promotion")
     assert tom.selector_color() == "blue"
     assert tom.condition("Progressing")["reason"] == "AwaitingPromotion"
+
+
+def test_operator_restart_mid_rollout_resumes_and_promotes_once(
+        operator_factory, registry, create_tom, smoke, healthy_on):
+    v1, v2 = registry.add_version(), registry.add_version()
+    registry.set_alias("production", v1)
+    operator = operator_factory(smoke.url)
+    # Readiness takes 3 s (simulated model loading), so there is a window mid-rollout.
+    tom = create_tom("dress", registry.name,
+                     renderer={"podAnnotations": {"sim.tryon.dev/ready-delay-ms": "3000"}})
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+
+    registry.set_alias("production", v2)
+    tom.wait(lambda s: (s.get("rollout") or {}).get("version") == v2, 30, "rollout of v2 begun")
+    operator.stop(kill=True)
+    operator_factory(smoke.url)
+
+    tom.wait(healthy_on(v2, "green"), 60, "v2 promoted by the restarted operator")
+    outcomes = [(h["version"], h["outcome"]) for h in tom.status()["history"]]
+    assert outcomes.count((v2, "Promoted")) == 1
+    assert tom.events().count("RolloutStarted") == 2  # v1 once, v2 once: nothing redone
