@@ -1,0 +1,58 @@
+"""The spec models: defaults and validation that mirror the CRD."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from tryon_operator.models import TryOnModelSpec, TryOnModelStatus, parse_status
+from tryon_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+
+def spec(model=None, **extra):
+    return TryOnModelSpec.model_validate({
+        "model": model or {"registeredModel": "m"}, "renderer": {"image": "r:1"}, **extra})
+
+
+def test_no_selector_means_alias_production():
+    assert spec().model.selector == ("alias", "production")
+
+
+@pytest.mark.parametrize(("model", "selector"), [
+    ({"registeredModel": "m", "alias": "champion"}, ("alias", "champion")),
+    ({"registeredModel": "m", "stage": "Production"}, ("stage", "Production")),
+    ({"registeredModel": "m", "version": "7"}, ("version", "7")),
+])
+def test_one_selector_is_followed(model, selector):
+    assert spec(model).model.selector == selector
+
+
+def test_two_selectors_are_rejected():
+    with pytest.raises(ValidationError, match="at most one"):
+        spec({"registeredModel": "m", "alias": "a", "version": "1"})
+
+
+def test_rollout_defaults_match_the_design():
+    rollout = spec().rollout
+    assert (rollout.auto_promote, rollout.progress_deadline_seconds,
+            rollout.scale_down_delay_seconds, rollout.post_promotion_seconds,
+            rollout.smoke_test.enabled) == (True, 600, 300, 120, True)
+
+
+def test_status_round_trips_through_json():
+    status = TryOnModelStatus(active_color="blue", active_version="3", rejected_versions=("2",))
+    assert parse_status(status.to_patch()) == status
+
+
+def test_unreadable_status_falls_back_to_empty():
+    assert parse_status({"activeColor": "purple"}) == TryOnModelStatus()
+
+
+def test_settings_come_from_the_environment():
+    settings = OperatorSettings.from_env({"TRYON_RESYNC_SECONDS": "2",
+                                          "MLFLOW_TRACKING_URI": "http://x:5000"})
+    assert settings.resync_seconds == 2
+    assert settings.mlflow_tracking_uri == "http://x:5000"
+    assert settings.service_url("dress-preview", "shop", 80) == \
+        "http://dress-preview.shop.svc:80"

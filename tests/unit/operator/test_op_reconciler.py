@@ -1,0 +1,219 @@
+"""The reconciler with fake gateways: what it writes, and that it writes nothing when steady."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tryon_operator.builders import LABEL_COLOR, Owner
+from tryon_operator.decision import ColorView, Observed, SmokeOutcome
+from tryon_operator.errors import InvalidSpecError, ModelResolutionError
+from tryon_operator.gateways.kube import ClusterView, HpaView, ServiceView
+from tryon_operator.gateways.mlflow import ResolvedModel
+from tryon_operator.reconcile import Reconciler
+from tryon_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+
+class FakeKube:
+    """Just enough of a cluster: applied Deployments become Ready when ``settle()`` runs."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, str]] = {}
+        self.writes: list[str] = []
+        self.events: list[str] = []
+
+    def get_tryonmodel(self, namespace, name):
+        return self.body
+
+    def observe(self, namespace, name):
+        views = {}
+        for color in ("blue", "green"):
+            dep = self.deployments.get(f"{name}-{color}")
+            if dep is None:
+                views[color] = ColorView()
+                continue
+            ready = dep["replicas"] if dep["ready"] else 0
+            views[color] = ColorView(True, dep["replicas"], dep["version"], dep["hash"], 1, 1,
+                                     dep["replicas"], dep["replicas"], ready, ready)
+
+        def svc(n):
+            sel = self.services.get(n)
+            return ServiceView(sel is not None, dict(sel or {}), ((80, "http"),))
+
+        return ClusterView(Observed(blue=views["blue"], green=views["green"]), svc(name),
+                           svc(f"{name}-preview"), HpaView())
+
+    def apply(self, obj):
+        meta = obj["metadata"]
+        self.writes.append(f"apply {obj['kind']} {meta['name']}")
+        if obj["kind"] == "Deployment":
+            tmpl = obj["spec"]["template"]["metadata"]
+            self.deployments[meta["name"]] = {
+                "replicas": obj["spec"]["replicas"], "ready": False,
+                "version": tmpl["labels"]["tryon.dev/model-version"],
+                "hash": tmpl["annotations"]["tryon.dev/template-hash"]}
+        elif obj["kind"] == "Service":
+            self.services[meta["name"]] = dict(obj["spec"]["selector"])
+
+    def scale(self, namespace, name, replicas):
+        self.writes.append(f"scale {name} {replicas}")
+        self.deployments[name]["replicas"] = replicas
+
+    def set_selector_color(self, namespace, service, color):
+        self.writes.append(f"select {service} {color}")
+        self.services[service][LABEL_COLOR] = color
+
+    def delete_hpa(self, namespace, name):
+        self.writes.append("delete hpa")
+
+    def patch_status(self, namespace, name, status):
+        self.writes.append("status")
+        self.body["status"] = status
+
+    def emit_event(self, owner: Owner, type_, reason, message):
+        self.events.append(reason)
+
+    def settle(self):
+        for dep in self.deployments.values():
+            dep["ready"] = True
+
+
+class FakeRegistry:
+    def __init__(self, version="1"):
+        self.answer: ResolvedModel | ModelResolutionError = ResolvedModel(version, "run", "s3://x")
+        self.tags: list[tuple[str, str]] = []
+
+    def resolve(self, tracking_uri, ref):
+        if isinstance(self.answer, ModelResolutionError):
+            raise self.answer
+        return self.answer
+
+    def set_version_tag(self, tracking_uri, name, version, key, value):
+        self.tags.append((version, key))
+
+
+class FakeSmoke:
+    def __init__(self):
+        self.passed = True
+
+    def check(self, base_url, version, timeout=None):
+        return SmokeOutcome(passed=self.passed)
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+def body(**spec):
+    return {"metadata": {"name": "dress", "namespace": "shop", "uid": "u1", "generation": 1},
+            "spec": {"model": {"registeredModel": "m"}, "renderer": {"image": "r:1"},
+                     "rollout": {"scaleDownDelaySeconds": 5, "postPromotionSeconds": 2}, **spec}}
+
+
+@pytest.fixture
+def world():
+    kube, registry, smoke, clock = FakeKube(body()), FakeRegistry(), FakeSmoke(), Clock()
+    settings = OperatorSettings(mlflow_poll_seconds=0.000001)
+    reconciler = Reconciler(kube=kube, registry=registry, smoke=smoke, settings=settings,
+                            clock=clock)
+    return reconciler, kube, registry, smoke, clock
+
+
+def run(reconciler):
+    return reconciler.reconcile("shop", "dress")
+
+
+def serve_v1(reconciler, kube, clock):
+    run(reconciler)
+    kube.settle()
+    run(reconciler)
+    clock.advance(1)
+    run(reconciler)
+
+
+def test_first_reconcile_creates_blue_pinned_to_the_resolved_version(world):
+    reconciler, kube, *_ = world
+    result = run(reconciler)
+    assert kube.deployments["dress-blue"]["version"] == "1"
+    assert result.status.rollout is not None and result.status.phase == "Progressing"
+
+
+def test_ready_and_tested_blue_takes_traffic(world):
+    reconciler, kube, _, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    status = run(reconciler).status
+    assert (status.active_color, status.active_version, status.phase) == ("blue", "1", "Healthy")
+    assert kube.services["dress"][LABEL_COLOR] == "blue"
+
+
+def test_steady_state_reconcile_writes_nothing(world):
+    reconciler, kube, _, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    run(reconciler)
+    kube.writes.clear()
+    kube.events.clear()
+    results = [run(reconciler) for _ in range(3)]
+    assert kube.writes == [] and kube.events == []
+    assert {r.action for r in results} == {"Steady"}
+
+
+def test_registry_outage_is_reported_and_nothing_serving_is_touched(world):
+    reconciler, kube, registry, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    registry.answer = ModelResolutionError("MlflowUnavailable", "connection refused")
+    kube.writes.clear()
+    status = run(reconciler).status
+    assert status.condition("ModelResolved").reason == "MlflowUnavailable"
+    assert kube.writes == ["status"]
+    assert status.active_version == "1"
+
+
+def test_failed_smoke_test_rejects_the_version_and_tags_it(world):
+    reconciler, kube, registry, smoke, clock = world
+    serve_v1(reconciler, kube, clock)
+    registry.answer = ResolvedModel("2", None, None)
+    smoke.passed = False
+    run(reconciler)
+    kube.settle()
+    status = run(reconciler).status
+    assert status.rejected_versions == ("2",)
+    assert ("2", "tryon.dev/rejected") in registry.tags
+    assert kube.deployments["dress-green"]["replicas"] == 0
+    assert kube.services["dress"][LABEL_COLOR] == "blue"
+    assert "RolledBack" in kube.events
+
+
+def test_promotion_latency_is_measured_from_the_alias_change(world):
+    reconciler, kube, registry, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    registry.answer = ResolvedModel("2", None, None)
+    run(reconciler)
+    clock.advance(3)
+    kube.settle()
+    run(reconciler)
+    hist = reconciler.metrics.promotion_latency.labels("shop", "dress")
+    assert hist._sum.get() >= 3
+
+
+def test_invalid_spec_is_reported_once_and_raises(world):
+    reconciler, kube, *_ = world
+    kube.body["spec"]["renderer"]["replicas"] = 0
+    with pytest.raises(InvalidSpecError):
+        run(reconciler)
+    assert kube.body["status"]["phase"] == "Degraded"
+    kube.writes.clear()
+    with pytest.raises(InvalidSpecError):
+        run(reconciler)
+    assert kube.writes == []
