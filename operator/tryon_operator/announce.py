@@ -1,0 +1,199 @@
+"""Where the reconciler's decisions go besides an Event: the audit log and the notifiers.
+
+``Reconciler._event`` is the one chokepoint every decision passes through; it hands each one to
+``Announcer.decision``, which writes the audit line and, for the decisions people want to hear
+about, queues a notification. Per-object choices come from annotations on the TryOnModel (the
+webhook URLs themselves never do: they are operator-wide settings read from a Secret):
+
+- ``tryon.dev/notify: "false"`` silences this TryOnModel; ``"slack"`` / ``"webhook"`` /
+  ``"slack,webhook"`` picks which configured targets hear about it.
+- ``tryon.dev/notify-events: "rejected,rolled_back"`` narrows the kinds it is notified for.
+- ``tryon.dev/notify-slack-channel: "#shop-dress"`` asks the Slack-compatible receiver for a
+  channel (honoured by Mattermost, Rocket.Chat and legacy Slack webhooks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .audit import DECISION_BY_REASON, AuditLog, AuditRecord, Decision
+from .builders import Owner
+from .notify.message import KINDS, Kind, Notification
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_NOTIFY = "tryon.dev/notify"
+ANNOTATION_NOTIFY_EVENTS = "tryon.dev/notify-events"
+ANNOTATION_SLACK_CHANNEL = "tryon.dev/notify-slack-channel"
+
+_OFF = {"false", "off", "no", "none", "0", "disabled"}
+_ON = {"", "true", "on", "yes", "all", "1", "enabled"}
+
+
+class Notifier(Protocol):
+    def submit(self, n: Notification) -> None: ...
+
+
+def notification_kind(reason: str, decision: Decision) -> Kind | None:
+    """Which notification a decision makes, if any."""
+    if reason == "RolloutStarted":
+        return "rollout_started"
+    if reason == "Promoted":
+        return "promoted"
+    if reason == "RolledBack":
+        return "rolled_back" if decision == "rollback" else "rejected"
+    if reason == "Degraded":
+        return "degraded"
+    if reason == "Recovered":
+        return "recovered"
+    return None
+
+
+def parse_kinds(raw: str) -> frozenset[Kind]:
+    """``"promoted, rejected"`` -> the kinds; unknown words are ignored with a warning."""
+    chosen: set[Kind] = set()
+    for word in (w.strip().lower().replace("-", "_") for w in raw.split(",")):
+        if not word:
+            continue
+        match = next((k for k in KINDS if k == word), None)
+        if match is None:
+            log.warning("unknown notification kind %r ignored", word)
+        else:
+            chosen.add(match)
+    return frozenset(chosen)
+
+
+@dataclass(frozen=True)
+class NotifyOptions:
+    enabled: bool = True
+    targets: frozenset[str] | None = None
+    kinds: frozenset[Kind] | None = None
+    channel: str | None = None
+
+
+def options_from_annotations(annotations: Mapping[str, str] | None) -> NotifyOptions:
+    annotations = annotations or {}
+    raw = annotations.get(ANNOTATION_NOTIFY, "").strip().lower()
+    enabled = raw not in _OFF
+    targets = None
+    if enabled and raw not in _ON:
+        targets = frozenset(t.strip() for t in raw.split(",") if t.strip())
+    kinds_raw = annotations.get(ANNOTATION_NOTIFY_EVENTS)
+    kinds = parse_kinds(kinds_raw) if kinds_raw else None
+    channel = (annotations.get(ANNOTATION_SLACK_CHANNEL) or "").strip() or None
+    return NotifyOptions(enabled, targets, kinds, channel)
+
+
+@dataclass(frozen=True)
+class _Known:
+    options: NotifyOptions
+    registered_model: str | None
+
+
+class Announcer:
+    """Audit line for every decision; a notification for the ones people want to hear about."""
+
+    def __init__(
+        self,
+        audit: AuditLog | None = None,
+        notifier: Notifier | None = None,
+        *,
+        kinds: frozenset[Kind] | None = None,
+    ) -> None:
+        self.audit = audit or AuditLog()
+        self.notifier = notifier
+        self.kinds = frozenset(KINDS) if kinds is None else kinds
+        self._known: dict[str, _Known] = {}
+        self._lock = threading.Lock()
+
+    def observe(
+        self, owner: Owner, annotations: Mapping[str, str] | None, registered_model: str | None
+    ) -> None:
+        """Remembers the object's notification choices and model name for its decisions."""
+        known = _Known(options_from_annotations(annotations), registered_model)
+        with self._lock:
+            self._known[owner.uid] = known
+
+    def decision(
+        self,
+        owner: Owner,
+        type_: str,
+        reason: str,
+        message: str,
+        *,
+        decision: Decision | None = None,
+        version: str | None = None,
+        previous_version: str | None = None,
+        color: str | None = None,
+        previous_color: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Never raises: the audit trail and notifications must not break a reconcile."""
+        try:
+            with self._lock:
+                known = self._known.get(owner.uid) or _Known(NotifyOptions(), None)
+            chosen = decision or DECISION_BY_REASON.get(reason, "other")
+            record = AuditRecord(
+                decision=chosen,
+                namespace=owner.namespace,
+                name=owner.name,
+                reason=reason,
+                message=message,
+                event_type=type_,
+                uid=owner.uid,
+                registered_model=known.registered_model,
+                version=version,
+                previous_version=previous_version,
+                color=color,
+                previous_color=previous_color,
+                evidence=_clean(evidence or {}),
+            )
+            self.audit.record(record)
+            self._notify(record, known.options)
+        except Exception:
+            log.exception("audit/notification of %s failed", reason)
+
+    def _notify(self, record: AuditRecord, options: NotifyOptions) -> None:
+        if self.notifier is None or not options.enabled:
+            return
+        kind = notification_kind(record.reason, record.decision)
+        if kind is None or kind not in self.kinds:
+            return
+        if options.kinds is not None and kind not in options.kinds:
+            return
+        self.notifier.submit(
+            Notification(
+                kind=kind,
+                namespace=record.namespace,
+                name=record.name,
+                summary=record.message,
+                reason=record.reason if kind != "promoted" else "",
+                uid=record.uid,
+                registered_model=record.registered_model,
+                version=record.version,
+                previous_version=record.previous_version,
+                color=record.color,
+                previous_color=record.previous_color,
+                evidence=record.evidence,
+                occurred_at=record.at,
+                targets=options.targets,
+                channel=options.channel,
+            )
+        )
+
+
+def _clean(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """Evidence as JSON-friendly scalars, each value bounded (it ends up in Slack and logs)."""
+    out: dict[str, Any] = {}
+    for key, value in evidence.items():
+        if value is None:
+            continue
+        if isinstance(value, bool | int | float):
+            out[str(key)] = value
+        else:
+            out[str(key)] = str(value)[:500]
+    return out

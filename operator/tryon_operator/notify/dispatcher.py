@@ -1,0 +1,463 @@
+"""Deliver notifications without ever holding up a rollout.
+
+``submit()`` is safe from any thread and never blocks: it drops duplicates, then puts the message
+on each target's bounded queue (dropping and counting when full). One asyncio worker per target
+sends with a short timeout, retries transient failures with exponential backoff and jitter (or
+the receiver's ``Retry-After``), and stops hammering a dead receiver with a circuit breaker:
+after ``breaker_threshold`` failed attempts in a row the target is left alone for a cooldown
+that doubles on every failed probe. One worker per target means one request in flight per
+target, so a broken webhook can neither starve the other targets nor cause a retry storm.
+
+Webhook URLs are secrets (the path is the credential): they are never logged, and a target's
+``repr`` shows only its name and kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .formatters import generic_payload, slack_payload
+from .message import Notification
+
+log = logging.getLogger(__name__)
+
+TargetKind = Literal["slack", "json"]
+FailureCallback = Callable[[Notification, str, str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A named receiver. The URL is excluded from repr and never appears in a log line."""
+
+    name: str
+    kind: TargetKind
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def body(self, n: Notification) -> bytes:
+        payload = slack_payload(n) if self.kind == "slack" else generic_payload(n)
+        return json.dumps(payload, ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    queue_size: int = 100
+    max_attempts: int = 5
+    timeout_seconds: float = 5.0
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    retry_after_max_seconds: float = 300.0
+    dedup_seconds: float = 300.0
+    max_age_seconds: float = 3600.0
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
+    breaker_cooldown_max_seconds: float = 600.0
+
+
+class NotifyMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.sent = Counter(
+            "tryon_notifications_sent_total",
+            "Notifications a receiver accepted.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "tryon_notifications_failed_total",
+            "Notifications given up on after retries, by the last error.",
+            ["target", "reason"],
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "tryon_notifications_dropped_total",
+            "Notifications never attempted: queue full, too old, or the dispatcher stopped.",
+            ["target", "reason"],
+            registry=self.registry,
+        )
+        self.deduplicated = Counter(
+            "tryon_notifications_deduplicated_total",
+            "Notifications suppressed because the same one was sent within the dedup window.",
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "tryon_notification_attempts_total",
+            "HTTP deliveries tried, by result (ok or the error).",
+            ["target", "result"],
+            registry=self.registry,
+        )
+        self.circuit_open = Gauge(
+            "tryon_notification_circuit_open",
+            "1 while a target's circuit breaker keeps requests away from it.",
+            ["target"],
+            registry=self.registry,
+        )
+
+
+@dataclass
+class _Breaker:
+    threshold: int
+    base_cooldown: float
+    max_cooldown: float
+    failures: int = 0
+    cooldown: float = 0.0
+    open_until: float = 0.0
+
+    def success(self) -> None:
+        self.failures = 0
+        self.cooldown = 0.0
+        self.open_until = 0.0
+
+    def failure(self, now: float) -> bool:
+        """Counts a failed attempt; True when this opens (or re-opens) the circuit."""
+        self.failures += 1
+        if self.failures < self.threshold:
+            return False
+        self.cooldown = (
+            self.base_cooldown if self.cooldown == 0 else min(self.cooldown * 2, self.max_cooldown)
+        )
+        self.open_until = now + self.cooldown
+        return True
+
+
+@dataclass
+class _Item:
+    notification: Notification
+    queued_at: float
+
+
+@dataclass
+class _TargetState:
+    target: Target
+    queue: asyncio.Queue[_Item]
+    breaker: _Breaker
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    retryable: bool
+    result: str
+    retry_after: float | None = None
+
+
+class _HideSecrets(logging.Filter):
+    """Drops any record of the HTTP library that would show a webhook URL."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is not ours to judge
+            return True
+        return not any(s in text for s in self._secrets)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class Dispatcher:
+    """Bounded, deduplicating, retrying, circuit-breaking fan-out to webhook targets."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        policy: DeliveryPolicy | None = None,
+        *,
+        metrics: NotifyMetrics | None = None,
+        on_failure: FailureCallback | None = None,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError("notification target names must be unique")
+        self.targets = tuple(targets)
+        self.policy = policy or DeliveryPolicy()
+        self.metrics = metrics or NotifyMetrics()
+        self._on_failure = on_failure
+        self._rng = rng or random.Random()
+        self._monotonic = monotonic
+        self._states: dict[str, _TargetState] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._recent: dict[tuple[str, ...], float] = {}
+        self._lock = threading.Lock()
+        self._filter = _HideSecrets(t.url for t in self.targets)
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._client = httpx.AsyncClient(
+            timeout=self.policy.timeout_seconds, follow_redirects=False, trust_env=False
+        )
+        logging.getLogger("httpx").addFilter(self._filter)
+        for target in self.targets:
+            state = _TargetState(
+                target,
+                asyncio.Queue(maxsize=self.policy.queue_size),
+                _Breaker(
+                    self.policy.breaker_threshold,
+                    self.policy.breaker_cooldown_seconds,
+                    self.policy.breaker_cooldown_max_seconds,
+                ),
+            )
+            state.task = asyncio.create_task(
+                self._worker(state), name=f"tryon-notify-{target.name}"
+            )
+            self._states[target.name] = state
+            self.metrics.circuit_open.labels(target.name).set(0)
+
+    async def join(self, wait_seconds: float) -> bool:
+        """Waits until every queued message is sent or given up; False on timeout."""
+        try:
+            async with asyncio.timeout(wait_seconds):
+                for state in self._states.values():
+                    await state.queue.join()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, drain_seconds: float = 2.0) -> None:
+        """Gives queued messages ``drain_seconds`` to go out, then drops the rest."""
+        if self._loop is None:
+            return
+        if drain_seconds > 0:
+            await self.join(drain_seconds)
+        self._stopping = True
+        for state in self._states.values():
+            if state.task is not None:
+                state.task.cancel()
+        await asyncio.gather(
+            *(s.task for s in self._states.values() if s.task is not None),
+            return_exceptions=True,
+        )
+        for state in self._states.values():
+            while not state.queue.empty():
+                state.queue.get_nowait()
+                state.queue.task_done()
+                self.metrics.dropped.labels(state.target.name, "shutdown").inc()
+        if self._client is not None:
+            await self._client.aclose()
+        logging.getLogger("httpx").removeFilter(self._filter)
+        self._loop = None
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, n: Notification) -> None:
+        """Queues ``n`` for its targets. Thread-safe, never blocks, never raises."""
+        try:
+            self._submit(n)
+        except Exception:  # a notification must never break the caller
+            log.exception("could not queue a %s notification", n.kind)
+
+    def _submit(self, n: Notification) -> None:
+        wanted = [t for t in self.targets if n.targets is None or t.name in n.targets]
+        if not wanted:
+            return
+        if self._is_duplicate(n):
+            self.metrics.deduplicated.inc()
+            log.debug("notification %s for %s deduplicated", n.kind, n.object_ref)
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopping:
+            for t in wanted:
+                self.metrics.dropped.labels(t.name, "not_running").inc()
+            return
+        item = _Item(n, self._monotonic())
+        names = [t.name for t in wanted]
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._enqueue(names, item)
+        else:
+            loop.call_soon_threadsafe(self._enqueue, names, item)
+
+    def _is_duplicate(self, n: Notification) -> bool:
+        window = self.policy.dedup_seconds
+        if window <= 0:
+            return False
+        now = self._monotonic()
+        key = n.dedup_key()
+        with self._lock:
+            last = self._recent.get(key)
+            if last is not None and now - last < window:
+                return True
+            self._recent[key] = now
+            if len(self._recent) > 1024:  # keep the memory bounded
+                self._recent = {k: v for k, v in self._recent.items() if now - v < window}
+        return False
+
+    def _enqueue(self, names: Sequence[str], item: _Item) -> None:
+        for name in names:
+            state = self._states.get(name)
+            if state is None:
+                continue
+            try:
+                state.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self.metrics.dropped.labels(name, "queue_full").inc()
+                log.warning(
+                    "notification queue for target %s is full; %s for %s dropped",
+                    name,
+                    item.notification.kind,
+                    item.notification.object_ref,
+                )
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _worker(self, state: _TargetState) -> None:
+        while True:
+            item = await state.queue.get()
+            try:
+                await self._deliver(state, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the worker must survive anything one message does
+                log.exception("notification worker for target %s failed", state.target.name)
+            finally:
+                state.queue.task_done()
+
+    async def _deliver(self, state: _TargetState, item: _Item) -> None:
+        target, n, policy = state.target, item.notification, self.policy
+        attempt = 0
+        body = target.body(n)
+        while True:
+            await self._wait_for_breaker(state)
+            if self._monotonic() - item.queued_at > policy.max_age_seconds:
+                self.metrics.dropped.labels(target.name, "expired").inc()
+                log.warning("%s notification for %s expired unsent on target %s",
+                            n.kind, n.object_ref, target.name)
+                return
+            attempt += 1
+            outcome = await self._attempt(target, n, body)
+            self.metrics.attempts.labels(target.name, outcome.result).inc()
+            if outcome.ok:
+                state.breaker.success()
+                self.metrics.circuit_open.labels(target.name).set(0)
+                self.metrics.sent.labels(target.name).inc()
+                log.info("%s notification for %s sent to %s", n.kind, n.object_ref, target.name)
+                return
+            if state.breaker.failure(self._monotonic()):
+                self.metrics.circuit_open.labels(target.name).set(1)
+                log.warning(
+                    "target %s failed %d times in a row; circuit open for %.0fs",
+                    target.name,
+                    state.breaker.failures,
+                    state.breaker.cooldown,
+                )
+            if not outcome.retryable or attempt >= policy.max_attempts:
+                self._give_up(target, n, outcome.result, attempt)
+                return
+            delay = self._retry_delay(attempt, outcome.retry_after)
+            log.info(
+                "%s notification for %s to %s failed (%s, attempt %d/%d); retry in %.1fs",
+                n.kind,
+                n.object_ref,
+                target.name,
+                outcome.result,
+                attempt,
+                policy.max_attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _wait_for_breaker(self, state: _TargetState) -> None:
+        while True:
+            wait = state.breaker.open_until - self._monotonic()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        policy = self.policy
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), policy.retry_after_max_seconds)
+        step = policy.backoff_base_seconds * 2.0 ** (attempt - 1)
+        ceiling = min(policy.backoff_max_seconds, step)
+        # "equal jitter": never less than half the step, so retries still spread out
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    async def _attempt(self, target: Target, n: Notification, body: bytes) -> _Outcome:
+        assert self._client is not None
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tryon-operator",
+            "X-Tryon-Notification-Id": n.id,
+            **dict(target.headers),
+        }
+        try:
+            response = await self._client.post(target.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return _Outcome(False, True, "timeout")
+        except httpx.HTTPError as err:  # the message may hold the URL: log only the type
+            return _Outcome(False, True, type(err).__name__)
+        status = response.status_code
+        if 200 <= status < 300:
+            return _Outcome(True, False, "ok")
+        retryable = status in (408, 425, 429) or status >= 500
+        return _Outcome(
+            False,
+            retryable,
+            f"http_{status}",
+            parse_retry_after(response.headers.get("Retry-After")) if retryable else None,
+        )
+
+    def _give_up(self, target: Target, n: Notification, reason: str, attempts: int) -> None:
+        self.metrics.failed.labels(target.name, reason).inc()
+        log.warning(
+            "%s notification for %s not delivered to %s after %d attempt(s): %s",
+            n.kind,
+            n.object_ref,
+            target.name,
+            attempts,
+            reason,
+        )
+        if self._on_failure is None or self._loop is None:
+            return
+        callback = self._on_failure
+        # The callback may do blocking I/O (posting an Event): keep it off the event loop.
+        future = self._loop.run_in_executor(None, callback, n, target.name, reason)
+        future.add_done_callback(_log_callback_error)
+
+
+def _log_callback_error(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("notification failure callback raised %s",
+                    type(future.exception()).__name__)
