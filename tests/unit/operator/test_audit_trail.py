@@ -1,0 +1,182 @@
+"""Audit records (one JSON line each) and the announcer that turns the reconciler's decisions
+into audit lines and notifications, honouring the per-object annotations."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from tryon_operator.announce import Announcer, notification_kind, options_from_annotations
+from tryon_operator.audit import (
+    AUDIT_LOGGER,
+    AuditLog,
+    AuditRecord,
+    configure_audit_logging,
+    parse_audit_line,
+)
+from tryon_operator.builders import Owner
+from tryon_operator.notify import Notification
+
+pytestmark = pytest.mark.unit
+
+OWNER = Owner(name="dress", namespace="shop", uid="uid-1")
+
+
+class Inbox:
+    """A notifier that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[Notification] = []
+
+    def submit(self, n: Notification) -> None:
+        self.items.append(n)
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def captured():
+    logger = logging.getLogger("test.audit." + str(id(object())))
+    logger.propagate = False
+    handler = Lines()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return AuditLog(logger), handler.lines
+
+
+def test_record_is_one_json_line_with_every_field():
+    record = AuditRecord(
+        decision="reject",
+        namespace="shop",
+        name="dress",
+        reason="ProgressDeadlineExceeded",
+        message="green (version 3) had 0/1 Ready pods after 20s\nsecond line",
+        event_type="Warning",
+        uid="uid-1",
+        registered_model="tryon-vton",
+        version="3",
+        previous_version="2",
+        color="green",
+        previous_color="blue",
+        evidence={"readyPods": "0/1", "notReadyPods": "dress-green-abc"},
+        at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
+    )
+    line = record.to_json()
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data == {
+        "audit": "tryon.dev/audit/v1",
+        "ts": "2026-11-22T03:00:00+00:00",
+        "decision": "reject",
+        "tryOnModel": "shop/dress",
+        "uid": "uid-1",
+        "registeredModel": "tryon-vton",
+        "version": "3",
+        "previousVersion": "2",
+        "color": "green",
+        "previousColor": "blue",
+        "reason": "ProgressDeadlineExceeded",
+        "eventType": "Warning",
+        "message": "green (version 3) had 0/1 Ready pods after 20s\nsecond line",
+        "evidence": {"readyPods": "0/1", "notReadyPods": "dress-green-abc"},
+    }
+    assert parse_audit_line("2026-11-22 INFO x: " + line) == data
+    assert parse_audit_line('{"not": "audit"}') is None
+    assert parse_audit_line("plain text") is None
+
+
+def test_configured_handler_prints_bare_json_once():
+    stream = io.StringIO()
+    logger = logging.getLogger(AUDIT_LOGGER)
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    try:
+        logger.handlers.clear()
+        first = configure_audit_logging(stream)
+        assert configure_audit_logging(stream) is first  # idempotent
+        AuditLog().record(AuditRecord("heal", "shop", "dress", "SelfHealed", "selector restored"))
+        (line,) = stream.getvalue().splitlines()
+        assert json.loads(line)["decision"] == "heal"
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.propagate, logger.level = saved[1], saved[2]
+
+
+def test_announcer_audits_every_decision_and_notifies_the_chosen_ones(captured):
+    audit, lines = captured
+    inbox = Inbox()
+    announcer = Announcer(audit, inbox)
+    announcer.observe(OWNER, {}, "tryon-vton")
+    announcer.decision(OWNER, "Normal", "ModelResolved", "alias production is version 2",
+                       version="2")
+    announcer.decision(OWNER, "Normal", "RolloutStarted", "rolling out 2", version="2",
+                       previous_version="1", color="green", previous_color="blue")
+    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="2",
+                       previous_version="1", color="green", previous_color="blue")
+    announcer.decision(OWNER, "Warning", "RolledBack", "lost readiness", decision="rollback",
+                       version="2", color="green", evidence={"readyPods": "0/1", "none": None})
+    announcer.decision(OWNER, "Warning", "SelfHealed", "selector restored")
+
+    records = [json.loads(line) for line in lines]
+    assert [r["decision"] for r in records] == ["resolve", "scale", "flip", "rollback", "heal"]
+    assert all(r["registeredModel"] == "tryon-vton" for r in records)
+    assert records[3]["evidence"] == {"readyPods": "0/1"}
+    assert [(n.kind, n.version) for n in inbox.items] == [
+        ("rollout_started", "2"), ("promoted", "2"), ("rolled_back", "2")]
+    assert inbox.items[2].reason == "RolledBack" and inbox.items[1].reason == ""
+
+
+def test_annotations_select_targets_kinds_channel_or_silence(captured):
+    audit, lines = captured
+    inbox = Inbox()
+    announcer = Announcer(audit, inbox, kinds=frozenset({"rejected", "promoted"}))
+    announcer.observe(OWNER, {"tryon.dev/notify": "webhook",
+                              "tryon.dev/notify-slack-channel": "#dress"}, None)
+    announcer.decision(OWNER, "Normal", "RolloutStarted", "x", version="2")  # kind not wanted
+    announcer.decision(OWNER, "Warning", "RolledBack", "smoke failed", version="2")
+    (n,) = inbox.items
+    assert (n.kind, n.targets, n.channel) == ("rejected", frozenset({"webhook"}), "#dress")
+
+    announcer.observe(OWNER, {"tryon.dev/notify": "off"}, None)
+    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="3")
+    assert len(inbox.items) == 1  # silenced, yet still audited
+    assert len(lines) == 3
+
+    announcer.observe(OWNER, {"tryon.dev/notify-events": "promoted, bogus"}, None)
+    announcer.decision(OWNER, "Warning", "RolledBack", "again", version="4")
+    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="4")
+    assert [n.kind for n in inbox.items] == ["rejected", "promoted"]
+
+
+def test_options_and_kind_mapping():
+    assert options_from_annotations(None).enabled
+    assert options_from_annotations({"tryon.dev/notify": "true"}).targets is None
+    assert not options_from_annotations({"tryon.dev/notify": "False"}).enabled
+    assert options_from_annotations({"tryon.dev/notify": "slack, webhook"}).targets == \
+        frozenset({"slack", "webhook"})
+    assert notification_kind("RolledBack", "reject") == "rejected"
+    assert notification_kind("RolledBack", "rollback") == "rolled_back"
+    assert notification_kind("Degraded", "degrade") == "degraded"
+    assert notification_kind("Recovered", "recover") == "recovered"
+    assert notification_kind("SelfHealed", "heal") is None
+
+
+def test_a_broken_notifier_never_breaks_the_caller(captured):
+    audit, lines = captured
+
+    class Broken:
+        def submit(self, n: Notification) -> None:
+            raise RuntimeError("boom")
+
+    announcer = Announcer(audit, Broken())
+    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="2")  # does not raise
+    assert json.loads(lines[0])["decision"] == "flip"
