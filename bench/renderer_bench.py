@@ -17,7 +17,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +44,24 @@ class LevelResult:
     p99_ms: float
     errors: int = 0
     batch: int = 1
+    cpu_ms: float = float("nan")  # CPU time the server (or raw loop) spent per image
+    completed: int = 0
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[idx]
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc, in seconds.
+
+    Why: the benchmark machine is shared, so wall-clock throughput partly measures how much CPU
+    the scheduler hands each server; CPU time per image measures the server's own efficiency.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -161,6 +172,7 @@ async def drive(
         p50_ms=percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
         p99_ms=percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
         errors=errors,
+        completed=len(latencies),
     )
 
 
@@ -200,69 +212,95 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_level(
-    name: str, port: int, c: int, args: argparse.Namespace, body: tuple[bytes, str]
-) -> LevelResult:
+    name: str, proc: subprocess.Popen[bytes], port: int, c: int, args: argparse.Namespace,
+    body: tuple[bytes, str],
+) -> LevelResult:  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1/tryon"
     total = max(args.requests_per_level, 2 * c)
+    cpu_before = process_cpu_s(proc.pid)
     result = asyncio.run(drive(url, *body, c, total, args.max_seconds_per_level))
+    result.cpu_ms = (process_cpu_s(proc.pid) - cpu_before) * 1000 / max(1, result.completed)
     print(f"  {name:8s} c={c:<3d} {result.throughput:7.2f} req/s  p50 {result.p50_ms:8.1f} ms  "
-          f"p99 {result.p99_ms:8.1f} ms  errors {result.errors}  "
+          f"p99 {result.p99_ms:8.1f} ms  cpu {result.cpu_ms:7.1f} ms/req  errors {result.errors}  "
           f"load avg {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     return result
 
 
 def raw_level(
-    runner: object, contract: ModelContract, c: int, max_batch: int, reps: int
+    runner: object, contract: ModelContract, c: int, args: argparse.Namespace
 ) -> LevelResult:
-    """Forward throughput (images/s) at the batch size the renderer can reach at a level."""
+    """Forward throughput (images/s) with the renderer's parallelism and the batch size it
+    reaches at this concurrency (`ceil(c / parallel)`, capped at the max batch), no HTTP."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tryon_renderer.batching import BatchRunner
 
     assert isinstance(runner, BatchRunner)
-    batch = min(c, max_batch)
+    parallel = args.parallel_batches
+    batch = min(-(-c // parallel), args.max_batch_size)
     x = torch.rand(batch, 3, contract.height, contract.width) * 2 - 1
     cat = torch.zeros(batch, dtype=torch.long)
-    runner.run(x, x, cat)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        runner.run(x, x, cat)
-        times.append(time.perf_counter() - start)
+
+    def timed_runs() -> list[float]:
+        times = []
+        for _ in range(args.raw_reps):
+            start = time.perf_counter()
+            runner.run(x, x, cat)
+            times.append(time.perf_counter() - start)
+        return times
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: runner.run(x, x, cat), range(parallel)))  # warm-up
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        times = [t for ts in pool.map(lambda _: timed_runs(), range(parallel)) for t in ts]
+        wall = time.perf_counter() - wall_start
+        cpu_ms = (time.process_time() - cpu_start) * 1000 / (len(times) * batch)
     result = LevelResult(
-        throughput=batch / statistics.mean(times),
+        throughput=len(times) * batch / wall,
         p50_ms=percentile(times, 0.5) * 1000,
         p99_ms=percentile(times, 0.99) * 1000,
         batch=batch,
+        cpu_ms=cpu_ms,
     )
     load = os.getloadavg()[0]
     print(f"  raw      c={c:<3d} batch {batch:<3d} {result.throughput:7.2f} img/s  "
-          f"p50 {result.p50_ms:8.1f} ms/batch  load avg {load:.1f}", flush=True)  # fmt: skip
+          f"p50 {result.p50_ms:8.1f} ms/batch  cpu {cpu_ms:7.1f} ms/img  "
+          f"load avg {load:.1f}", flush=True)  # fmt: skip
     return result
 
 
-def table(
-    levels: list[int],
-    ours: dict[int, LevelResult],
-    naive: dict[int, LevelResult],
-    naive1: dict[int, LevelResult],
-    raw: dict[int, LevelResult],
-) -> str:
-    head = (
-        "| concurrency | renderer req/s | renderer p50 / p99 ms | naive req/s | naive p50 / p99 ms "
-        "| naive-1t req/s | naive-1t p50 / p99 ms | raw forward img/s (batch) "
-        "| renderer / naive | renderer / naive-1t | renderer / raw |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    rows = []
+def table(levels: list[int], systems: dict[str, dict[int, LevelResult]]) -> str:
+    """Two markdown tables: per-system numbers, then the renderer's ratios."""
+    lines = [
+        "| concurrency | system | throughput (req/s; raw: img/s) | p50 ms | p99 ms "
+        "| CPU ms per image |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for c in levels:
-        o, n, n1, r = ours[c], naive[c], naive1[c], raw[c]
-        rows.append(
-            f"| {c} | {o.throughput:.2f} | {o.p50_ms:.0f} / {o.p99_ms:.0f} | {n.throughput:.2f} "
-            f"| {n.p50_ms:.0f} / {n.p99_ms:.0f} | {n1.throughput:.2f} "
-            f"| {n1.p50_ms:.0f} / {n1.p99_ms:.0f} | {r.throughput:.2f} ({r.batch}) "
-            f"| {o.throughput / n.throughput:.2f}x | {o.throughput / n1.throughput:.2f}x "
-            f"| {o.throughput / r.throughput:.0%} |"
+        for name, results in systems.items():
+            r = results[c]
+            label = f"{name} (batch {r.batch})" if name == "raw" else name
+            lines.append(
+                f"| {c} | {label} | {r.throughput:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} "
+                f"| {r.cpu_ms:.0f} |"
+            )
+    lines += [
+        "",
+        "| concurrency | renderer / naive throughput | renderer / naive-1t throughput "
+        "| renderer / raw throughput | naive CPU per image / renderer's "
+        "| naive-1t CPU per image / renderer's |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    ours, naive, naive1, raw = (systems[k] for k in ("renderer", "naive", "naive-1t", "raw"))
+    for c in levels:
+        o = ours[c]
+        lines.append(
+            f"| {c} | {o.throughput / naive[c].throughput:.2f}x "
+            f"| {o.throughput / naive1[c].throughput:.2f}x "
+            f"| {o.throughput / raw[c].throughput:.0%} "
+            f"| {naive[c].cpu_ms / o.cpu_ms:.2f}x | {naive1[c].cpu_ms / o.cpu_ms:.2f}x |"
         )
-    return head + "\n".join(rows)
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -290,6 +328,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help="intra-op threads for the renderer, raw and the naive-1t baseline",
+    )
+    parser.add_argument(
+        "--parallel-batches",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="renderer batches in flight at once (CPU: one per core)",
     )
     parser.add_argument("--serve-naive", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -321,6 +365,7 @@ def main() -> None:
         "TRYON_MAX_QUEUE": "1024",
         "TRYON_REQUEST_TIMEOUT_S": "600",
         "TRYON_TORCH_THREADS": str(args.torch_threads),
+        "TRYON_PARALLEL_BATCHES": str(args.parallel_batches),
     }
     torch.set_num_threads(args.torch_threads)  # the raw forward pass uses the same setting
     renderer_argv = [sys.executable, "-m", "tryon_renderer", "--log-level", "warning"]
@@ -344,15 +389,15 @@ def main() -> None:
         for port in (ours_port, naive_port, naive1_port):  # warm-up
             asyncio.run(drive(f"http://127.0.0.1:{port}/v1/tryon", *body, 2, 4, 60))
         for c in levels:
-            ours[c] = run_level("renderer", ours_port, c, args, body)
-            naive[c] = run_level("naive", naive_port, c, args, body)
-            naive1[c] = run_level("naive-1t", naive1_port, c, args, body)
-            raw[c] = raw_level(runner, contract, c, args.max_batch_size, args.raw_reps)
+            ours[c] = run_level("renderer", procs[0], ours_port, c, args, body)
+            naive[c] = run_level("naive", procs[1], naive_port, c, args, body)
+            naive1[c] = run_level("naive-1t", procs[2], naive1_port, c, args, body)
+            raw[c] = raw_level(runner, contract, c, args)
     finally:
         for proc in procs:
             stop_server(proc)
     print()
-    print(table(levels, ours, naive, naive1, raw))
+    print(table(levels, {"renderer": ours, "naive": naive, "naive-1t": naive1, "raw": raw}))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ async def _load_and_warm(state: RendererState) -> None:
         max_wait_s=settings.max_wait_ms / 1000,
         max_queue=settings.max_queue,
         metrics=state.metrics,
+        parallel_batches=settings.parallel_batches if runner.device.type == "cpu" else 1,
     )
     worker.start()
     state.worker = worker

@@ -86,6 +86,7 @@ class BatchingWorker:
         max_wait_s: float = 0.005,
         max_queue: int = 64,
         metrics: Metrics | None = None,
+        parallel_batches: int = 1,
     ) -> None:
         self.runner = runner
         self.max_batch_size = max(1, max_batch_size)
@@ -95,9 +96,16 @@ class BatchingWorker:
         self._pending: collections.deque[WorkItem] = collections.deque()
         self._wakeup = asyncio.Event()
         self._accepting = False
-        self._busy = False
+        # Batches in flight on the device. 1 on a GPU; on a CPU, one per core with one torch
+        # thread each beats one batch on all cores (no OpenMP barrier stalls under contention).
+        self.parallel_batches = max(1, parallel_batches)
+        self._busy = 0
+        self._slots = asyncio.Semaphore(self.parallel_batches)
+        self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tryon-model")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.parallel_batches, thread_name_prefix="tryon-model"
+        )
 
     @property
     def queue_depth(self) -> int:
@@ -166,22 +174,35 @@ class BatchingWorker:
         return [item for item in batch if not item.future.done()]
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Gather a batch whenever a device slot is free and run it without blocking the loop."""
         while True:
-            batch = await self._gather()
-            if not batch:
-                continue
-            self._busy = True
+            await self._slots.acquire()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._run_batch, batch)
-            except Exception as err:  # a model fault must fail the batch, not the worker
-                _fail_all(batch, err)
-            else:
-                for item, out in zip(batch, outputs, strict=True):
-                    if not item.future.done():
-                        item.future.set_result(out)
-            finally:
-                self._busy = False
+                batch = await self._gather()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[WorkItem]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._run_batch, batch)
+        except Exception as err:  # a model fault must fail the batch, not the worker
+            _fail_all(batch, err)
+        else:
+            for item, out in zip(batch, outputs, strict=True):
+                if not item.future.done():
+                    item.future.set_result(out)
+        finally:
+            self._busy -= 1
+            self._slots.release()
 
     def _run_batch(self, batch: list[WorkItem]) -> list[Tensor]:
         start = time.perf_counter()

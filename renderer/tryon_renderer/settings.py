@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     device: str = "auto"
     torch_threads: int = Field(0, ge=0)  # 0 keeps torch's default
+    parallel_batches: int = Field(1, ge=1, le=64)  # CPU: one per core with torch_threads=1
     max_batch_size: int = Field(8, ge=1, le=256)
     max_wait_ms: float = Field(5.0, ge=0, le=1000)
     max_queue: int = Field(64, ge=1)

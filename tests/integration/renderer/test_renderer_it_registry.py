@@ -14,7 +14,7 @@ from PIL import Image
 from tryon_renderer.app import create_app
 from tryon_renderer.settings import Settings
 
-from .conftest import INPUT_BUCKET, RegisteredModels
+from .conftest import INPUT_BUCKET, SMALL, RegisteredModels
 
 pytestmark = pytest.mark.integration
 
@@ -201,11 +201,10 @@ def _dead_port() -> int:
 
 
 def test_bad_input_s3_down_is_503_and_server_keeps_serving(tmp_path: Path, renderer_env) -> None:
+    from tryon_renderer.network import TryOnConfig, TryOnNet
     from tryon_renderer.packaging import write_model_dir
 
-    from tests.unit.renderer.conftest import SMALL, tiny_net
-
-    model = write_model_dir(tiny_net(), tmp_path / "m", contract=SMALL)
+    model = write_model_dir(TryOnNet(TryOnConfig(base_width=4)), tmp_path / "m", contract=SMALL)
     client = _ready_client(
         Settings(
             model_path=model,

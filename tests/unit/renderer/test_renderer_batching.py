@@ -128,3 +128,21 @@ async def test_model_exception_fails_batch_not_worker() -> None:
         await worker.submit(_x(), _x(), 0, 10)
     assert (await worker.submit(_x(), _x(), 0, 10)).shape == (3, H, W)
     await worker.stop()
+
+
+async def test_parallel_batches_run_concurrently_on_cpu() -> None:
+    """With two device slots, a second batch starts while the first is still running."""
+    runner = GatedRunner()
+    worker = BatchingWorker(runner, max_batch_size=1, max_wait_s=0, parallel_batches=2)
+    worker.start()
+    runner.gate.clear()
+    tasks = [asyncio.create_task(worker.submit(_x(), _x(), 0, 10)) for _ in range(3)]
+    deadline = asyncio.get_running_loop().time() + 5
+    while worker._busy < 2:  # both slots taken while the gate is closed
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    assert worker.queue_depth == 1
+    runner.gate.set()
+    assert len(await asyncio.gather(*tasks)) == 3
+    await worker.stop()
+    assert runner.batches == [1, 1, 1]
