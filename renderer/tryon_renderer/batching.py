@@ -67,6 +67,7 @@ class BatchRunner:
         with torch.inference_mode():
             p, g = self._to_device(person), self._to_device(garment)
             c = category.to(self.device)
+            out: Tensor
             if self.autocast_dtype is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                     out = self.model(p, g, c)

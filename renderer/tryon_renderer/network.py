@@ -85,10 +85,12 @@ class FlowHead(nn.Module):
         self.out = nn.Conv2d(channels, 2, 3, padding=1)
         # Start at the identity warp so an untrained network passes the garment through.
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, person_feat: Tensor, garment_feat: Tensor) -> Tensor:
-        return self.out(self.body(torch.cat([person_feat, garment_feat], dim=1)))
+        flow: Tensor = self.out(self.body(torch.cat([person_feat, garment_feat], dim=1)))
+        return flow
 
 
 def identity_grid(like: Tensor) -> Tensor:
