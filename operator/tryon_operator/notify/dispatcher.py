@@ -145,6 +145,7 @@ class _TargetState:
     queue: asyncio.Queue[_Item]
     breaker: _Breaker
     task: asyncio.Task[None] | None = None
+    overflowing: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,12 +334,17 @@ class Dispatcher:
                 state.queue.put_nowait(item)
             except asyncio.QueueFull:
                 self.metrics.dropped.labels(name, "queue_full").inc()
-                log.warning(
-                    "notification queue for target %s is full; %s for %s dropped",
-                    name,
-                    item.notification.kind,
-                    item.notification.object_ref,
-                )
+                if not state.overflowing:  # one warning per overflow, not one per message
+                    state.overflowing = True
+                    log.warning(
+                        "notification queue for target %s is full (%d); dropping new messages "
+                        "until it drains (see tryon_notifications_dropped_total)",
+                        name,
+                        state.queue.maxsize,
+                    )
+            else:
+                if state.overflowing and state.queue.qsize() <= state.queue.maxsize // 2:
+                    state.overflowing = False
 
     # ------------------------------------------------------------------ delivery
 
@@ -347,7 +353,8 @@ class Dispatcher:
             item = await state.queue.get()
             try:
                 await self._deliver(state, item)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # stopped mid-delivery (or waiting out the breaker)
+                self.metrics.dropped.labels(state.target.name, "shutdown").inc()
                 raise
             except Exception:  # the worker must survive anything one message does
                 log.exception("notification worker for target %s failed", state.target.name)
