@@ -278,7 +278,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = _open(args.data, args.format)
     device = pick_device(args.device)
     candidate = resolve_version(registry, args.model, args.version)
-    batches: dict[tuple[int, int], Batch] = {}
+    batches: dict[tuple[Any, ...], Batch] = {}
     loaded = load_version(args.model, candidate.version, registry.tracking_uri, args.cache_dir)
     columns = {f"v{candidate.version}": evaluate_version(loaded, ds, args.split, device, batches)}
     baseline = None

@@ -111,13 +111,13 @@ def evaluate_version(
     ds: Dataset,
     split: str,
     device: torch.device,
-    batch_cache: dict[tuple[int, int], Batch] | None = None,
+    batch_cache: dict[tuple[Any, ...], Batch] | None = None,
 ) -> dict[str, float]:
     """Evaluate a loaded version on `split`, loading the data at the model's resolution."""
     samples = ds.split(split)
     if not samples:
         raise EvaluationError(f"split {split!r} of {ds.root} is empty")
-    key = (loaded.height, loaded.width)
+    key = (loaded.height, loaded.width, loaded.categories)
     batch = batch_cache.get(key) if batch_cache is not None else None
     if batch is None:
         batch = load_batch(samples, loaded.height, loaded.width, loaded.categories)

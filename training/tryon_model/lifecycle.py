@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -77,7 +78,7 @@ def promote(
     candidate = resolve_version(registry, name, version)
     production = registry.alias_version(name, alias)
     data_hash = dataset_hash(ds)
-    batches: dict[tuple[int, int], Batch] = {}
+    batches: dict[tuple[Any, ...], Batch] = {}
     cand_loaded = load_version(name, candidate.version, registry.tracking_uri, cache_dir)
     cand_metrics = evaluate_version(cand_loaded, ds, split, device, batches)
     prod_metrics: dict[str, float] | None = None
