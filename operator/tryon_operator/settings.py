@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 ENV_PREFIX = "TRYON_"
 
@@ -31,6 +31,19 @@ class OperatorSettings(BaseModel):
     webhook_tolerance_seconds: Annotated[float, Field(gt=0)] = 300.0
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     metrics_host: str = "0.0.0.0"
+    # Notifications (docs/operator.md#notifications). URLs are credentials: set them from a
+    # Secret (secretKeyRef); SecretStr keeps them out of repr and logs.
+    notify_slack_url: SecretStr | None = None
+    notify_webhook_url: SecretStr | None = None
+    notify_webhook_token: SecretStr | None = None
+    notify_events: str = ""  # comma-separated kinds; empty means all
+    notify_queue_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    notify_max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    notify_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    notify_backoff_seconds: Annotated[float, Field(gt=0)] = 1.0
+    notify_dedup_seconds: Annotated[float, Field(ge=0)] = 300.0
+    notify_breaker_threshold: Annotated[int, Field(ge=1)] = 5
+    notify_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
