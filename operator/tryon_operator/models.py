@@ -231,6 +231,8 @@ class HistoryEntry(_Status):
     message: str = ""
     started_at: datetime | None = None
     finished_at: datetime
+    promoted_at: datetime | None = None  # when traffic flipped to it (if it ever did)
+    previous_version: str | None = None  # what served before
 
 
 class TryOnModelStatus(_Status):

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from . import decision as d
+from .announce import Announcer
 from .builders import (
     LABEL_COLOR,
     Owner,
@@ -49,6 +50,7 @@ _T = TypeVar("_T")
 ANNOTATION_PROMOTE = "tryon.dev/promote"
 TAG_REJECTED = "tryon.dev/rejected"
 TAG_PROMOTED = "tryon.dev/promoted"
+TAG_STOPPED = "tryon.dev/stopped"
 MAX_STEPS = 10
 
 
@@ -152,6 +154,7 @@ class Reconciler:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         cache: ResolutionCache | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.kube = kube
         self.registry = registry
@@ -160,6 +163,7 @@ class Reconciler:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.cache = cache or ResolutionCache(settings.mlflow_poll_seconds)
+        self.announcer = announcer or Announcer()  # audit lines (+ notifications when set up)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.watched: dict[str, set[tuple[str, str]]] = {}
@@ -202,6 +206,7 @@ class Reconciler:
         self.watched.setdefault(spec.model.registered_model, set()).add(
             (owner.namespace, owner.name)
         )
+        self.announcer.observe(owner, meta.get("annotations"), spec.model.registered_model)
         tracking_uri = spec.mlflow.tracking_uri or self.settings.mlflow_tracking_uri
         status, resolution = self._resolve(owner, spec, old_status, tracking_uri, now)
         cluster = self.kube.observe(owner.namespace, owner.name)
@@ -228,6 +233,9 @@ class Reconciler:
                         "SmokeTestPassed",
                         f"version {status.rollout.version if status.rollout else '?'} "
                         f"on {action.color}: {outcome.message}",
+                        version=status.rollout.version if status.rollout else None,
+                        color=action.color,
+                        evidence={"smoke": outcome.message, "url": url},
                     )
                 observed = replace(observed, smoke=outcome)
                 continue
@@ -242,6 +250,7 @@ class Reconciler:
 
         status = self._converge(owner, spec, tracking_uri, status, cluster)
         status = self._finish_status(spec, status, desired, cluster, resolution, now, generation)
+        self._announce_phase(owner, old_status, status)
         wrote = self._write_status(owner, old_status, status)
         self.metrics.set_active(
             owner.namespace, owner.name, status.active_version, status.active_color
@@ -271,10 +280,17 @@ class Reconciler:
             except ModelResolutionError as err:
                 result = err
             self.cache.put(owner.uid, key, result)
+        before = status.condition("ModelResolved")
         if isinstance(result, ModelResolutionError):
+            if before is None or before.status != "False" or before.reason != result.reason:
+                self._event(owner, "Warning", "ModelResolutionFailed",
+                            f"{spec.model.describe()}: {result.reason}: {result.message}")
             return status, result
         selector = f"{kind} {value}"
         previous = status.model
+        if before is not None and before.status == "False":
+            self._event(owner, "Normal", "ModelResolutionRecovered",
+                        f"{spec.model.describe()} is version {result.version} again")
         if (
             previous is not None
             and previous.version == result.version
@@ -298,6 +314,9 @@ class Reconciler:
                 "Normal",
                 "ModelResolved",
                 f"{spec.model.registered_model} {selector} is version {result.version}",
+                version=result.version,
+                previous_version=previous.version if previous is not None else None,
+                evidence={"selector": selector, "runId": result.run_id, "source": result.source},
             )
         model = ResolvedModelStatus(
             registered_model=spec.model.registered_model,
@@ -396,6 +415,15 @@ class Reconciler:
                 f"rolling out version {action.version} to {action.color} "
                 f"({action.replicas} replica(s)); active is "
                 f"{status.active_color or 'none'} (version {status.active_version or '-'})",
+                version=action.version,
+                color=action.color,
+                previous_version=status.active_version,
+                previous_color=status.active_color,
+                evidence={
+                    "replicas": action.replicas,
+                    "templateHash": action.template_hash,
+                    "supersedes": action.superseded.version if action.superseded else None,
+                },
             )
             return status.model_copy(
                 update={
@@ -413,6 +441,9 @@ class Reconciler:
                 "Normal",
                 "RolloutCancelled",
                 f"rollout of version {rollout.version} cancelled: {action.reason}",
+                version=rollout.version,
+                color=rollout.color,
+                evidence={"scaledTo": 0},
             )
             status = self._record(status, rollout, "Cancelled", "Cancelled", action.reason, now)
             return status.model_copy(
@@ -433,6 +464,12 @@ class Reconciler:
                 f"version {rollout.version} on {rollout.color} rejected before promotion "
                 f"({action.reason}): {action.message}; traffic stays on "
                 f"{status.active_color or 'none'}",
+                decision="reject",
+                version=rollout.version,
+                color=rollout.color,
+                previous_version=status.active_version,
+                previous_color=status.active_color,
+                evidence=_evidence(cluster, rollout.color, action.message),
             )
             return status.model_copy(
                 update={"rollout": None, "preview_color": None, "preview_version": None}
@@ -458,7 +495,22 @@ class Reconciler:
                 "RolledBack",
                 f"version {rollout.version} failed after promotion ({action.reason}); "
                 f"traffic flipped back to {previous} (version {rollout.previous_version})",
+                decision="rollback",
+                version=rollout.version,
+                color=rollout.color,
+                previous_version=rollout.previous_version,
+                previous_color=previous,
+                evidence=_evidence(cluster, rollout.color, action.message),
             )
+            if rollout.previous_version is not None:
+                self._tag(
+                    tracking_uri,
+                    spec,
+                    rollout.previous_version,
+                    TAG_PROMOTED,
+                    f"{ns}/{name} serving again on {previous} at {now.isoformat()} after "
+                    f"version {rollout.version} was rolled back",
+                )
             return status.model_copy(
                 update={"rollout": None, "preview_color": None, "preview_version": None}
             )
@@ -472,6 +524,9 @@ class Reconciler:
                     "ScaledDown",
                     f"previous colour {rollout.previous_color} (version "
                     f"{rollout.previous_version}) scaled to 0",
+                    version=rollout.previous_version,
+                    color=rollout.previous_color,
+                    evidence={"scaledTo": 0},
                 )
             status = self._record(
                 status,
@@ -486,6 +541,10 @@ class Reconciler:
                 "Normal",
                 "RolloutComplete",
                 f"version {rollout.version} serves on {rollout.color}",
+                version=rollout.version,
+                color=rollout.color,
+                previous_version=rollout.previous_version,
+                previous_color=rollout.previous_color,
             )
             return status.model_copy(update={"rollout": None})
         raise AssertionError(f"unhandled action {action!r}")  # pragma: no cover
@@ -534,6 +593,15 @@ class Reconciler:
             f"{latency:.1f}s after the model change was seen; previous "
             f"{status.active_color or 'none'} (version {status.active_version or '-'}) "
             "kept warm",
+            version=rollout.version,
+            color=action.color,
+            previous_version=status.active_version,
+            previous_color=status.active_color,
+            evidence={
+                "latencySeconds": round(latency, 1),
+                "smokePassed": rollout.smoke_passed,
+                "selector": f"{LABEL_COLOR}={action.color}",
+            },
         )
         self._tag(
             tracking_uri,
@@ -542,6 +610,15 @@ class Reconciler:
             TAG_PROMOTED,
             f"{ns}/{name} promoted to {action.color} at {now.isoformat()}",
         )
+        if status.active_version is not None and status.active_version != rollout.version:
+            self._tag(
+                tracking_uri,
+                spec,
+                status.active_version,
+                TAG_STOPPED,
+                f"{ns}/{name} stopped serving at {now.isoformat()}: replaced by version "
+                f"{rollout.version} on {action.color}",
+            )
         return status_after
 
     def _await_promotion(self, owner: Owner, status: TryOnModelStatus) -> TryOnModelStatus:
@@ -554,6 +631,8 @@ class Reconciler:
             "AwaitingPromotion",
             f"version {rollout.version} on {rollout.color} is Ready and tested; "
             f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote",
+            version=rollout.version,
+            color=rollout.color,
         )
         return _with_rollout(status, phase="AwaitingPromotion", ready_at=self.clock())
 
@@ -600,6 +679,8 @@ class Reconciler:
             message=message[:500],
             started_at=rollout.started_at,
             finished_at=now,
+            promoted_at=rollout.promoted_at,
+            previous_version=rollout.previous_version,
         )
         history = (*status.history, entry)[-self.settings.history_limit :]
         return status.model_copy(update={"history": history})
@@ -851,12 +932,44 @@ class Reconciler:
         self.kube.patch_status(owner.namespace, owner.name, new.to_patch())
         return True
 
-    def _event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+    def _event(self, owner: Owner, type_: str, reason: str, message: str, **audit: Any) -> None:
+        """Every decision passes here: Event, audit line, notification (``audit``: its facts)."""
         log.info("%s/%s %s: %s", owner.namespace, owner.name, reason, message)
         try:
             self.kube.emit_event(owner, type_, reason, message)
         except Exception as err:  # an event is worth less than the reconcile that emits it
             log.warning("could not post event %s: %s", reason, err)
+        self.announcer.decision(owner, type_, reason, message, **audit)
+
+    def _announce_phase(
+        self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus
+    ) -> None:
+        """Degraded and recovered are told once, on the transition."""
+        if new.phase == "Degraded" and old.phase != "Degraded":
+            cond = new.condition("Degraded")
+            reason = cond.reason if cond is not None else "Degraded"
+            detail = cond.message if cond is not None else ""
+            self._event(
+                owner,
+                "Warning",
+                "Degraded",
+                f"{reason}: {detail}" if detail else reason,
+                decision="degrade",
+                version=new.model.version if new.model else None,
+                color=new.active_color,
+                previous_version=new.active_version,
+                evidence={"condition": reason},
+            )
+        elif old.phase == "Degraded" and new.phase == "Healthy":
+            self._event(
+                owner,
+                "Normal",
+                "Recovered",
+                f"version {new.active_version} serves on {new.active_color}",
+                decision="recover",
+                version=new.active_version,
+                color=new.active_color,
+            )
 
 
 def _with_rollout(status: TryOnModelStatus, **changes: Any) -> TryOnModelStatus:
@@ -875,3 +988,17 @@ def _validation_message(err: ValidationError) -> str:
         loc = ".".join(str(x) for x in e["loc"])
         parts.append(f"spec.{loc}: {e['msg']}" if loc else e["msg"])
     return "; ".join(parts)
+
+
+def _evidence(cluster: ClusterView, color: Color, detail: str) -> dict[str, Any]:
+    """What the cluster showed about a colour when a rollout of it was given up."""
+    view = cluster.observed.color(color)
+    return {
+        "detail": detail,
+        "readyPods": f"{view.ready_replicas}/{view.replicas}",
+        "availablePods": view.available_replicas,
+        "crashLoopingPods": view.crashlooping_pods,
+        "unschedulablePods": view.unschedulable_pods,
+        "unschedulable": view.unschedulable_message or None,
+        "smoke": cluster.observed.smoke.message if cluster.observed.smoke else None,
+    }
