@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
+
 from .audit import DECISION_BY_REASON, AuditLog, AuditRecord, Decision
 from .builders import Owner
+from .notify.dispatcher import DeliveryPolicy, Dispatcher, NotifyMetrics, Target
 from .notify.message import KINDS, Kind, Notification
+from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +201,83 @@ def _clean(evidence: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[str(key)] = str(value)[:500]
     return out
+
+
+# ---------------------------------------------------------------------- setup from settings
+
+EventPoster = Callable[[Owner, str, str, str], None]
+
+
+def targets_from_settings(settings: OperatorSettings) -> list[Target]:
+    """The operator-wide targets: ``slack`` and ``webhook``, each only when its URL is set."""
+    targets: list[Target] = []
+    if settings.notify_slack_url and settings.notify_slack_url.get_secret_value().strip():
+        targets.append(
+            Target("slack", "slack", settings.notify_slack_url.get_secret_value().strip())
+        )
+    if settings.notify_webhook_url and settings.notify_webhook_url.get_secret_value().strip():
+        token = settings.notify_webhook_token
+        headers = (
+            (("Authorization", f"Bearer {token.get_secret_value()}"),)
+            if token and token.get_secret_value()
+            else ()
+        )
+        targets.append(
+            Target(
+                "webhook",
+                "json",
+                settings.notify_webhook_url.get_secret_value().strip(),
+                headers=headers,
+            )
+        )
+    return targets
+
+
+def policy_from_settings(settings: OperatorSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        queue_size=settings.notify_queue_size,
+        max_attempts=settings.notify_max_attempts,
+        timeout_seconds=settings.notify_timeout_seconds,
+        backoff_base_seconds=settings.notify_backoff_seconds,
+        backoff_max_seconds=max(60.0, settings.notify_backoff_seconds),
+        dedup_seconds=settings.notify_dedup_seconds,
+        breaker_threshold=settings.notify_breaker_threshold,
+        breaker_cooldown_seconds=settings.notify_breaker_cooldown_seconds,
+    )
+
+
+async def start_announcer(
+    settings: OperatorSettings, registry: CollectorRegistry, post_event: EventPoster
+) -> tuple[Announcer, Dispatcher | None]:
+    """The announcer for the running operator; a started dispatcher when a target is set.
+
+    A message given up on is counted in ``tryon_notifications_failed_total`` and reported as a
+    ``NotificationFailed`` Warning Event on its TryOnModel (never through the announcer, so a
+    failing webhook cannot cause more notifications).
+    """
+    kinds = parse_kinds(settings.notify_events) if settings.notify_events.strip() else None
+    targets = targets_from_settings(settings)
+    if not targets:
+        log.info("notifications: no target configured (TRYON_NOTIFY_SLACK_URL / _WEBHOOK_URL)")
+        return Announcer(kinds=kinds), None
+
+    def report(n: Notification, target: str, reason: str) -> None:
+        if n.uid is None:
+            return
+        post_event(
+            Owner(name=n.name, namespace=n.namespace, uid=n.uid),
+            "Warning",
+            "NotificationFailed",
+            f"{n.kind} notification (version {n.version or '-'}) could not be delivered to "
+            f"target {target}: {reason}",
+        )
+
+    dispatcher = Dispatcher(
+        targets,
+        policy_from_settings(settings),
+        metrics=NotifyMetrics(registry),
+        on_failure=report,
+    )
+    await dispatcher.start()
+    log.info("notifications: targets %s", ", ".join(t.name for t in targets))
+    return Announcer(notifier=dispatcher, kinds=kinds), dispatcher

@@ -14,6 +14,8 @@ import kopf
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from .announce import start_announcer
+from .audit import configure_audit_logging
 from .errors import InvalidSpecError, KubeConflictError, KubeError
 from .gateways.kube import KubeGateway
 from .gateways.mlflow import MlflowRegistry
@@ -84,6 +86,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         reconciler = build_reconciler(operator_settings, make_api_client())
         memo.reconciler = reconciler
         memo.webhook_runner = None
+        configure_audit_logging()
+        reconciler.announcer, memo.notifier = await start_announcer(
+            operator_settings, reconciler.metrics.registry, reconciler.kube.emit_event
+        )
         if operator_settings.metrics_port:
             reconciler.metrics.serve(operator_settings.metrics_port, operator_settings.metrics_host)
         if operator_settings.webhook_port:
@@ -115,6 +121,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         runner = getattr(memo, "webhook_runner", None)
         if runner is not None:
             await runner.cleanup()
+        notifier = getattr(memo, "notifier", None)
+        if notifier is not None:
+            await notifier.stop(drain_seconds=3.0)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
