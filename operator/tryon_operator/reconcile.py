@@ -477,7 +477,8 @@ class Reconciler:
         if isinstance(action, d.FlipBack):
             rollout = _must(status.rollout)
             previous = _must(rollout.previous_color)
-            self.kube.set_selector_color(ns, name, previous)
+            # Apply (not patch) so a Service deleted at the worst moment comes back pointing right.
+            self.kube.apply(build_service(spec, owner, color=previous, preview=False))
             self.kube.scale(ns, deployment_name(name, rollout.color), 0)
             status = status.model_copy(
                 update={

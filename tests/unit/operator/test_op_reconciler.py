@@ -217,3 +217,32 @@ def test_invalid_spec_is_reported_once_and_raises(world):
     with pytest.raises(InvalidSpecError):
         run(reconciler)
     assert kube.writes == []
+
+
+def test_metrics_show_the_active_version_and_rollout_outcomes(world):
+    from prometheus_client import generate_latest
+
+    reconciler, kube, _, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    text = generate_latest(reconciler.metrics.registry).decode()
+    assert 'tryon_active_version_info{color="blue",name="dress",namespace="shop",version="1"} 1.0' \
+        in text
+    assert 'tryon_rollouts_total{name="dress",namespace="shop",outcome="promoted"} 1.0' in text
+
+
+def test_post_promotion_crash_loop_flips_back_and_keeps_the_old_version(world):
+    reconciler, kube, registry, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    clock.advance(10)
+    run(reconciler)  # v1 rollout finished
+    registry.answer = ResolvedModel("2", None, None)
+    run(reconciler)
+    kube.settle()
+    assert run(reconciler).status.active_color == "green"
+    kube.deployments["dress-green"]["ready"] = False  # lost readiness after the flip
+
+    status = run(reconciler).status
+
+    assert (status.active_color, status.active_version) == ("blue", "1")
+    assert status.rejected_versions == ("2",)
+    assert kube.services["dress"][LABEL_COLOR] == "blue"
