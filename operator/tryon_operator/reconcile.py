@@ -476,7 +476,7 @@ class Reconciler:
             )
         if isinstance(action, d.FlipBack):
             rollout = _must(status.rollout)
-            previous = _must(rollout.previous_color)
+            previous: Color = _must(rollout.previous_color)
             # Apply (not patch) so a Service deleted at the worst moment comes back pointing right.
             self.kube.apply(build_service(spec, owner, color=previous, preview=False))
             self.kube.scale(ns, deployment_name(name, rollout.color), 0)
