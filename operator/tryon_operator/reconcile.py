@@ -214,6 +214,7 @@ class Reconciler:
 
         action: d.Action = d.Steady()
         observed = cluster.observed
+        written = old_status
         for _ in range(MAX_STEPS):
             now = self.clock()
             action = d.decide(desired, status, observed, now)
@@ -247,11 +248,16 @@ class Reconciler:
             status = self._execute(owner, spec, tracking_uri, status, action, cluster, now)
             cluster = self.kube.observe(owner.namespace, owner.name)
             observed = cluster.observed
+            # Record each transition at once, so a crash right after it cannot repeat it.
+            status = self._finish_status(spec, status, desired, cluster, resolution, now,
+                                         generation)
+            if self._write_status(owner, written, status):
+                written = status
 
         status = self._converge(owner, spec, tracking_uri, status, cluster)
         status = self._finish_status(spec, status, desired, cluster, resolution, now, generation)
         self._announce_phase(owner, old_status, status)
-        wrote = self._write_status(owner, old_status, status)
+        wrote = self._write_status(owner, written, status) or written != old_status
         self.metrics.set_active(
             owner.namespace, owner.name, status.active_version, status.active_color
         )
