@@ -881,15 +881,16 @@ class Reconciler:
                 "AwaitingPromotion": "AwaitingPromotion",
                 "PostPromotion": "PostPromotion",
             }[rollout.phase]
-            conds = set_condition(
-                conds,
-                "Progressing",
-                True,
-                reason,
-                f"version {rollout.version} on {rollout.color}",
-                now,
-                generation,
-            )
+            message = f"version {rollout.version} on {rollout.color}"
+            preview = cluster.observed.color(rollout.color)
+            if rollout.phase == "Progressing" and preview.unschedulable_pods:
+                # Say so within seconds instead of hanging quietly until the deadline.
+                reason = "PreviewUnschedulable"
+                message += (
+                    f": {preview.unschedulable_pods} pod(s) cannot be scheduled: "
+                    f"{preview.unschedulable_message}"
+                )
+            conds = set_condition(conds, "Progressing", True, reason, message, now, generation)
         degraded = degraded_reason(status, desired.version, desired.template_hash, cluster.observed)
         if degraded is None:
             conds = set_condition(conds, "Degraded", False, "AsExpected", "", now, generation)

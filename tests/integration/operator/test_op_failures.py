@@ -122,3 +122,17 @@ def test_failure_after_promotion_flips_traffic_back_to_the_warm_colour(
     assert tom.status()["activeColor"] == "blue"
     assert tom.status()["activeVersion"] == v1
     assert registry.tags(v2)["tryon.dev/rejected"]
+
+
+def test_preview_short_of_gpus_is_reported_within_seconds(serving_v1, registry):
+    tom, _, v2 = serving_v1(rollout={"progressDeadlineSeconds": 300})
+    tom.patch_spec({"renderer": {"resources": {"limits": {"nvidia.com/gpu": 5}}}})  # nodes have 4
+    registry.set_alias("production", v2)
+
+    started = time.monotonic()
+    tom.wait(lambda s: next((c for c in s.get("conditions", []) if c["type"] == "Progressing"),
+                            {}).get("reason") == "PreviewUnschedulable", 30, "PreviewUnschedulable")
+
+    assert time.monotonic() - started < 30  # not the 300 s deadline
+    assert "nvidia.com/gpu" in tom.condition("Progressing")["message"]
+    assert tom.selector_color() == "blue"
