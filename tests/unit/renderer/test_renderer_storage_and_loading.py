@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from botocore.exceptions import ClientError, EndpointConnectionError
 from tryon_renderer.errors import StorageError
 from tryon_renderer.loading import (
@@ -123,3 +124,28 @@ def test_model_dir_without_index_is_rejected(tmp_path: Path, model_dir: Path) ->
     (tmp_path / "tryon_contract.json").write_text((model_dir / "tryon_contract.json").read_text())
     with pytest.raises(ModelLoadError, match="neither"):
         load_from_dir(tmp_path)
+
+
+class _BringYourOwn(torch.nn.Module):
+    """A team's own contract-following model: blends person and garment by category."""
+
+    def forward(self, person, garment, category):  # type: ignore[no-untyped-def]
+        weight = (category.float() / 2.0)[:, None, None, None]
+        return person * (1 - weight) + garment * weight
+
+
+def test_bring_your_own_mlflow_pytorch_model(tmp_path: Path) -> None:
+    """An MLflow PyTorch model directory plus tryon_contract.json is served as-is."""
+    import mlflow.pytorch
+    from tryon_renderer.contract import ModelContract
+
+    target = tmp_path / "byo"
+    mlflow.pytorch.save_model(
+        _BringYourOwn(), str(target), pip_requirements=["torch"], serialization_format="pickle"
+    )
+    ModelContract(height=32, width=32).save(target)
+    model, contract, meta = load_from_dir(target)
+    assert meta["format"] == "mlflow-pytorch" and contract.height == 32
+    person, garment = torch.ones(1, 3, 32, 32), -torch.ones(1, 3, 32, 32)
+    out = model(person, garment, torch.tensor([2]))
+    assert torch.allclose(out, garment)
