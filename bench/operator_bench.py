@@ -264,13 +264,14 @@ def service(o: Obj, name: str) -> dict[str, Any]:
 
 
 def analysis_template(namespace: str, stub_port: int) -> dict[str, Any]:
-    """Post-promotion analysis that keeps succeeding (interval 60 s, no count): it only holds the
+    """Post-promotion analysis that keeps succeeding (every 60 s, 100 times): it only holds the
     Rollout in its post-promotion step so that an abort there switches back."""
     return {
         "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}", "kind": "AnalysisTemplate",
         "metadata": {"name": "bench-hold", "namespace": namespace},
         "spec": {"metrics": [{
-            "name": "hold", "interval": "60s", "successCondition": "result == true",
+            "name": "hold", "interval": "60s", "count": 100,
+            "successCondition": "result == true",
             "provider": {"web": {"url": f"http://127.0.0.1:{stub_port}/argo-analysis",
                                  "jsonPath": "{$.ok}"}},
         }]},
@@ -351,6 +352,12 @@ class Bench:
         items = self.api.get("/api/v1/nodes")["items"]
         return sum(1 for n in items for c in n["status"].get("conditions", [])
                    if c["type"] == "Ready" and c["status"] == "True")
+
+    def _established(self, crd: str) -> bool:
+        obj = self.api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}",
+                               ok=(404,)) or {}
+        return any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in (obj.get("status") or {}).get("conditions") or [])
 
     def kubectl(self, *args: str) -> str:
         return self.cluster.kubectl(*args)
@@ -463,8 +470,8 @@ class Bench:
     def run_ours(self) -> Controller:
         ctl = Controller("tryon-operator", "bop", writes=OUR_RESOURCES, reads=OUR_READS)
         self.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
-        self.kubectl("wait", "--for=condition=Established", "crd/tryonmodels.tryon.dev",
-                     "--timeout=60s")
+        wait_until("CRD tryonmodels established",
+                   lambda: self._established(f"{PLURAL}.{GROUP}"), 60)
         webhook_port = _free_port()
         env = {
             "KUBECONFIG": self.info.kubeconfig,
@@ -511,9 +518,11 @@ class Bench:
         wave = all_objs[: self.args.wave]
         for mode in ("polling", "webhook"):
             ctl.results[f"wave_{mode}"] = self.our_wave(ctl, wave, mode, webhook_port)
+            summarize(f"ours wave ({mode})", ctl.results[f"wave_{mode}"])
             self.wait_healthy(ctl, list_path, {(o.namespace, o.name) for o in wave},
                               time.monotonic())
         ctl.results["rollback"] = self.our_rollback(ctl, rb, webhook_port)
+        summarize("ours rollback", ctl.results["rollback"])
         self._stoppers["tryon-operator"]()
         return ctl
 
@@ -635,8 +644,9 @@ class Bench:
         ctl.results["version"] = Path(out[0]).name
         for crd in sorted((src / "manifests" / "crds").glob("*-crd.yaml")):
             self.kubectl("apply", "--server-side", "-f", str(crd))
-        self.kubectl("wait", "--for=condition=Established", "crd/rollouts.argoproj.io",
-                     "crd/analysisruns.argoproj.io", "--timeout=60s")
+        for crd in ("rollouts", "analysisruns", "analysistemplates"):
+            wait_until(f"CRD {crd} established", lambda c=crd: self._established(
+                f"{c}.{ARGO_GROUP}"), 60)
         self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                "metadata": {"name": "argo-rollouts"}})
         ctl.pid = self.start_process("argo-rollouts", [
@@ -673,7 +683,9 @@ class Bench:
         self.wait_healthy(ctl, list_path, {(o.namespace, o.name) for o in rb}, t)
         wave = all_objs[: self.args.wave]
         ctl.results["wave"] = self.argo_wave(ctl, wave, revision=2)
+        summarize("argo wave", ctl.results["wave"])
         ctl.results["rollback"] = self.argo_rollback(ctl, rb)
+        summarize("argo rollback", ctl.results["rollback"])
         self._stoppers["argo-rollouts"]()
         return ctl
 
@@ -798,6 +810,15 @@ class Bench:
                     out.append(f"\nsteady-state writes ({label}, {size} objects, whole window): "
                                f"{detail}")
         return "\n".join(out)
+
+
+def summarize(what: str, res: dict[str, Any]) -> None:
+    """One log line per phase, so a run cut short still leaves its figures in the log."""
+    parts = [f"{k} p50 {percentile(v, 0.5):.2f}s p95 {percentile(v, 0.95):.2f}s n={len(v)}"
+             for k, v in res.items() if isinstance(v, list) and v]
+    parts += [f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+              for k, v in res.items() if isinstance(v, (int, float))]
+    log(f"{what}: " + "; ".join(parts))
 
 
 def _port_open(port: int) -> bool:
