@@ -34,6 +34,7 @@ class Receiver:
     base_url: str = ""
     script: list[Answer] = field(default_factory=list)
     default: Answer = field(default_factory=Answer)
+    routes: dict[str, Answer] = field(default_factory=dict)  # fixed answer per path
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closing: threading.Event = field(default_factory=threading.Event)
@@ -45,8 +46,10 @@ class Receiver:
         with self.lock:
             return [r for r in self.requests if r.path == path]
 
-    def _next(self) -> Answer:
+    def _next(self, path: str) -> Answer:
         with self.lock:
+            if path in self.routes:
+                return self.routes[path]
             return self.script.pop(0) if self.script else self.default
 
 
@@ -65,7 +68,7 @@ def running_receiver() -> Iterator[Receiver]:
             with state.lock:
                 state.requests.append(
                     Received(self.path, dict(self.headers.items()), body, time.monotonic()))
-            answer = state._next()
+            answer = state._next(self.path)
             if answer.stall_seconds:
                 state.closing.wait(answer.stall_seconds)
             self.send_response(answer.status)
