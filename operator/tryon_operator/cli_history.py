@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from .models import GROUP, PLURAL, VERSION, HistoryEntry, TryOnModelStatus, parse_status
+from .models import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Color,
+    HistoryEntry,
+    TryOnModelStatus,
+    other_color,
+    parse_status,
+)
 
 TAGS = ("tryon.dev/promoted", "tryon.dev/stopped", "tryon.dev/rejected")
 
@@ -23,30 +32,37 @@ class Served:
     version: str
     color: str
     since: datetime
-    until: datetime | None  # None: still serving
+    until: datetime | None  # None: still serving (or the history ends here)
     why_stopped: str
+    resumed: bool = False  # traffic came back to it when a newer version was rolled back
 
 
 def served_windows(status: TryOnModelStatus) -> list[Served]:
-    """Each time traffic went to a version, until when and why it stopped (oldest first)."""
-    flips = sorted(
-        (h for h in status.history if h.promoted_at is not None),
-        key=lambda h: h.promoted_at or h.finished_at,
-    )
+    """Each time traffic went to a version, until when and why it stopped (oldest first).
+
+    Traffic moves on a promotion (``promotedAt``) and back on a rollback after promotion
+    (``finishedAt`` of that entry, to its ``previousVersion`` on the other colour).
+    """
+    starts: list[tuple[datetime, str, Color, HistoryEntry | None]] = []
+    for h in status.history:
+        if h.promoted_at is None:
+            continue
+        starts.append((h.promoted_at, h.version, h.color, None))
+        if h.outcome == "RolledBack" and h.previous_version is not None:
+            starts.append((h.finished_at, h.previous_version, other_color(h.color), h))
+    starts.sort(key=lambda s: s[0])
     out: list[Served] = []
-    for i, entry in enumerate(flips):
-        assert entry.promoted_at is not None
-        later = flips[i + 1] if i + 1 < len(flips) else None
-        if entry.outcome == "RolledBack":
-            until, why = entry.finished_at, f"rolled back: {entry.reason}"
-        elif later is not None:
-            assert later.promoted_at is not None
-            until, why = later.promoted_at, f"replaced by version {later.version}"
-        elif entry.version == status.active_version:
-            until, why = None, "serving"
+    for i, (since, version, color, cause) in enumerate(starts):
+        if i + 1 < len(starts):
+            until, nxt_version, _, nxt_cause = starts[i + 1]
+            if nxt_cause is not None and nxt_cause.version == version:
+                why = f"rolled back: {nxt_cause.reason}"
+            else:
+                why = f"replaced by version {nxt_version}"
+            out.append(Served(version, color, since, until, why, cause is not None))
         else:
-            until, why = entry.finished_at, entry.outcome
-        out.append(Served(entry.version, entry.color, entry.promoted_at, until, why))
+            why = "serving" if version == status.active_version else "-"
+            out.append(Served(version, color, since, None, why, cause is not None))
     return out
 
 
@@ -73,7 +89,8 @@ def render(name: str, namespace: str, status: TryOnModelStatus,
         lines.append("")
         lines.append("served:")
         for w in windows:
-            lines.append(f"  version {w.version} on {w.color}: {_ts(w.since)} .. "
+            again = " again" if w.resumed else ""
+            lines.append(f"  version {w.version} on {w.color}{again}: {_ts(w.since)} .. "
                          f"{_ts(w.until) if w.until else 'now'} ({w.why_stopped})")
     for version, found in sorted((tags or {}).items(), key=lambda kv: int(kv[0])):
         lines.append(f"MLflow version {version}:")
@@ -143,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "history": [h.model_dump(mode="json", by_alias=True) for h in status.history],
             "served": [{"version": w.version, "color": w.color, "since": w.since.isoformat(),
                         "until": w.until.isoformat() if w.until else None,
-                        "whyStopped": w.why_stopped} for w in served_windows(status)],
+                        "whyStopped": w.why_stopped, "resumed": w.resumed}
+                       for w in served_windows(status)],
             "mlflowTags": tags or {},
         }, indent=2))
     else:

@@ -140,6 +140,7 @@ def test_rollout_decisions_are_notified_audited_and_recorded(
         capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"version {v2} on green:" in view and "rolled back: CrashLoop" in view
     assert f"version {v1} on blue:" in view and f"replaced by version {v2}" in view
+    assert f"version {v1} on blue again:" in view and "now (serving)" in view
 
     with capsys.disabled():  # samples for the notes
         slack = {r.body["text"].split("*")[1]: r.body for r in receiver.on(SLACK_PATH)}

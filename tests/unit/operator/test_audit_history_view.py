@@ -38,10 +38,12 @@ STATUS = TryOnModelStatus(
 
 def test_served_windows_say_when_and_why_each_version_stopped():
     windows = served_windows(STATUS)
-    assert [(w.version, w.since, w.until, w.why_stopped) for w in windows] == [
-        ("1", at(0), at(10), "replaced by version 2"),
-        ("2", at(10), at(20), "replaced by version 3"),
-        ("3", at(20), at(21), "rolled back: CrashLoop"),
+    assert [(w.version, w.color, w.since, w.until, w.why_stopped, w.resumed)
+            for w in windows] == [
+        ("1", "blue", at(0), at(10), "replaced by version 2", False),
+        ("2", "green", at(10), at(20), "replaced by version 3", False),
+        ("3", "blue", at(20), at(21), "rolled back: CrashLoop", False),
+        ("2", "green", at(21), None, "serving", True),  # traffic came back to the warm colour
     ]
 
 
@@ -52,6 +54,7 @@ def test_render_lists_history_served_windows_and_mlflow_tags():
     assert "4        blue    RolledBack  2026-11-22 03:30:00  -" in text
     assert "version 1 on blue: 2026-11-22 03:00:00 .. 2026-11-22 03:10:00 (replaced by version 2)" \
         in text
+    assert "version 2 on green again: 2026-11-22 03:21:00 .. now (serving)" in text
     assert "  tryon.dev/rejected = shop/dress: CrashLoop" in text
 
 
