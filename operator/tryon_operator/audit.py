@@ -39,6 +39,8 @@ Decision = Literal[
 # Event reason -> decision, for call sites that do not say it themselves.
 DECISION_BY_REASON: dict[str, Decision] = {
     "ModelResolved": "resolve",
+    "ModelResolutionFailed": "resolve",
+    "ModelResolutionRecovered": "resolve",
     "RolloutStarted": "scale",
     "ScaledDown": "scale",
     "SmokeTestPassed": "smoke",
