@@ -206,8 +206,13 @@ class Obj:
     model: str  # our registered model (one per object, so alias moves are per object)
 
 
-def layout(prefix: str, start: int, count: int) -> list[Obj]:
-    return [Obj(f"{prefix}-{i // PER_NAMESPACE}", f"m{i}", f"bench-{prefix}-{i}")
+def layout(prefix: str, start: int, count: int, own_models: int | None = None) -> list[Obj]:
+    """Objects ``start..start+count``; the first ``own_models`` get a registered model each (the
+    ones whose alias the benchmark moves), the rest share 10 models, which keeps MLflow set-up
+    short at 1,000 objects. The operator polls per object either way."""
+    own = count if own_models is None else own_models
+    return [Obj(f"{prefix}-{i // PER_NAMESPACE}", f"m{i}",
+                f"bench-{prefix}-{i}" if i < own else f"bench-{prefix}-shared-{i % 10}")
             for i in range(start, start + count)]
 
 
@@ -489,10 +494,11 @@ class Bench:
             "mlflow_poll_seconds": env.get("TRYON_MLFLOW_POLL_SECONDS", "30 (default)"),
         }
         rb = layout(ctl.prefix + "rb", 0, self.args.rollbacks)
-        all_objs = layout(ctl.prefix, 0, max(self.args.sizes))
-        log(f"registering {len(all_objs) + len(rb)} models with version 1 in MLflow")
-        self.run_all([lambda o=o: self.mlflow.set_alias(o.model, self.mlflow.new_version(o.model))
-                      for o in all_objs + rb])
+        all_objs = layout(ctl.prefix, 0, max(self.args.sizes), own_models=self.args.wave)
+        models = sorted({o.model for o in all_objs + rb})
+        log(f"registering {len(models)} models with version 1 in MLflow")
+        self.run_all([lambda m=m: self.mlflow.set_alias(m, self.mlflow.new_version(m))
+                      for m in models])
         ctl.pid = self.start_process("tryon-operator", [str(BIN / "tryon-operator")], env)
         ctl.sampler = ProcSampler(ctl.pid)
         ctl.sampler.start()
