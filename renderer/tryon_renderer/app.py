@@ -194,7 +194,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 async def _load_and_warm(state: RendererState) -> None:
     """Load the model (retrying with backoff), start the worker, warm up, then mark ready."""
     settings = state.settings
-    delay = 1.0
+    delay = min(1.0, settings.load_retry_max_s)
     while state.loaded is None and not state.draining:
         try:
             state.loaded = await asyncio.to_thread(_load_blocking, state)
@@ -202,7 +202,7 @@ async def _load_and_warm(state: RendererState) -> None:
             state.load_error = str(err)
             log.warning("model load failed, retrying in %.0fs: %s", delay, err)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, settings.load_retry_max_s)
     if state.loaded is None:
         return
     loaded = state.loaded

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)
     drain_timeout_s: float = Field(30.0, ge=0)
     warmup_iterations: int = Field(2, ge=1)
+    load_retry_max_s: float = Field(30.0, gt=0)  # cap of the load retry backoff
     output_format: str = Field("PNG", pattern="^(PNG|JPEG|WEBP)$")
 
     # Input limits.

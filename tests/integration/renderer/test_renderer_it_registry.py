@@ -106,7 +106,9 @@ def test_mlflow_down_cached_version_serves_uncached_waits(
     uncached one stays unready with the reason and becomes ready once MLflow is back."""
     uri = f"models:/{registered.name}/{registered.good_version}"
     mlflow_server.stop()
-    waiting = TestClient(create_app(Settings(model_uri=uri, cache_dir=tmp_path)))
+    waiting = TestClient(
+        create_app(Settings(model_uri=uri, cache_dir=tmp_path, load_retry_max_s=1))
+    )
     waiting.__enter__()
     try:
         cached = _ready_client(Settings(model_uri=uri, cache_dir=cache_dir))
