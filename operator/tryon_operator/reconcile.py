@@ -182,6 +182,9 @@ class Reconciler:
             if body is None:
                 return None
             meta = body["metadata"]
+            if meta.get("deletionTimestamp"):
+                # Garbage collection is removing the children; self-heal must not fight it.
+                return None
             owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
             try:
                 return self._reconcile(owner, body)

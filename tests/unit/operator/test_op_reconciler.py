@@ -246,3 +246,14 @@ def test_post_promotion_crash_loop_flips_back_and_keeps_the_old_version(world):
     assert (status.active_color, status.active_version) == ("blue", "1")
     assert status.rejected_versions == ("2",)
     assert kube.services["dress"][LABEL_COLOR] == "blue"
+
+
+def test_an_object_being_deleted_is_left_to_garbage_collection(world):
+    reconciler, kube, _, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    kube.body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    del kube.deployments["dress-blue"]  # the GC at work (foreground deletion)
+    kube.writes.clear()
+
+    assert run(reconciler) is None
+    assert kube.writes == []
