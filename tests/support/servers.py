@@ -317,6 +317,9 @@ def start_mlflow_server(workdir: Path, s3: S3Server) -> MlflowServer:
     }
     server_env = _clean_env() | client_env
     server_env.pop("MLFLOW_TRACKING_URI")
+    # MLflow 3 also spawns a huey job-runner process by default; tests need no server-side jobs,
+    # and on a small shared machine that third interpreter roughly doubles (re)start time.
+    server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     argv = [
         _find_binary("mlflow"),
         "server",
