@@ -23,6 +23,7 @@ from .gateways.smoke import SmokeTester
 from .metrics import Metrics
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import Reconciler
+from .resync import Resyncer
 from .settings import OperatorSettings
 from .webhook import WebhookVerifier, make_app, schedule, serve
 
@@ -67,7 +68,7 @@ def run_reconcile(memo: Any, namespace: str, name: str, *, from_event: bool) -> 
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    """Adds the operator's handlers to ``registry`` (timer interval comes from ``settings``)."""
+    """Adds the operator's handlers to ``registry`` (resync interval comes from ``settings``)."""
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -85,6 +86,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         kopf_settings.execution.max_workers = 8
         reconciler = build_reconciler(operator_settings, make_api_client())
         memo.reconciler = reconciler
+        memo.resyncer = Resyncer(reconciler.reconcile, operator_settings.resync_seconds)
         memo.webhook_runner = None
         configure_audit_logging()
         reconciler.announcer, memo.notifier = await start_announcer(
@@ -118,6 +120,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
+        resyncer = getattr(memo, "resyncer", None)
+        if resyncer is not None:
+            await resyncer.stop()
         runner = getattr(memo, "webhook_runner", None)
         if runner is not None:
             await runner.cleanup()
@@ -131,6 +136,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     def on_change(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
         run_reconcile(memo, namespace or "", name, from_event=True)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds, registry=registry)
-    def on_tick(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        run_reconcile(memo, namespace or "", name, from_event=False)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_watch_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any
+    ) -> None:
+        """Keeps one resync loop per object (a kopf timer would add a finalizer)."""
+        resyncer: Resyncer = memo.resyncer
+        if event.get("type") == "DELETED":
+            resyncer.forget(namespace or "", name)
+        else:
+            resyncer.ensure(namespace or "", name)

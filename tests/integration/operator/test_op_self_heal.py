@@ -60,3 +60,15 @@ def test_paused_freezes_self_heal(healthy, kube_api):
     healthy.patch_spec({"paused": False})
 
     wait_for(lambda: healthy.deployment("blue").spec.replicas == 2, 30, "replicas restored")
+
+
+def test_deleting_the_tryonmodel_removes_its_children_without_a_finalizer(healthy, kube_api):
+    assert not healthy.get()["metadata"].get("finalizers")
+    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+        "tryon.dev", "v1alpha1", healthy.namespace, "tryonmodels", "dress",
+        propagation_policy="Foreground")
+
+    apps = client.AppsV1Api(kube_api)
+    wait_for(lambda: not apps.list_namespaced_deployment(healthy.namespace).items
+             and not client.CoreV1Api(kube_api).list_namespaced_service(healthy.namespace).items,
+             60, "children garbage-collected")
