@@ -109,6 +109,8 @@ def promote(
         {"split": split, "candidate": cand_metrics, "production": prod_metrics}, sort_keys=True
     )
     if not decision.promote:
+        if production is not None and production.version == candidate.version:
+            return outcome  # nothing was refused: it already serves
         registry.set_version_tags(
             name,
             candidate.version,
