@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 from tryon_operator.models import TryOnModelSpec, TryOnModelStatus, parse_status
 from tryon_operator.settings import OperatorSettings
@@ -56,3 +59,18 @@ def test_settings_come_from_the_environment():
     assert settings.mlflow_tracking_uri == "http://x:5000"
     assert settings.service_url("dress-preview", "shop", 80) == \
         "http://dress-preview.shop.svc:80"
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("tryonmodel-*.yaml")), ids=lambda p: p.name)
+def test_examples_validate_against_the_models(path):
+    TryOnModelSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "invalid").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_invalid_examples_are_rejected_by_the_models(path):
+    with pytest.raises(ValidationError):
+        TryOnModelSpec.model_validate(yaml.safe_load(path.read_text())["spec"])
