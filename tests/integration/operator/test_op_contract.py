@@ -11,6 +11,8 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from tryon_operator.models import TryOnModelSpec
 
+from tests.support.cluster import wait_for
+
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -61,3 +63,10 @@ def test_kubectl_get_tom_shows_colour_version_preview_and_phase(kube_cluster, ku
 
     assert header.split() == ["NAME", "ACTIVE", "VERSION", "PREVIEW", "PHASE", "AGE"]
     assert row.split()[:5] == ["shirt", "blue", "7", "8", "Progressing"]
+
+
+def test_kubectl_explain_describes_the_rollout_fields(kube_cluster, crd):
+    out = wait_for(lambda: kube_cluster.kubectl("explain", "tom.spec.rollout", check=False), 30,
+                   "kubectl explain")
+    assert "progressDeadlineSeconds" in out
+    assert "rolled back" in out
