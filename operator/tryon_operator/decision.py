@@ -244,7 +244,7 @@ def _decide_pre_promotion(
             f"{preview.crashlooping_pods} pod(s) of {rollout.color} (version {rollout.version}) "
             "are crash-looping",
         )
-    if rollout.phase == "AwaitingPromotion":
+    if rollout.phase == "AwaitingPromotion" and (rollout.smoke_passed or not desired.smoke_enabled):
         if preview.lost_readiness:
             return Abort("PreviewNotReady", f"{rollout.color} lost readiness before promotion")
         if _promotion_allowed(desired, rollout):
