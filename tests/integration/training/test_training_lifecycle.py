@@ -170,6 +170,11 @@ def test_force_needs_reason_then_rollback_restores(with_bad_candidate: Lifecycle
     assert lc.registry.version(lc.name, "1").tags["tryon.restored_from"] == lc.bad
     history = json.loads(lc.registry.model_tags(lc.name)[HISTORY_TAG])
     assert [h["action"] for h in history][-3:] == ["promote", "force-promote", "rollback"]
+    code, _, err = run_cli(
+        ["promote", "--data", str(lc.data), "--model", lc.name, "--version", "1"], capsys
+    )
+    assert code == EXIT_REFUSED and "already production" in err
+    assert "tryon.refused_at" not in lc.registry.version(lc.name, "1").tags
     # v1 was the first production: there is nothing before it.
     code, _, err = run_cli(["rollback", "--model", lc.name], capsys)
     assert code == EXIT_FAILED and "no previous production" in err
