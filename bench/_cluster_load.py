@@ -1,4 +1,4 @@
-"""Helpers for bench/operator_bench.py: a thin API client, raw watches, process and apiserver meters.
+"""Helpers for bench/operator_bench.py: API client, raw watches, process and apiserver meters.
 
 Everything here is deliberately light: the benchmark runs on the same 2 shared cores as the control
 plane and the controllers it measures, so watches parse JSON lines themselves (no client-model
@@ -375,9 +375,12 @@ def ratio(ours: float, theirs: float) -> str:
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |"
+    line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    body = [
+        "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+        for r in rows
+    ]
     return "\n".join([f"\n### {title}\n", line, sep, *body])
 
 

@@ -88,19 +88,31 @@ SCALE_DOWN_DELAY = 30  # Argo's default, used for both
 # the scheduler's, controller-manager's and kwok's rate-limited event recorders keep posting
 # for minutes after a burst, so they cannot be told from a controller's by resource.
 OUR_RESOURCES: dict[str, tuple[str, ...] | None] = {
-    "tryonmodels": None, "deployments": ("", "scale"), "services": None,
+    "tryonmodels": None,
+    "deployments": ("", "scale"),
+    "services": None,
     "horizontalpodautoscalers": None,
 }
 OUR_READS: dict[str, tuple[str, ...] | None] = {
-    "tryonmodels": None, "deployments": None, "services": None, "pods": None,
+    "tryonmodels": None,
+    "deployments": None,
+    "services": None,
+    "pods": None,
     "horizontalpodautoscalers": None,
 }
 ARGO_RESOURCES: dict[str, tuple[str, ...] | None] = {
-    "rollouts": None, "replicasets": ("", "scale"), "services": None,
-    "analysisruns": None, "experiments": None,
+    "rollouts": None,
+    "replicasets": ("", "scale"),
+    "services": None,
+    "analysisruns": None,
+    "experiments": None,
 }
 ARGO_READS: dict[str, tuple[str, ...] | None] = {
-    "rollouts": None, "replicasets": None, "services": None, "pods": None, "analysisruns": None,
+    "rollouts": None,
+    "replicasets": None,
+    "services": None,
+    "pods": None,
+    "analysisruns": None,
 }
 
 
@@ -142,7 +154,8 @@ class Stub:
                 if len(parts) >= 2:
                     with stub.lock:
                         stub.smoke_calls.setdefault((parts[0], parts[1]), []).append(
-                            time.monotonic())
+                            time.monotonic()
+                        )
                 self._json({"passed": True, "reason": "bench stub"})
 
             def do_GET(self) -> None:
@@ -175,26 +188,41 @@ class Mlflow:
 
     def new_version(self, model: str) -> str:
         self._post("/registered-models/create", {"name": model}, ok=("RESOURCE_ALREADY_EXISTS",))
-        mv = self._post("/model-versions/create",
-                        {"name": model, "source": f"s3://mlflow/bench/{model}"})
+        mv = self._post(
+            "/model-versions/create", {"name": model, "source": f"s3://mlflow/bench/{model}"}
+        )
         return str(mv["model_version"]["version"])
 
     def set_alias(self, model: str, version: str) -> None:
-        self._post("/registered-models/alias",
-                   {"name": model, "alias": "production", "version": version})
+        self._post(
+            "/registered-models/alias", {"name": model, "alias": "production", "version": version}
+        )
 
 
 def send_webhook(port: int, model: str, version: str) -> None:
     """Signed like MLflow's webhooks: HMAC-SHA256 over '<delivery id>.<timestamp>.<body>'."""
-    body = json.dumps({"entity": "model_version_alias", "action": "created",
-                       "data": {"name": model, "alias": "production", "version": version}})
+    body = json.dumps(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "data": {"name": model, "alias": "production", "version": version},
+        }
+    )
     delivery, stamp = str(uuid.uuid4()), str(int(time.time()))
-    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{delivery}.{stamp}.{body}".encode(),
-                      hashlib.sha256).digest()
-    resp = httpx.post(f"http://127.0.0.1:{port}/webhooks/mlflow", content=body, timeout=10.0,
-                      headers={"Content-Type": "application/json",
-                               "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
-                               "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp})
+    digest = hmac.new(
+        WEBHOOK_SECRET.encode(), f"{delivery}.{stamp}.{body}".encode(), hashlib.sha256
+    ).digest()
+    resp = httpx.post(
+        f"http://127.0.0.1:{port}/webhooks/mlflow",
+        content=body,
+        timeout=10.0,
+        headers={
+            "Content-Type": "application/json",
+            "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
+            "X-MLflow-Delivery-Id": delivery,
+            "X-MLflow-Timestamp": stamp,
+        },
+    )
     resp.raise_for_status()
 
 
@@ -213,50 +241,75 @@ def layout(prefix: str, start: int, count: int, own_models: int | None = None) -
     ones whose alias the benchmark moves), the rest share 10 models, which keeps MLflow set-up
     short at 1,000 objects. The operator polls per object either way."""
     own = count if own_models is None else own_models
-    return [Obj(f"{prefix}-{i // PER_NAMESPACE}", f"m{i}",
-                f"bench-{prefix}-{i}" if i < own else f"bench-{prefix}-shared-{i % 10}")
-            for i in range(start, start + count)]
+    return [
+        Obj(
+            f"{prefix}-{i // PER_NAMESPACE}",
+            f"m{i}",
+            f"bench-{prefix}-{i}" if i < own else f"bench-{prefix}-shared-{i % 10}",
+        )
+        for i in range(start, start + count)
+    ]
 
 
 def tryonmodel(o: Obj, *, rollback: bool) -> dict[str, Any]:
     hold = 120 if rollback else 0
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TryOnModel",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TryOnModel",
         "metadata": {"name": o.name, "namespace": o.namespace},
         "spec": {
             "model": {"registeredModel": o.model, "alias": "production"},
-            "renderer": {"image": IMAGE, "replicas": 2,
-                         "resources": {"limits": {"nvidia.com/gpu": 1}},
-                         "podLabels": {KIND_LABEL: "ours"}},
+            "renderer": {
+                "image": IMAGE,
+                "replicas": 2,
+                "resources": {"limits": {"nvidia.com/gpu": 1}},
+                "podLabels": {KIND_LABEL: "ours"},
+            },
             "service": {"port": 80},
-            "rollout": {"autoPromote": True, "progressDeadlineSeconds": 600,
-                        "postPromotionSeconds": hold,
-                        "scaleDownDelaySeconds": 120 if rollback else SCALE_DOWN_DELAY,
-                        "smokeTest": {"enabled": True}},
+            "rollout": {
+                "autoPromote": True,
+                "progressDeadlineSeconds": 600,
+                "postPromotionSeconds": hold,
+                "scaleDownDelaySeconds": 120 if rollback else SCALE_DOWN_DELAY,
+                "smokeTest": {"enabled": True},
+            },
         },
     }
 
 
 def rollout(o: Obj, *, rollback: bool, revision: int = 1) -> dict[str, Any]:
     blue_green: dict[str, Any] = {
-        "activeService": o.name, "previewService": f"{o.name}-preview",
+        "activeService": o.name,
+        "previewService": f"{o.name}-preview",
         "autoPromotionEnabled": True,
         "scaleDownDelaySeconds": 120 if rollback else SCALE_DOWN_DELAY,
     }
     if rollback:
         blue_green["postPromotionAnalysis"] = {"templates": [{"templateName": "bench-hold"}]}
     return {
-        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}", "kind": "Rollout",
+        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
+        "kind": "Rollout",
         "metadata": {"name": o.name, "namespace": o.namespace},
         "spec": {
-            "replicas": 2, "revisionHistoryLimit": 2, "progressDeadlineSeconds": 600,
+            "replicas": 2,
+            "revisionHistoryLimit": 2,
+            "progressDeadlineSeconds": 600,
             "selector": {"matchLabels": {"app": o.name}},
             "template": {
-                "metadata": {"labels": {"app": o.name, KIND_LABEL: "argo"},
-                             "annotations": {"bench.tryon.dev/revision": str(revision)}},
-                "spec": {"containers": [{"name": "renderer", "image": IMAGE,
-                                         "ports": [{"containerPort": 8080}],
-                                         "resources": {"limits": {"nvidia.com/gpu": 1}}}]},
+                "metadata": {
+                    "labels": {"app": o.name, KIND_LABEL: "argo"},
+                    "annotations": {"bench.tryon.dev/revision": str(revision)},
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "renderer",
+                            "image": IMAGE,
+                            "ports": [{"containerPort": 8080}],
+                            "resources": {"limits": {"nvidia.com/gpu": 1}},
+                        }
+                    ]
+                },
             },
             "strategy": {"blueGreen": blue_green},
         },
@@ -264,24 +317,37 @@ def rollout(o: Obj, *, rollback: bool, revision: int = 1) -> dict[str, Any]:
 
 
 def service(o: Obj, name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": o.namespace},
-            "spec": {"selector": {"app": o.name},
-                     "ports": [{"port": 80, "targetPort": 8080}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": o.namespace},
+        "spec": {"selector": {"app": o.name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
 
 
 def analysis_template(namespace: str, stub_port: int) -> dict[str, Any]:
     """Post-promotion analysis that keeps succeeding (every 60 s, 100 times): it only holds the
     Rollout in its post-promotion step so that an abort there switches back."""
     return {
-        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}", "kind": "AnalysisTemplate",
+        "apiVersion": f"{ARGO_GROUP}/{ARGO_VERSION}",
+        "kind": "AnalysisTemplate",
         "metadata": {"name": "bench-hold", "namespace": namespace},
-        "spec": {"metrics": [{
-            "name": "hold", "interval": "60s", "count": 100,
-            "successCondition": "result == true",
-            "provider": {"web": {"url": f"http://127.0.0.1:{stub_port}/argo-analysis",
-                                 "jsonPath": "{$.ok}"}},
-        }]},
+        "spec": {
+            "metrics": [
+                {
+                    "name": "hold",
+                    "interval": "60s",
+                    "count": 100,
+                    "successCondition": "result == true",
+                    "provider": {
+                        "web": {
+                            "url": f"http://127.0.0.1:{stub_port}/argo-analysis",
+                            "jsonPath": "{$.ok}",
+                        }
+                    },
+                }
+            ]
+        },
     }
 
 
@@ -357,22 +423,33 @@ class Bench:
 
     def _nodes_ready(self) -> int:
         items = self.api.get("/api/v1/nodes")["items"]
-        return sum(1 for n in items for c in n["status"].get("conditions", [])
-                   if c["type"] == "Ready" and c["status"] == "True")
+        return sum(
+            1
+            for n in items
+            for c in n["status"].get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        )
 
     def _established(self, crd: str) -> bool:
-        obj = self.api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}",
-                               ok=(404,)) or {}
-        return any(c.get("type") == "Established" and c.get("status") == "True"
-                   for c in (obj.get("status") or {}).get("conditions") or [])
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
+        obj = self.api.request("GET", path, ok=(404,)) or {}
+        return any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in (obj.get("status") or {}).get("conditions") or []
+        )
 
     def kubectl(self, *args: str) -> str:
         return self.cluster.kubectl(*args)
 
     def start_process(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         logf = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         def stop() -> None:
             with contextlib.suppress(ProcessLookupError):
@@ -404,9 +481,23 @@ class Bench:
         if self.args.profile and ctl.label == "tryon-operator" and shutil.which("py-spy"):
             out = self.workdir / f"py-spy-{size}.txt"
             profile = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(ctl.pid), "--duration",
-                 str(int(self.args.steady)), "--format", "raw", "--rate", "50", "-o", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(ctl.pid),
+                    "--duration",
+                    str(int(self.args.steady)),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(self.args.steady)
         after, t1 = self.counts(), time.monotonic()
         if profile is not None:
@@ -421,19 +512,27 @@ class Bench:
             "all_writes_per_min": sum(n for (v, _, _), n in diff.items() if v in WRITE_VERBS)
             / minutes,
             "events_per_min": count_calls(diff, WRITE_VERBS, {"events": None}) / minutes,
-            "cpu": cpu, "rss": rss, "rss_peak": peak,
-            "write_detail": {f"{v} {r}{'/' + s if s else ''}": round(n, 1)
-                             for (v, r, s), n in diff.items()
-                             if v in WRITE_VERBS and r in ctl.writes},
+            "cpu": cpu,
+            "rss": rss,
+            "rss_peak": peak,
+            "write_detail": {
+                f"{v} {r}{'/' + s if s else ''}": round(n, 1)
+                for (v, r, s), n in diff.items()
+                if v in WRITE_VERBS and r in ctl.writes
+            },
         }
 
-    def wait_healthy(self, ctl: Controller, list_path: str, want: set[tuple[str, str]],
-                     started: float) -> dict[str, float]:
+    def wait_healthy(
+        self, ctl: Controller, list_path: str, want: set[tuple[str, str]], started: float
+    ) -> dict[str, float]:
         def healthy() -> int:
             items = self.api.get(list_path)["items"]
-            return sum(1 for i in items
-                       if (i["metadata"]["namespace"], i["metadata"]["name"]) in want
-                       and (i.get("status") or {}).get("phase") == "Healthy")
+            return sum(
+                1
+                for i in items
+                if (i["metadata"]["namespace"], i["metadata"]["name"]) in want
+                and (i.get("status") or {}).get("phase") == "Healthy"
+            )
 
         done = 0
         deadline = started + self.args.healthy_timeout
@@ -447,11 +546,14 @@ class Bench:
         cpu, peak, _ = ctl.sampler.window(started, time.monotonic())
         if done < len(want):
             log(f"{ctl.label}: only {done}/{len(want)} Healthy after {took:.0f}s")
-        return {"healthy_s": took if done >= len(want) else math.nan, "healthy": done,
-                "cpu_during": cpu, "rss_peak_during": peak}
+        return {
+            "healthy_s": took if done >= len(want) else math.nan,
+            "healthy": done,
+            "cpu_during": cpu,
+            "rss_peak_during": peak,
+        }
 
-    def flips_for(self, objs: list[Obj], since: float, back: bool = False
-                  ) -> dict[Obj, Any]:
+    def flips_for(self, objs: list[Obj], since: float, back: bool = False) -> dict[Obj, Any]:
         """The first flip of each object's active Service after ``since``."""
         wanted = {(o.namespace, o.name): o for o in objs}
         found: dict[Obj, Any] = {}
@@ -478,8 +580,9 @@ class Bench:
     def run_ours(self) -> Controller:
         ctl = Controller("tryon-operator", "bop", writes=OUR_RESOURCES, reads=OUR_READS)
         self.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
-        wait_until("CRD tryonmodels established",
-                   lambda: self._established(f"{PLURAL}.{GROUP}"), 60)
+        wait_until(
+            "CRD tryonmodels established", lambda: self._established(f"{PLURAL}.{GROUP}"), 60
+        )
         webhook_port = _free_port()
         env = {
             "KUBECONFIG": self.info.kubeconfig,
@@ -500,8 +603,9 @@ class Bench:
         all_objs = layout(ctl.prefix, 0, max(self.args.sizes), own_models=self.args.wave)
         models = sorted({o.model for o in all_objs + rb})
         log(f"registering {len(models)} models with version 1 in MLflow")
-        self.run_all([lambda m=m: self.mlflow.set_alias(m, self.mlflow.new_version(m))
-                      for m in models])
+        self.run_all(
+            [lambda m=m: self.mlflow.set_alias(m, self.mlflow.new_version(m)) for m in models]
+        )
         ctl.pid = self.start_process("tryon-operator", [str(BIN / "tryon-operator")], env)
         ctl.sampler = ProcSampler(ctl.pid)
         ctl.sampler.start()
@@ -510,12 +614,19 @@ class Bench:
 
         def create(objs: list[Obj], rollback: bool = False) -> None:
             for ns in sorted({o.namespace for o in objs}):
-                self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                       "metadata": {"name": ns}})
-            self.run_all([lambda o=o: self.api.create(ns_path(o.namespace, PLURAL, GROUP,
-                                                              VERSION),
-                                                      tryonmodel(o, rollback=rollback))
-                          for o in objs])
+                self.api.create(
+                    "/api/v1/namespaces",
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                )
+            self.run_all(
+                [
+                    lambda o=o: self.api.create(
+                        ns_path(o.namespace, PLURAL, GROUP, VERSION),
+                        tryonmodel(o, rollback=rollback),
+                    )
+                    for o in objs
+                ]
+            )
 
         list_path = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
         self.scale_steps(ctl, all_objs, create, list_path)
@@ -528,15 +639,17 @@ class Bench:
         for mode in ("polling", "webhook"):
             ctl.results[f"wave_{mode}"] = self.our_wave(ctl, wave, mode, webhook_port)
             summarize(f"ours wave ({mode})", ctl.results[f"wave_{mode}"])
-            self.wait_healthy(ctl, list_path, {(o.namespace, o.name) for o in wave},
-                              time.monotonic())
+            self.wait_healthy(
+                ctl, list_path, {(o.namespace, o.name) for o in wave}, time.monotonic()
+            )
         ctl.results["rollback"] = self.our_rollback(ctl, rb, webhook_port)
         summarize("ours rollback", ctl.results["rollback"])
         self._stoppers["tryon-operator"]()
         return ctl
 
-    def our_wave(self, ctl: Controller, objs: list[Obj], mode: str, webhook_port: int
-                 ) -> dict[str, Any]:
+    def our_wave(
+        self, ctl: Controller, objs: list[Obj], mode: str, webhook_port: int
+    ) -> dict[str, Any]:
         log(f"tryon-operator: promotion wave of {len(objs)} ({mode})")
         versions = self.run_all([lambda o=o: self.mlflow.new_version(o.model) for o in objs])
         moved: dict[Obj, float] = {}
@@ -548,12 +661,12 @@ class Bench:
                 send_webhook(webhook_port, o.model, v)
 
         t0 = time.monotonic()
-        self.run_all([lambda o=o, v=v: move(o, v) for o, v in zip(objs, versions)])
+        self.run_all([lambda o=o, v=v: move(o, v) for o, v in zip(objs, versions, strict=True)])
         flips = self.wait_flips(objs, t0, f"ours {mode}")
         t_all = max((f.at for f in flips.values()), default=math.nan) - t0
         cpu, peak, _ = ctl.sampler.window(t0, time.monotonic()) if ctl.sampler else (0, 0, 0)
         overhead, trigger_to_flip, to_deploy, ready_to_smoke, smoke_to_flip = [], [], [], [], []
-        for o, v in zip(objs, versions):
+        for o, v in zip(objs, versions, strict=True):
             f = flips.get(o)
             if f is None:
                 continue
@@ -567,17 +680,27 @@ class Bench:
             if smoke is not None and f.last_ready is not None:
                 ready_to_smoke.append(smoke - f.last_ready)
                 smoke_to_flip.append(f.at - smoke)
-        return {"n": len(objs), "flipped": len(flips), "all_flipped_s": t_all,
-                "overhead": overhead, "trigger_to_flip": trigger_to_flip,
-                "trigger_to_deploy": to_deploy, "ready_to_smoke": ready_to_smoke,
-                "smoke_to_flip": smoke_to_flip, "cpu": cpu, "rss_peak": peak}
+        return {
+            "n": len(objs),
+            "flipped": len(flips),
+            "all_flipped_s": t_all,
+            "overhead": overhead,
+            "trigger_to_flip": trigger_to_flip,
+            "trigger_to_deploy": to_deploy,
+            "ready_to_smoke": ready_to_smoke,
+            "smoke_to_flip": smoke_to_flip,
+            "cpu": cpu,
+            "rss_peak": peak,
+        }
 
     def _first_scale_up(self, o: Obj, since: float, version: str) -> float | None:
         with self.tracker.lock:
-            times = [t for color in ("blue", "green")
-                     for t, v, r in self.tracker.deployments.get((o.namespace,
-                                                                  f"{o.name}-{color}"), [])
-                     if t >= since and v == version and r > 0]
+            times = [
+                t
+                for color in ("blue", "green")
+                for t, v, r in self.tracker.deployments.get((o.namespace, f"{o.name}-{color}"), [])
+                if t >= since and v == version and r > 0
+            ]
         return min(times) if times else None
 
     def our_rollback(self, ctl: Controller, objs: list[Obj], webhook_port: int) -> dict[str, Any]:
@@ -587,33 +710,45 @@ class Bench:
         victims: dict[Obj, list[str]] = {}
         with self.tracker.lock:
             for o in objs:
-                color = self.tracker.selectors.get((o.namespace, o.name), {}).get(
-                    "tryon.dev/color")
-                victims[o] = [uid for uid, p in self.tracker.pods.items()
-                              if p.namespace == o.namespace and not p.deleted
-                              and p.labels.get("app.kubernetes.io/instance") == o.name
-                              and p.labels.get("tryon.dev/color") == color]
+                color = self.tracker.selectors.get((o.namespace, o.name), {}).get("tryon.dev/color")
+                victims[o] = [
+                    uid
+                    for uid, p in self.tracker.pods.items()
+                    if p.namespace == o.namespace
+                    and not p.deleted
+                    and p.labels.get("app.kubernetes.io/instance") == o.name
+                    and p.labels.get("tryon.dev/color") == color
+                ]
         pod_names = self._pod_names(objs)
 
         def break_pods(o: Obj) -> None:
             for uid in victims[o]:
                 name = pod_names.get(uid)
                 if name:
-                    self.api.merge_patch(f"{ns_path(o.namespace, 'pods')}/{name}",
-                                         {"metadata": {"labels": {
-                                             "sim.tryon.dev/fault": "crashloop"}}})
+                    self.api.merge_patch(
+                        f"{ns_path(o.namespace, 'pods')}/{name}",
+                        {"metadata": {"labels": {"sim.tryon.dev/fault": "crashloop"}}},
+                    )
 
         self.run_all([lambda o=o: break_pods(o) for o in objs])
         back = self.wait_flips(objs, t_break, "ours rollback")
         latencies = []
         for o, f in back.items():
             with self.tracker.lock:
-                seen = [self.tracker.pods[u].unready_at for u in victims[o]
-                        if self.tracker.pods[u].unready_at is not None]
+                seen = [
+                    self.tracker.pods[u].unready_at
+                    for u in victims[o]
+                    if self.tracker.pods[u].unready_at is not None
+                ]
             if seen:
                 latencies.append(f.at - min(seen))
-        return {"n": len(objs), "flipped_back": len(back), "latency": latencies,
-                "promotion": promo, "signal": "first broken pod seen NotReady (watch)"}
+        return {
+            "n": len(objs),
+            "flipped_back": len(back),
+            "latency": latencies,
+            "promotion": promo,
+            "signal": "first broken pod seen NotReady (watch)",
+        }
 
     def _pod_names(self, objs: list[Obj]) -> dict[str, str]:
         names: dict[str, str] = {}
@@ -624,8 +759,13 @@ class Bench:
 
     # -- scale steps (both controllers) ------------------------------------------
 
-    def scale_steps(self, ctl: Controller, all_objs: list[Obj],
-                    create: Callable[[list[Obj]], None], list_path: str) -> None:
+    def scale_steps(
+        self,
+        ctl: Controller,
+        all_objs: list[Obj],
+        create: Callable[[list[Obj]], None],
+        list_path: str,
+    ) -> None:
         have = 0
         for size in self.args.sizes:
             new = all_objs[have:size]
@@ -633,8 +773,9 @@ class Bench:
             t = time.monotonic()
             create(new)
             created_s = time.monotonic() - t
-            res = self.wait_healthy(ctl, list_path,
-                                    {(o.namespace, o.name) for o in all_objs[:size]}, t)
+            res = self.wait_healthy(
+                ctl, list_path, {(o.namespace, o.name) for o in all_objs[:size]}, t
+            )
             res["create_s"] = created_s
             res["added"] = len(new)
             res |= self.measure_steady(ctl, size)
@@ -647,21 +788,36 @@ class Bench:
 
     def run_argo(self) -> Controller:
         ctl = Controller("argo-rollouts", "bar", writes=ARGO_RESOURCES, reads=ARGO_READS)
-        out = subprocess.run(["bash", str(REPO / "bench" / "build-argo-rollouts.sh")],
-                             check=True, stdout=subprocess.PIPE, text=True).stdout.split()
+        out = subprocess.run(
+            ["bash", str(REPO / "bench" / "build-argo-rollouts.sh")],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.split()
         binary, src = Path(out[0]) / "rollouts-controller", Path(out[1])
         ctl.results["version"] = Path(out[0]).name
         for crd in sorted((src / "manifests" / "crds").glob("*-crd.yaml")):
             self.kubectl("apply", "--server-side", "-f", str(crd))
         for crd in ("rollouts", "analysisruns", "analysistemplates"):
-            wait_until(f"CRD {crd} established", lambda c=crd: self._established(
-                f"{c}.{ARGO_GROUP}"), 60)
-        self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                               "metadata": {"name": "argo-rollouts"}})
-        ctl.pid = self.start_process("argo-rollouts", [
-            str(binary), f"--kubeconfig={self.info.kubeconfig}", "--leader-elect=false",
-            f"--metricsPort={_free_port()}", f"--healthzPort={_free_port()}", "--loglevel=warn",
-        ], {"POD_NAMESPACE": "argo-rollouts"})
+            wait_until(
+                f"CRD {crd} established", lambda c=crd: self._established(f"{c}.{ARGO_GROUP}"), 60
+            )
+        self.api.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argo-rollouts"}},
+        )
+        ctl.pid = self.start_process(
+            "argo-rollouts",
+            [
+                str(binary),
+                f"--kubeconfig={self.info.kubeconfig}",
+                "--leader-elect=false",
+                f"--metricsPort={_free_port()}",
+                f"--healthzPort={_free_port()}",
+                "--loglevel=warn",
+            ],
+            {"POD_NAMESPACE": "argo-rollouts"},
+        )
         ctl.sampler = ProcSampler(ctl.pid)
         ctl.sampler.start()
         time.sleep(3)
@@ -669,17 +825,23 @@ class Bench:
 
         def create(objs: list[Obj], rollback: bool = False) -> None:
             for ns in sorted({o.namespace for o in objs}):
-                self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                       "metadata": {"name": ns}})
+                self.api.create(
+                    "/api/v1/namespaces",
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                )
                 if rollback:
-                    self.api.create(ns_path(ns, "analysistemplates", ARGO_GROUP, ARGO_VERSION),
-                                    analysis_template(ns, self.stub.port))
+                    self.api.create(
+                        ns_path(ns, "analysistemplates", ARGO_GROUP, ARGO_VERSION),
+                        analysis_template(ns, self.stub.port),
+                    )
 
             def one(o: Obj) -> None:
                 self.api.create(ns_path(o.namespace, "services"), service(o, o.name))
                 self.api.create(ns_path(o.namespace, "services"), service(o, f"{o.name}-preview"))
-                self.api.create(ns_path(o.namespace, "rollouts", ARGO_GROUP, ARGO_VERSION),
-                                rollout(o, rollback=rollback))
+                self.api.create(
+                    ns_path(o.namespace, "rollouts", ARGO_GROUP, ARGO_VERSION),
+                    rollout(o, rollback=rollback),
+                )
 
             self.run_all([lambda o=o: one(o) for o in objs])
 
@@ -705,8 +867,14 @@ class Bench:
         def bump(o: Obj) -> None:
             self.api.merge_patch(
                 f"{ns_path(o.namespace, 'rollouts', ARGO_GROUP, ARGO_VERSION)}/{o.name}",
-                {"spec": {"template": {"metadata": {"annotations": {
-                    "bench.tryon.dev/revision": str(revision)}}}}})
+                {
+                    "spec": {
+                        "template": {
+                            "metadata": {"annotations": {"bench.tryon.dev/revision": str(revision)}}
+                        }
+                    }
+                },
+            )
             moved[o] = time.monotonic()
 
         t0 = time.monotonic()
@@ -715,10 +883,15 @@ class Bench:
         t_all = max((f.at for f in flips.values()), default=math.nan) - t0
         cpu, peak, _ = ctl.sampler.window(t0, time.monotonic()) if ctl.sampler else (0, 0, 0)
         overhead = [f.at - f.last_ready for f in flips.values() if f.last_ready is not None]
-        return {"n": len(objs), "flipped": len(flips), "all_flipped_s": t_all,
-                "overhead": overhead, "trigger_to_flip": [f.at - moved[o]
-                                                          for o, f in flips.items()],
-                "cpu": cpu, "rss_peak": peak}
+        return {
+            "n": len(objs),
+            "flipped": len(flips),
+            "all_flipped_s": t_all,
+            "overhead": overhead,
+            "trigger_to_flip": [f.at - moved[o] for o, f in flips.items()],
+            "cpu": cpu,
+            "rss_peak": peak,
+        }
 
     def argo_rollback(self, ctl: Controller, objs: list[Obj]) -> dict[str, Any]:
         log(f"argo-rollouts: promote then abort {len(objs)} rollouts (post-promotion analysis)")
@@ -729,105 +902,165 @@ class Bench:
         def abort(o: Obj) -> None:
             self.api.merge_patch(
                 f"{ns_path(o.namespace, 'rollouts', ARGO_GROUP, ARGO_VERSION)}/{o.name}/status",
-                {"status": {"abort": True}})
+                {"status": {"abort": True}},
+            )
             aborted[o] = time.monotonic()
 
         t_break = time.monotonic()
         self.run_all([lambda o=o: abort(o) for o in objs])
         back = self.wait_flips(objs, t_break, "argo rollback")
         latencies = [f.at - aborted[o] for o, f in back.items() if o in aborted]
-        return {"n": len(objs), "flipped_back": len(back), "latency": latencies,
-                "promotion": promo, "signal": "abort PATCH on rollouts/status returned"}
+        return {
+            "n": len(objs),
+            "flipped_back": len(back),
+            "latency": latencies,
+            "promotion": promo,
+            "signal": "abort PATCH on rollouts/status returned",
+        }
 
     # -- report -------------------------------------------------------------------
 
     def report(self, ours: Controller | None, argo: Controller | None) -> str:
         o = ours.results if ours else {}
         a = argo.results if argo else {}
-        out = [f"# operator benchmark — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-               f"machine: {platform.node()}, {os.cpu_count()} CPUs "
-               f"({_cpu_model()}), shared with other work; Python {platform.python_version()}",
-               f"argo: {a.get('version', 'not run')}; ours: {o.get('settings', {})}",
-               f"sizes {self.args.sizes}, wave {self.args.wave}, rollbacks "
-               f"{self.args.rollbacks}, steady window {self.args.steady}s"]
+        out = [
+            f"# operator benchmark — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+            f"machine: {platform.node()}, {os.cpu_count()} CPUs "
+            f"({_cpu_model()}), shared with other work; Python {platform.python_version()}",
+            f"argo: {a.get('version', 'not run')}; ours: {o.get('settings', {})}",
+            f"sizes {self.args.sizes}, wave {self.args.wave}, rollbacks "
+            f"{self.args.rollbacks}, steady window {self.args.steady}s",
+        ]
 
         def dist(values: list[float] | None) -> tuple[str, str, str]:
             values = values or []
-            return (fmt(percentile(values, 0.5), " s"), fmt(percentile(values, 0.95), " s"),
-                    str(len(values)))
+            return (
+                fmt(percentile(values, 0.5), " s"),
+                fmt(percentile(values, 0.95), " s"),
+                str(len(values)),
+            )
 
         rows = []
         ow_p, ow_h, aw = o.get("wave_polling", {}), o.get("wave_webhook", {}), a.get("wave", {})
-        for title, key in (("promotion overhead: last new pod Ready -> selector flipped",
-                            "overhead"),
-                           ("trigger -> selector flipped", "trigger_to_flip")):
-            for label, res in (("ours, MLflow polling", ow_p), ("ours, MLflow webhook", ow_h),
-                               ("argo-rollouts (spec change)", aw)):
+        for title, key in (
+            ("promotion overhead: last new pod Ready -> selector flipped", "overhead"),
+            ("trigger -> selector flipped", "trigger_to_flip"),
+        ):
+            for label, res in (
+                ("ours, MLflow polling", ow_p),
+                ("ours, MLflow webhook", ow_h),
+                ("argo-rollouts (spec change)", aw),
+            ):
                 p50, p95, n = dist(res.get(key))
                 rows.append([title, label, p50, p95, n])
         ours_all = (ow_p.get("overhead") or []) + (ow_h.get("overhead") or [])
-        rows.append(["promotion overhead p95 ratio (ours both waves / argo)", "", "",
-                     ratio(percentile(ours_all, 0.95), percentile(aw.get("overhead") or [],
-                                                                   0.95)), ""])
+        rows.append(
+            [
+                "promotion overhead p95 ratio (ours both waves / argo)",
+                "",
+                "",
+                ratio(percentile(ours_all, 0.95), percentile(aw.get("overhead") or [], 0.95)),
+                "",
+            ]
+        )
         for label, res in (("ours, polling", ow_p), ("ours, webhook", ow_h)):
-            for title, key in (("alias moved -> new Deployment scaled up", "trigger_to_deploy"),
-                               ("last pod Ready -> smoke call (stub)", "ready_to_smoke"),
-                               ("smoke call -> selector flipped", "smoke_to_flip")):
+            for title, key in (
+                ("alias moved -> new Deployment scaled up", "trigger_to_deploy"),
+                ("last pod Ready -> smoke call (stub)", "ready_to_smoke"),
+                ("smoke call -> selector flipped", "smoke_to_flip"),
+            ):
                 p50, p95, n = dist(res.get(key))
                 rows.append([title, label, p50, p95, n])
-        for label, res in (("ours, polling", ow_p), ("ours, webhook", ow_h),
-                           ("argo-rollouts", aw)):
-            rows.append([f"wave of {res.get('n', 0)} at once: all flipped", label,
-                         fmt(res.get("all_flipped_s", math.nan), " s"), "",
-                         f"{res.get('flipped', 0)}/{res.get('n', 0)}"])
-        out.append(table("Promotion (wave of objects promoted at once)",
-                         ["figure", "who", "p50", "p95", "n"], rows))
+        for label, res in (("ours, polling", ow_p), ("ours, webhook", ow_h), ("argo-rollouts", aw)):
+            rows.append(
+                [
+                    f"wave of {res.get('n', 0)} at once: all flipped",
+                    label,
+                    fmt(res.get("all_flipped_s", math.nan), " s"),
+                    "",
+                    f"{res.get('flipped', 0)}/{res.get('n', 0)}",
+                ]
+            )
+        out.append(
+            table(
+                "Promotion (wave of objects promoted at once)",
+                ["figure", "who", "p50", "p95", "n"],
+                rows,
+            )
+        )
 
         rows = []
         orb, arb = o.get("rollback", {}), a.get("rollback", {})
         for label, res in (("ours", orb), ("argo-rollouts", arb)):
             p50, p95, n = dist(res.get("latency"))
             rows.append([label, res.get("signal", ""), p50, p95, n])
-        rows.append(["ratio p95 (ours / argo)", "", "",
-                     ratio(percentile(orb.get("latency") or [], 0.95),
-                           percentile(arb.get("latency") or [], 0.95)), ""])
-        out.append(table("Rollback: failure visible in the API -> active selector back",
-                         ["who", "failure signal", "p50", "p95", "n"], rows))
+        rows.append(
+            [
+                "ratio p95 (ours / argo)",
+                "",
+                "",
+                ratio(
+                    percentile(orb.get("latency") or [], 0.95),
+                    percentile(arb.get("latency") or [], 0.95),
+                ),
+                "",
+            ]
+        )
+        out.append(
+            table(
+                "Rollback: failure visible in the API -> active selector back",
+                ["who", "failure signal", "p50", "p95", "n"],
+                rows,
+            )
+        )
 
         rows = []
         for size in self.args.sizes:
             os_, as_ = o.get(f"size_{size}", {}), a.get(f"size_{size}", {})
             for title, key, unit, digits in (
-                    ("time until all Healthy", "healthy_s", " s", 1),
-                    ("controller CPU while converging (share of a core)", "cpu_during", "", 2),
-                    ("steady: controller write calls/min", "writes_per_min", "", 1),
-                    ("steady: controller-resource reads/min", "reads_per_min", "", 0),
-                    ("steady: Event writes/min (all clients)", "events_per_min", "", 0),
-                    ("steady: all apiserver writes/min (all clients)", "all_writes_per_min",
-                     "", 0),
-                    ("steady: controller CPU (share of a core)", "cpu", "", 3),
-                    ("steady: controller RSS", "rss", " MiB", 0),
-                    ("peak RSS while converging", "rss_peak_during", " MiB", 0)):
+                ("time until all Healthy", "healthy_s", " s", 1),
+                ("controller CPU while converging (share of a core)", "cpu_during", "", 2),
+                ("steady: controller write calls/min", "writes_per_min", "", 1),
+                ("steady: controller-resource reads/min", "reads_per_min", "", 0),
+                ("steady: Event writes/min (all clients)", "events_per_min", "", 0),
+                ("steady: all apiserver writes/min (all clients)", "all_writes_per_min", "", 0),
+                ("steady: controller CPU (share of a core)", "cpu", "", 3),
+                ("steady: controller RSS", "rss", " MiB", 0),
+                ("peak RSS while converging", "rss_peak_during", " MiB", 0),
+            ):
                 ov, av = os_.get(key, math.nan), as_.get(key, math.nan)
-                rows.append([str(size), title, fmt(ov, unit, digits), fmt(av, unit, digits),
-                             ratio(ov, av)])
-        out.append(table("Scale: objects created at once, then steady state",
-                         ["objects", "figure", "ours", "argo", "ours/argo"], rows))
+                rows.append(
+                    [str(size), title, fmt(ov, unit, digits), fmt(av, unit, digits), ratio(ov, av)]
+                )
+        out.append(
+            table(
+                "Scale: objects created at once, then steady state",
+                ["objects", "figure", "ours", "argo", "ours/argo"],
+                rows,
+            )
+        )
         for ctl_res, label in ((o, "ours"), (a, "argo")):
             for size in self.args.sizes:
                 detail = ctl_res.get(f"size_{size}", {}).get("write_detail")
                 if detail:
-                    out.append(f"\nsteady-state writes ({label}, {size} objects, whole window): "
-                               f"{detail}")
+                    out.append(
+                        f"\nsteady-state writes ({label}, {size} objects, whole window): {detail}"
+                    )
         return "\n".join(out)
 
 
 def summarize(what: str, res: dict[str, Any]) -> None:
     """One log line per phase, so a run cut short still leaves its figures in the log."""
-    parts = [f"{k} p50 {percentile(v, 0.5):.2f}s p95 {percentile(v, 0.95):.2f}s n={len(v)}"
-             for k, v in res.items() if isinstance(v, list) and v]
-    parts += [f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-              for k, v in res.items() if isinstance(v, (int, float))]
+    parts = [
+        f"{k} p50 {percentile(v, 0.5):.2f}s p95 {percentile(v, 0.95):.2f}s n={len(v)}"
+        for k, v in res.items()
+        if isinstance(v, list) and v
+    ]
+    parts += [
+        f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in res.items()
+        if isinstance(v, (int, float))
+    ]
     log(f"{what}: " + "; ".join(parts))
 
 
@@ -855,13 +1088,17 @@ def timed(what: str) -> Iterator[None]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="100 objects (default)")
     size.add_argument("--full", action="store_true", help="100, then grown to 1,000 objects")
-    size.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                      help="comma-separated growing object counts, e.g. 100,1000")
+    size.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="comma-separated growing object counts, e.g. 100,1000",
+    )
     p.add_argument("--wave", type=int, default=None, help="objects promoted at once (<= 100)")
     p.add_argument("--rollbacks", type=int, default=30, help="objects rolled back at once")
     p.add_argument("--steady", type=float, default=None, help="steady-state window, seconds")
@@ -902,9 +1139,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.workdir, ignore_errors=True)
     print(report)
     if args.json:
-        args.json.write_text(json.dumps({"ours": ours.results if ours else None,
-                                         "argo": argo.results if argo else None},
-                                        indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"ours": ours.results if ours else None, "argo": argo.results if argo else None},
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 
