@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-down venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+.PHONY: help demo demo-down bench-operator bench-renderer venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,10 +38,10 @@ cluster-status: ## show whether it runs and how much memory it takes
 	$(PYTHON) hack/localcluster/cluster.py status --state-dir $(STATE_DIR)
 
 lint: venv ## ruff
-	$(VENV)/bin/ruff check operator renderer tests hack bench
+	$(VENV)/bin/ruff check operator renderer training tests hack bench
 
 typecheck: venv ## mypy (strict) on the packages
-	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer
+	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer training/tryon_model
 
 test: venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -51,6 +51,12 @@ test-unit: venv ## fast tests that start no server
 
 test-integration: venv tools ## tests against the local control plane, MLflow and S3
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench-operator: venv tools ## operator vs Argo Rollouts: promotion, rollback, scale (BENCH_ARGS=--full)
+	$(PY) bench/operator_bench.py $(BENCH_ARGS)
+
+bench-renderer: venv ## renderer vs naive server vs raw forward pass
+	$(PY) bench/renderer_bench.py $(BENCH_ARGS)
 
 clean: cluster-down ## remove local state (not the tool cache)
 	rm -rf $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache
