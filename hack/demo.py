@@ -190,6 +190,24 @@ def start_operator(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]
     )
 
 
+def promote(env: Mapping[str, str], data: Path, version: str, *flags: str) -> None:
+    """`tryon-model promote`: the evaluation gate decides unless ``--force`` is among ``flags``."""
+    run(
+        [
+            str(BIN / "tryon-model"),
+            "promote",
+            "--data",
+            str(data),
+            "--model",
+            MODEL,
+            "--version",
+            version,
+            *flags,
+        ],
+        env,
+    )
+
+
 def train(version_hint: str, data: Path, env: Mapping[str, str], epochs: int) -> str:
     out = run(
         [
@@ -303,19 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step("train v1, register it and promote it to 'production'"):
             v1 = train("v1", data, env, args.epochs)
-            run(
-                [
-                    str(BIN / "tryon-model"),
-                    "promote",
-                    "--data",
-                    str(data),
-                    "--model",
-                    MODEL,
-                    "--version",
-                    v1,
-                ],
-                env,
-            )
+            promote(env, data, v1)
 
         with timeline.step("install the CRD and start the operator"):
             cluster.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
@@ -352,21 +358,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step("train v2 and promote it (evaluation must beat v1)"):
             v2 = train("v2", data, env, args.epochs * 3)
-            run(
-                [
-                    str(BIN / "tryon-model"),
-                    "promote",
-                    "--data",
-                    str(data),
-                    "--model",
-                    MODEL,
-                    "--version",
-                    v2,
-                    "--reason",
-                    "demo: retrained with more epochs",
-                ],
-                env,
-            )
+            promote(env, data, v2, "--reason", "demo: retrained with more epochs")
             alias_moved = time.monotonic()
 
         with timeline.step(f"operator rolls out v{v2} blue/green and flips the Service"):
@@ -380,22 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step("register a broken v3 (renders NaN) and force it to 'production'"):
             v3 = register_broken(env)
-            run(
-                [
-                    str(BIN / "tryon-model"),
-                    "promote",
-                    "--data",
-                    str(data),
-                    "--model",
-                    MODEL,
-                    "--version",
-                    v3,
-                    "--force",
-                    "--reason",
-                    "demo: a bad export reaches production",
-                ],
-                env,
-            )
+            promote(env, data, v3, "--force", "--reason", "demo: a bad export reaches production")
             alias_moved = time.monotonic()
 
         with timeline.step(f"smoke test catches v{v3}: automatic rollback, v{v2} keeps serving"):
