@@ -409,7 +409,7 @@ class Bench:
             watch.synced.wait(30)
             self.stack.callback(watch.stop.set)
         if not self.args.skip_ours:
-            from tests.support.servers import start_mlflow_server, start_s3_server
+            from devservers import start_mlflow_server, start_s3_server
 
             for sub in ("s3", "mlflow"):
                 (self.workdir / sub).mkdir(exist_ok=True)

@@ -25,7 +25,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "hack" / "localcluster"))
-sys.path.insert(0, str(REPO))
 
 from cluster import LocalCluster  # noqa: E402
 
@@ -279,9 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     stop_leftovers(workdir)
     timeline = Timeline()
 
+    from devservers import start_mlflow_server, start_s3_server
     from service_proxy import serve
-
-    from tests.support.servers import start_mlflow_server, start_s3_server
 
     with contextlib.ExitStack() as stack:
         with timeline.step("start the local control plane (etcd, apiserver, kwok GPU nodes)"):

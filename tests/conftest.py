@@ -3,8 +3,4 @@
 Each fixture starts its server lazily, so a unit-only run (`-m unit`) starts nothing.
 """
 
-import importlib.util
-
-pytest_plugins = ["tests.support.cluster"]
-if importlib.util.find_spec("tests.support.servers") is not None:
-    pytest_plugins.append("tests.support.servers")
+pytest_plugins = ["tests.support.cluster", "tests.support.servers"]

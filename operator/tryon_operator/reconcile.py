@@ -252,8 +252,9 @@ class Reconciler:
             cluster = self.kube.observe(owner.namespace, owner.name)
             observed = cluster.observed
             # Record each transition at once, so a crash right after it cannot repeat it.
-            status = self._finish_status(spec, status, desired, cluster, resolution, now,
-                                         generation)
+            status = self._finish_status(
+                spec, status, desired, cluster, resolution, now, generation
+            )
             if self._write_status(owner, written, status):
                 written = status
 
@@ -292,14 +293,22 @@ class Reconciler:
         before = status.condition("ModelResolved")
         if isinstance(result, ModelResolutionError):
             if before is None or before.status != "False" or before.reason != result.reason:
-                self._event(owner, "Warning", "ModelResolutionFailed",
-                            f"{spec.model.describe()}: {result.reason}: {result.message}")
+                self._event(
+                    owner,
+                    "Warning",
+                    "ModelResolutionFailed",
+                    f"{spec.model.describe()}: {result.reason}: {result.message}",
+                )
             return status, result
         selector = f"{kind} {value}"
         previous = status.model
         if before is not None and before.status == "False":
-            self._event(owner, "Normal", "ModelResolutionRecovered",
-                        f"{spec.model.describe()} is version {result.version} again")
+            self._event(
+                owner,
+                "Normal",
+                "ModelResolutionRecovered",
+                f"{spec.model.describe()} is version {result.version} again",
+            )
         if (
             previous is not None
             and previous.version == result.version
@@ -455,9 +464,7 @@ class Reconciler:
                 evidence={"scaledTo": 0},
             )
             status = self._record(status, rollout, "Cancelled", "Cancelled", action.reason, now)
-            return status.model_copy(
-                update={"rollout": None, "preview_color": None, "preview_version": None}
-            )
+            return _without_rollout(status)
         if isinstance(action, d.Promote):
             return self._promote(owner, spec, tracking_uri, status, action, now)
         if isinstance(action, d.Abort):
@@ -480,9 +487,7 @@ class Reconciler:
                 previous_color=status.active_color,
                 evidence=_evidence(cluster, rollout.color, action.message),
             )
-            return status.model_copy(
-                update={"rollout": None, "preview_color": None, "preview_version": None}
-            )
+            return _without_rollout(status)
         if isinstance(action, d.FlipBack):
             rollout = _must(status.rollout)
             previous: Color = _must(rollout.previous_color)
@@ -521,9 +526,7 @@ class Reconciler:
                     f"{ns}/{name} serving again on {previous} at {now.isoformat()} after "
                     f"version {rollout.version} was rolled back",
                 )
-            return status.model_copy(
-                update={"rollout": None, "preview_color": None, "preview_version": None}
-            )
+            return _without_rollout(status)
         if isinstance(action, d.FinishRollout):
             rollout = _must(status.rollout)
             if rollout.previous_color is not None and rollout.previous_color != rollout.color:
@@ -952,9 +955,7 @@ class Reconciler:
             log.warning("could not post event %s: %s", reason, err)
         self.announcer.decision(owner, type_, reason, message, **audit)
 
-    def _announce_phase(
-        self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus
-    ) -> None:
+    def _announce_phase(self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus) -> None:
         """Degraded and recovered are told once, on the transition."""
         if new.phase == "Degraded" and old.phase != "Degraded":
             cond = new.condition("Degraded")
@@ -986,6 +987,13 @@ class Reconciler:
 def _with_rollout(status: TryOnModelStatus, **changes: Any) -> TryOnModelStatus:
     rollout = _must(status.rollout)
     return status.model_copy(update={"rollout": rollout.model_copy(update=changes)})
+
+
+def _without_rollout(status: TryOnModelStatus) -> TryOnModelStatus:
+    """The status once a rollout has ended, whichever way: no rollout, no preview."""
+    return status.model_copy(
+        update={"rollout": None, "preview_color": None, "preview_version": None}
+    )
 
 
 def _must(value: _T | None) -> _T:
