@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .models import Color, RolloutState, TryOnModelStatus, other_color
+from .models import Color, GpuShortagePolicy, RolloutState, TryOnModelStatus, other_color
 
 # ------------------------------------------------------------------ inputs
 
@@ -31,6 +31,9 @@ class ColorView:
     crashlooping_pods: int = 0
     unschedulable_pods: int = 0
     unschedulable_message: str = ""
+    scheduled_pods: int = 0
+    gpu_short_pods: int = 0  # unschedulable for lack of nvidia.com/gpu
+    foreign_template_managers: tuple[str, ...] = ()  # who else wrote the pod template
 
     def rolled_out(self, version: str, template_hash: str, replicas: int) -> bool:
         """The Deployment runs exactly ``replicas`` Ready pods of this version and template."""
@@ -82,6 +85,7 @@ class Desired:
     progress_deadline: timedelta = timedelta(seconds=600)
     scale_down_delay: timedelta = timedelta(seconds=300)
     post_promotion: timedelta = timedelta(seconds=120)
+    gpu_shortage_policy: GpuShortagePolicy = "Wait"
 
 
 # ------------------------------------------------------------------ actions
@@ -131,6 +135,23 @@ class RunSmokeTest:
 
 
 @dataclass(frozen=True)
+class ShrinkPreview:
+    """GPU shortage, policy ShrinkPreview: run the preview with the pods that fit."""
+
+    color: Color
+    replicas: int
+
+
+@dataclass(frozen=True)
+class MakeRoom:
+    """GPU shortage, policy InPlace: give up active pods so the preview's pods fit."""
+
+    color: Color
+    replicas: int
+    room_made: int
+
+
+@dataclass(frozen=True)
 class AwaitPromotion:
     """Preview is healthy and tested; ``autoPromote: false`` waits for a person."""
 
@@ -168,6 +189,8 @@ Action = (
     | StartRollout
     | CancelRollout
     | RunSmokeTest
+    | ShrinkPreview
+    | MakeRoom
     | AwaitPromotion
     | Promote
     | Abort
@@ -265,6 +288,10 @@ def _decide_pre_promotion(
         if _promotion_allowed(desired, rollout):
             return Promote(rollout.color)
         return AwaitPromotion()
+    if rollout.phase == "Progressing" and preview.gpu_short_pods:
+        step = _gpu_shortage_step(desired, status, rollout, observed)
+        if step is not None:
+            return step
     if now >= deadline:
         detail = (
             f"; {preview.unschedulable_pods} pod(s) unschedulable: {preview.unschedulable_message}"
@@ -283,6 +310,29 @@ def _decide_pre_promotion(
         min(POLL_SECONDS, max(remaining, 0.1)),
         f"{preview.ready_replicas}/{rollout.replicas} pods Ready",
     )
+
+
+def _gpu_shortage_step(
+    desired: Desired, status: TryOnModelStatus, rollout: RolloutState, observed: Observed
+) -> ShrinkPreview | MakeRoom | None:
+    """The policy's answer to preview pods that cannot get a GPU; None means keep waiting.
+
+    Both answers are idempotent against a stale view: they compare against what was already done
+    (the preview's size, the room already made), so a repeat look does not shrink twice.
+    """
+    preview = observed.color(rollout.color)
+    if desired.gpu_shortage_policy == "ShrinkPreview":
+        fits = max(1, preview.scheduled_pods)
+        if fits < rollout.replicas:
+            return ShrinkPreview(rollout.color, fits)
+        return None
+    if desired.gpu_shortage_policy == "InPlace" and status.active_color is not None:
+        active = observed.color(status.active_color)
+        shortfall = rollout.replicas - preview.scheduled_pods
+        more = min(shortfall - rollout.room_made, active.replicas)
+        if more > 0:
+            return MakeRoom(status.active_color, active.replicas - more, rollout.room_made + more)
+    return None
 
 
 def _promotion_allowed(desired: Desired, rollout: RolloutState) -> bool:

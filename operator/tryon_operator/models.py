@@ -135,12 +135,16 @@ class SmokeTestSpec(_Spec):
     timeout_seconds: Annotated[int, Field(ge=1, le=600)] = 60
 
 
+GpuShortagePolicy = Literal["Wait", "ShrinkPreview", "InPlace"]
+
+
 class RolloutSpec(_Spec):
     auto_promote: bool = True
     progress_deadline_seconds: Annotated[int, Field(ge=1, le=86400)] = 600
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     post_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] = 120
     smoke_test: SmokeTestSpec = Field(default_factory=SmokeTestSpec)
+    gpu_shortage_policy: GpuShortagePolicy = "Wait"
 
 
 class AutoscalingSpec(_Spec):
@@ -218,6 +222,11 @@ class RolloutState(_Status):
     previous_color: Color | None = None
     previous_version: str | None = None
     previous_template_hash: str | None = None
+    # GPU shortage: the size the new colour grows to after the flip (ShrinkPreview) and how many
+    # active pods were given up to make room for the preview (InPlace).
+    full_replicas: int | None = None
+    room_made: int = 0
+    gpu_shortage_reported: bool = False
 
 
 Outcome = Literal["Promoted", "RolledBack", "Superseded", "Cancelled"]

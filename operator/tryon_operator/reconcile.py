@@ -25,8 +25,8 @@ from .builders import (
     selector_labels,
 )
 from .conditions import degraded_reason, derive_phase, set_condition
-from .errors import InvalidSpecError, ModelResolutionError, RegistryError
-from .gateways.kube import ClusterView, ServiceView
+from .errors import InvalidSpecError, KubeError, ModelResolutionError, RegistryError
+from .gateways.kube import GPU, ClusterView, GpuCapacity, ServiceView
 from .gateways.mlflow import ResolvedModel
 from .metrics import Metrics
 from .models import (
@@ -61,6 +61,8 @@ class KubePort(Protocol):
     def scale(self, namespace: str, name: str, replicas: int) -> None: ...
     def set_selector_color(self, namespace: str, service: str, color: str) -> None: ...
     def delete_hpa(self, namespace: str, name: str) -> None: ...
+    def restore_template(self, obj: dict[str, Any]) -> None: ...
+    def gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity: ...
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None: ...
 
@@ -259,7 +261,10 @@ class Reconciler:
                 written = status
 
         status = self._converge(owner, spec, tracking_uri, status, cluster)
-        status = self._finish_status(spec, status, desired, cluster, resolution, now, generation)
+        status, gpu_note = self._gpu_shortage(owner, spec, status, cluster, now)
+        status = self._finish_status(
+            spec, status, desired, cluster, resolution, now, generation, gpu_note
+        )
         self._announce_phase(owner, old_status, status)
         wrote = self._write_status(owner, written, status) or written != old_status
         self.metrics.set_active(
@@ -375,6 +380,7 @@ class Reconciler:
             progress_deadline=timedelta(seconds=rollout.progress_deadline_seconds),
             scale_down_delay=timedelta(seconds=rollout.scale_down_delay_seconds),
             post_promotion=timedelta(seconds=rollout.post_promotion_seconds),
+            gpu_shortage_policy=rollout.gpu_shortage_policy,
         )
 
     # ------------------------------------------------------------------ actions
@@ -466,7 +472,9 @@ class Reconciler:
             status = self._record(status, rollout, "Cancelled", "Cancelled", action.reason, now)
             return _without_rollout(status)
         if isinstance(action, d.Promote):
-            return self._promote(owner, spec, tracking_uri, status, action, now)
+            return self._promote(owner, spec, tracking_uri, status, action, cluster, now)
+        if isinstance(action, d.ShrinkPreview | d.MakeRoom):
+            return self._ease_gpu_shortage(owner, status, action, cluster)
         if isinstance(action, d.Abort):
             rollout = _must(status.rollout)
             self.kube.scale(ns, deployment_name(name, rollout.color), 0)
@@ -569,10 +577,13 @@ class Reconciler:
         tracking_uri: str,
         status: TryOnModelStatus,
         action: d.Promote,
+        cluster: ClusterView,
         now: datetime,
     ) -> TryOnModelStatus:
         ns, name = owner.namespace, owner.name
         rollout = _must(status.rollout)
+        if rollout.full_replicas is not None and rollout.full_replicas > rollout.replicas:
+            self._grow_shrunk_preview(owner, status, rollout, cluster)
         # The Service may not exist yet on a first deploy; converge creates it with this colour.
         status_after = status.model_copy(
             update={
@@ -633,6 +644,79 @@ class Reconciler:
                 f"{rollout.version} on {action.color}",
             )
         return status_after
+
+    def _ease_gpu_shortage(
+        self,
+        owner: Owner,
+        status: TryOnModelStatus,
+        action: d.ShrinkPreview | d.MakeRoom,
+        cluster: ClusterView,
+    ) -> TryOnModelStatus:
+        """Carries out the spec's GPU-shortage policy; the rollout remembers what it changed."""
+        rollout = _must(status.rollout)
+        preview = cluster.observed.color(rollout.color)
+        short = f"{preview.gpu_short_pods} of {rollout.replicas} preview pod(s) got no GPU"
+        if isinstance(action, d.ShrinkPreview):
+            name = deployment_name(owner.name, action.color)
+            self.kube.scale(owner.namespace, name, action.replicas)
+            self._event(
+                owner,
+                "Warning",
+                "PreviewShrunk",
+                f"{short}: preview {action.color} (version {rollout.version}) runs with "
+                f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
+                f"{rollout.full_replicas or rollout.replicas} after the flip",
+                version=rollout.version,
+                color=action.color,
+                evidence={"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods},
+            )
+            return _with_rollout(
+                status,
+                full_replicas=rollout.full_replicas or rollout.replicas,
+                replicas=action.replicas,
+            )
+        active = cluster.observed.color(action.color)
+        self.kube.scale(owner.namespace, deployment_name(owner.name, action.color), action.replicas)
+        self._event(
+            owner,
+            "Warning",
+            "MadeRoomForPreview",
+            f"{short}: active {action.color} (version {status.active_version}) scaled from "
+            f"{active.replicas} to {action.replicas} pod(s) to free GPUs for version "
+            f"{rollout.version} (gpuShortagePolicy InPlace)",
+            version=rollout.version,
+            color=action.color,
+            previous_version=status.active_version,
+            evidence={"activeReplicas": action.replicas, "roomMade": action.room_made},
+        )
+        return _with_rollout(status, room_made=action.room_made)
+
+    def _grow_shrunk_preview(
+        self,
+        owner: Owner,
+        status: TryOnModelStatus,
+        rollout: RolloutState,
+        cluster: ClusterView,
+    ) -> None:
+        """After a flip on a shrunk preview: grow it, and shrink the old colour as much."""
+        full = _must(rollout.full_replicas)
+        self.kube.scale(owner.namespace, deployment_name(owner.name, rollout.color), full)
+        if status.active_color is not None:
+            old = cluster.observed.color(status.active_color)
+            keep = max(1, old.replicas - (full - rollout.replicas))
+            if keep < old.replicas:
+                self.kube.scale(
+                    owner.namespace, deployment_name(owner.name, status.active_color), keep
+                )
+        self._event(
+            owner,
+            "Normal",
+            "PreviewGrowing",
+            f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
+            f"pod(s), growing to {full}",
+            version=rollout.version,
+            color=rollout.color,
+        )
 
     def _await_promotion(self, owner: Owner, status: TryOnModelStatus) -> TryOnModelStatus:
         rollout = _must(status.rollout)
@@ -731,6 +815,8 @@ class Reconciler:
             replicas = spec.renderer.replicas
             if spec.autoscaling.enabled:
                 replicas = max(spec.autoscaling.min_replicas, view.replicas)
+            elif rollout is not None and rollout.phase != "PostPromotion" and rollout.room_made:
+                replicas = max(replicas - rollout.room_made, 0)  # room given to the preview
             if not view.exists or view.version != status.active_version:
                 self.kube.apply(
                     build_deployment(
@@ -748,6 +834,10 @@ class Reconciler:
                     f"Deployment {deployment_name(name, active)} recreated "
                     f"(version {status.active_version})",
                 )
+            elif view.foreign_template_managers and view.template_hash == spec_hash:
+                self._restore_template(
+                    owner, spec, tracking_uri, active, view.version, view, replicas
+                )
             elif not spec.autoscaling.enabled and view.replicas != replicas:
                 self.kube.scale(ns, deployment_name(name, active), replicas)
                 self._heal(
@@ -761,7 +851,12 @@ class Reconciler:
             and rollout.template_hash == spec_hash
         ):
             view = obs.color(rollout.color)
-            if (
+            if view.exists and view.foreign_template_managers:
+                self._restore_template(
+                    owner, spec, tracking_uri, rollout.color, rollout.version, view,
+                    rollout.replicas,
+                )
+            elif (
                 not view.exists
                 or view.version != rollout.version
                 or view.template_hash != rollout.template_hash
@@ -801,6 +896,26 @@ class Reconciler:
         elif cluster.hpa.exists and not spec.autoscaling.enabled:
             self.kube.delete_hpa(ns, name)
         return status
+
+    def _restore_template(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        tracking_uri: str,
+        color: Color,
+        version: str,
+        view: d.ColorView,
+        replicas: int,
+    ) -> None:
+        wanted = build_deployment(
+            spec, color, version, owner, tracking_uri=tracking_uri, replicas=replicas
+        )
+        self.kube.restore_template(wanted)
+        self._heal(
+            owner,
+            f"Deployment {deployment_name(owner.name, color)} pod template was edited by "
+            f"{', '.join(view.foreign_template_managers)}; restored to version {version}",
+        )
 
     def _converge_service(
         self,
@@ -843,6 +958,7 @@ class Reconciler:
         resolution: ResolvedModel | ModelResolutionError,
         now: datetime,
         generation: int | None,
+        gpu_note: str | None = None,
     ) -> TryOnModelStatus:
         conds = status.conditions
         if isinstance(resolution, ResolvedModel):
@@ -894,7 +1010,7 @@ class Reconciler:
                 reason = "PreviewUnschedulable"
                 message += (
                     f": {preview.unschedulable_pods} pod(s) cannot be scheduled: "
-                    f"{preview.unschedulable_message}"
+                    f"{gpu_note or preview.unschedulable_message}"
                 )
             conds = set_condition(conds, "Progressing", True, reason, message, now, generation)
         degraded = degraded_reason(status, desired.version, desired.template_hash, cluster.observed)
@@ -929,6 +1045,71 @@ class Reconciler:
             )
         status = status.model_copy(update={"conditions": conds, "observed_generation": generation})
         return status.model_copy(update={"phase": derive_phase(status, spec.paused)})
+
+    def _gpu_shortage(
+        self,
+        owner: Owner,
+        spec: TryOnModelSpec,
+        status: TryOnModelStatus,
+        cluster: ClusterView,
+        now: datetime,
+    ) -> tuple[TryOnModelStatus, str | None]:
+        """Puts numbers on a preview short of GPUs, and says so once per rollout as an Event."""
+        rollout = status.rollout
+        if rollout is None or rollout.phase != "Progressing":
+            return status, None
+        preview = cluster.observed.color(rollout.color)
+        if not preview.gpu_short_pods:
+            return status, None
+        note = self._gpu_shortage_note(spec, rollout, preview, now)
+        if rollout.gpu_shortage_reported:
+            return status, note
+        self._event(
+            owner,
+            "Warning",
+            "GPUShortage",
+            note,
+            version=rollout.version,
+            color=rollout.color,
+            evidence={
+                "gpuShortPods": preview.gpu_short_pods,
+                "scheduler": preview.unschedulable_message,
+            },
+        )
+        return _with_rollout(status, gpu_shortage_reported=True), note
+
+    def _gpu_shortage_note(
+        self, spec: TryOnModelSpec, rollout: RolloutState, preview: d.ColorView, now: datetime
+    ) -> str:
+        resources = spec.renderer.resources
+        per_pod = _int_quantity(resources.limits.get(GPU, resources.requests.get(GPU, 0)))
+        try:
+            capacity: GpuCapacity | None = self.kube.gpu_capacity(dict(spec.renderer.node_selector))
+        except KubeError as err:
+            log.warning("could not read GPU capacity: %s", err)
+            capacity = None
+        if capacity is None:
+            free = "free GPUs unknown"
+        elif capacity.free is None:
+            free = f"{capacity.allocatable} allocatable on {capacity.nodes} matching node(s)"
+        else:
+            free = (
+                f"{capacity.free} of {capacity.allocatable} allocatable free on "
+                f"{capacity.nodes} matching node(s)"
+            )
+        policy = spec.rollout.gpu_shortage_policy
+        left = rollout.started_at + timedelta(seconds=spec.rollout.progress_deadline_seconds) - now
+        seconds_left = max(int(left.total_seconds()), 0)
+        plan = {
+            "Wait": f"waiting, rolled back at the progress deadline in {seconds_left}s",
+            "ShrinkPreview": "the preview runs with the pods that fit, grows after the flip",
+            "InPlace": "active pods are given up to make room",
+        }[policy]
+        return (
+            f"preview needs {rollout.replicas * per_pod} {GPU} ({rollout.replicas} pod(s) x "
+            f"{per_pod}), {preview.gpu_short_pods} pod(s) got none; {free}; "
+            f"gpuShortagePolicy {policy}: {plan}"
+        )
 
     def _invalid_status(
         self, status: TryOnModelStatus, message: str, now: datetime, generation: int | None
@@ -999,6 +1180,13 @@ def _without_rollout(status: TryOnModelStatus) -> TryOnModelStatus:
 def _must(value: _T | None) -> _T:
     assert value is not None
     return value
+
+
+def _int_quantity(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -46,6 +46,15 @@ class HpaView:
 
 
 @dataclass(frozen=True)
+class GpuCapacity:
+    """nvidia.com/gpu on the nodes a renderer may run on (``free`` None: pods unreadable)."""
+
+    nodes: int
+    allocatable: int
+    free: int | None
+
+
+@dataclass(frozen=True)
 class ClusterView:
     """Everything a reconcile needs to know about the children, read in one go."""
 
@@ -153,6 +162,7 @@ class KubeGateway:
         ]
         crashlooping = sum(1 for p in current if self._crashlooping(p))
         unschedulable = [m for p in current if (m := _unschedulable(p)) is not None]
+        scheduled = sum(1 for p in current if p.spec is not None and p.spec.node_name)
         st = dep.status
         return ColorView(
             exists=True,
@@ -168,6 +178,9 @@ class KubeGateway:
             crashlooping_pods=crashlooping,
             unschedulable_pods=len(unschedulable),
             unschedulable_message=unschedulable[0] if unschedulable else "",
+            scheduled_pods=scheduled,
+            gpu_short_pods=sum(1 for m in unschedulable if f"Insufficient {GPU}" in m),
+            foreign_template_managers=_foreign_template_managers(dep),
         )
 
     def _crashlooping(self, pod: Any) -> bool:
@@ -196,7 +209,48 @@ class KubeGateway:
             True, hpa.spec.scale_target_ref.name, hpa.spec.min_replicas, hpa.spec.max_replicas
         )
 
+    def gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity:
+        """GPUs on matching nodes and how many no scheduled pod holds (only on a GPU shortage)."""
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+        nodes: list[Any] = _call(lambda: self._core.list_node(label_selector=label_selector)).items
+        names = {n.metadata.name for n in nodes}
+        allocatable = sum(_quantity((n.status.allocatable or {}).get(GPU)) for n in nodes)
+        try:
+            pods = _call(
+                lambda: self._core.list_pod_for_all_namespaces(
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed"
+                )
+            ).items
+        except KubeError as err:
+            if err.status == 403:  # namespaced RBAC: other namespaces' pods are not ours to read
+                return GpuCapacity(len(nodes), allocatable, None)
+            raise
+        held = sum(_pod_gpus(p) for p in pods if p.spec is not None and p.spec.node_name in names)
+        return GpuCapacity(len(nodes), allocatable, max(allocatable - held, 0))
+
     # ------------------------------------------------------------------ writes
+
+    def restore_template(self, obj: dict[str, Any]) -> None:
+        """Puts back a hand-edited pod template whole (apply would keep fields others added).
+
+        A replace with the read resourceVersion: a concurrent writer makes it fail with a
+        conflict, and the next reconcile looks again.
+        """
+        meta = obj["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        live: Any = _call(lambda: self._apps.read_namespaced_deployment(name, namespace))
+        body: Any = self._api.sanitize_for_serialization(live)  # type: ignore[no-untyped-call]
+        template = json.loads(json.dumps(obj["spec"]["template"]))
+        restarted = (live.spec.template.metadata.annotations or {}).get(RESTARTED_AT)
+        if restarted is not None:  # `kubectl rollout restart` is allowed, not a hand edit
+            template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
+        body["spec"]["template"] = template
+        _call(
+            lambda: self._apps.replace_namespaced_deployment(
+                name, namespace, body, field_manager=MANAGER
+            )
+        )
+
 
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply of a whole child object (creates it when missing)."""
@@ -270,6 +324,65 @@ class KubeGateway:
             count=1,
         )
         _call(lambda: self._core.create_namespaced_event(owner.namespace, event))
+
+
+GPU = "nvidia.com/gpu"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def _quantity(value: Any) -> int:
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _pod_gpus(pod: Any) -> int:
+    total = 0
+    for container in pod.spec.containers or []:
+        resources = container.resources
+        if resources is None:
+            continue
+        limits = resources.limits or {}
+        requests = resources.requests or {}
+        total += _quantity(limits.get(GPU, requests.get(GPU)))
+    return total
+
+
+def _foreign_template_managers(dep: Any) -> tuple[str, ...]:
+    """Field managers other than the operator that own part of the pod template.
+
+    Server-side apply records who set each field; anyone else owning a template field (kubectl
+    edit/set/patch, another controller) edited what the operator owns. A restart annotation from
+    ``kubectl rollout restart`` is not counted.
+    """
+    found: set[str] = set()
+    for entry in dep.metadata.managed_fields or []:
+        if entry.manager == MANAGER:
+            continue
+        template = ((entry.fields_v1 or {}).get("f:spec") or {}).get("f:template")
+        if template and _owns_more_than_restart(template):
+            found.add(str(entry.manager or "unknown"))
+    return tuple(sorted(found))
+
+
+def _owns_more_than_restart(template: dict[str, Any]) -> bool:
+    """True when a managedFields subtree holds any leaf but the restart annotation."""
+    allowed = ("f:metadata", "f:annotations", f"f:{RESTARTED_AT}")
+
+    def leaves(tree: dict[str, Any], path: tuple[str, ...]) -> bool:
+        for key, sub in tree.items():
+            if key == ".":
+                continue
+            here = (*path, key)
+            if sub and isinstance(sub, dict):
+                if leaves(sub, here):
+                    return True
+            elif here != allowed:
+                return True
+        return False
+
+    return leaves(template, ())
 
 
 def _pod_color(pod: Any) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from ..decision import SmokeOutcome
@@ -39,6 +41,24 @@ class SmokeTester:
                 message=f"smoke endpoint answered {response.status_code} without a verdict",
             )
         passed = bool(body["passed"])
-        detail = body.get("reason") or body.get("message") or body.get("detail") or ""
-        message = "smoke test passed" if passed else f"smoke test failed: {detail or body}"
-        return SmokeOutcome(passed=passed, message=str(message)[:500])
+        if passed:
+            return SmokeOutcome(passed=True, message="smoke test passed")
+        message = f"smoke test failed: {failure_summary(body)}"
+        return SmokeOutcome(passed=False, message=message[:500])
+
+
+def failure_summary(body: dict[str, Any]) -> str:
+    """Names the failed checks ("finite on case 0: 49152 > 0"), not the renderer's raw JSON."""
+    failed = [c for c in body.get("checks") or [] if isinstance(c, dict) and not c.get("passed")]
+    if not failed:
+        detail = body.get("reason") or body.get("message") or body.get("detail")
+        return str(detail) if detail else "no check reported why"
+    parts = []
+    for check in failed[:4]:
+        where = f" on case {check['case']}" if check.get("case") is not None else ""
+        numbers = ""
+        if "value" in check and "threshold" in check:
+            numbers = f": {check['value']} vs threshold {check['threshold']}"
+        parts.append(f"{check.get('name', '?')}{where}{numbers}")
+    more = f" (+{len(failed) - 4} more)" if len(failed) > 4 else ""
+    return "; ".join(parts) + more

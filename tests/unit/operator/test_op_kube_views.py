@@ -1,0 +1,71 @@
+"""What the Kubernetes gateway reads out of raw objects: hand edits, GPU counts, smoke verdicts."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from tryon_operator.gateways.kube import _foreign_template_managers, _pod_gpus
+from tryon_operator.gateways.smoke import failure_summary
+
+pytestmark = pytest.mark.unit
+
+
+def deployment(*entries: tuple[str, dict]) -> SimpleNamespace:
+    fields = [SimpleNamespace(manager=m, fields_v1=f) for m, f in entries]
+    return SimpleNamespace(metadata=SimpleNamespace(managed_fields=fields))
+
+
+OURS = ("tryon-operator", {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}})
+
+
+def test_only_the_operator_owning_the_template_is_no_hand_edit():
+    assert _foreign_template_managers(deployment(OURS)) == ()
+
+
+def test_kubectl_set_image_on_the_template_is_a_hand_edit():
+    edit = ("kubectl-set", {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+        'k:{"name":"renderer"}': {"f:image": {}}}}}}})
+    assert _foreign_template_managers(deployment(OURS, edit)) == ("kubectl-set",)
+
+
+def test_kubectl_rollout_restart_is_not_a_hand_edit():
+    restart = ("kubectl-rollout", {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {
+        ".": {}, "f:kubectl.kubernetes.io/restartedAt": {}}}}}})
+    assert _foreign_template_managers(deployment(OURS, restart)) == ()
+
+
+def test_scaling_by_someone_else_is_not_a_template_edit():
+    scale = ("kubectl-scale", {"f:spec": {"f:replicas": {}}})
+    assert _foreign_template_managers(deployment(OURS, scale)) == ()
+
+
+def test_a_template_label_added_by_hand_is_a_hand_edit():
+    label = ("kubectl-edit", {"f:spec": {"f:template": {"f:metadata": {"f:labels": {
+        "f:team": {}}}}}})
+    assert _foreign_template_managers(deployment(OURS, label)) == ("kubectl-edit",)
+
+
+def test_pod_gpus_add_up_over_containers():
+    pod = SimpleNamespace(spec=SimpleNamespace(containers=[
+        SimpleNamespace(resources=SimpleNamespace(limits={"nvidia.com/gpu": "2"}, requests=None)),
+        SimpleNamespace(resources=SimpleNamespace(limits=None, requests={"nvidia.com/gpu": "1"})),
+        SimpleNamespace(resources=None),
+    ]))
+    assert _pod_gpus(pod) == 3
+
+
+def test_smoke_failure_names_the_failed_checks_not_the_raw_json():
+    body = {"passed": False, "checks": [
+        {"name": "finite", "case": 0, "passed": False, "value": 49152, "threshold": 0},
+        {"name": "latency_ms", "case": 0, "passed": True, "value": 3.1, "threshold": 500},
+        {"name": "not_blank", "case": 0, "passed": False, "value": 0.0, "threshold": 2.0},
+    ]}
+    summary = failure_summary(body)
+    assert summary == ("finite on case 0: 49152 vs threshold 0; "
+                       "not_blank on case 0: 0.0 vs threshold 2.0")
+    assert "{" not in summary
+
+
+def test_smoke_failure_without_checks_uses_the_reason():
+    assert failure_summary({"passed": False, "reason": "model not loaded"}) == "model not loaded"
