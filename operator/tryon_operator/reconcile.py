@@ -474,7 +474,7 @@ class Reconciler:
         if isinstance(action, d.Promote):
             return self._promote(owner, spec, tracking_uri, status, action, cluster, now)
         if isinstance(action, d.ShrinkPreview | d.MakeRoom):
-            return self._ease_gpu_shortage(owner, status, action, cluster)
+            return self._ease_gpu_shortage(owner, spec, status, action, cluster)
         if isinstance(action, d.Abort):
             rollout = _must(status.rollout)
             self.kube.scale(ns, deployment_name(name, rollout.color), 0)
@@ -648,11 +648,13 @@ class Reconciler:
     def _ease_gpu_shortage(
         self,
         owner: Owner,
+        spec: TryOnModelSpec,
         status: TryOnModelStatus,
         action: d.ShrinkPreview | d.MakeRoom,
         cluster: ClusterView,
     ) -> TryOnModelStatus:
         """Carries out the spec's GPU-shortage policy; the rollout remembers what it changed."""
+        status, _ = self._gpu_shortage(owner, spec, status, cluster, self.clock())  # told first
         rollout = _must(status.rollout)
         preview = cluster.observed.color(rollout.color)
         short = f"{preview.gpu_short_pods} of {rollout.replicas} preview pod(s) got no GPU"

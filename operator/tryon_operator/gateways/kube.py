@@ -233,24 +233,35 @@ class KubeGateway:
     def restore_template(self, obj: dict[str, Any]) -> None:
         """Puts back a hand-edited pod template whole (apply would keep fields others added).
 
-        A replace with the read resourceVersion: a concurrent writer makes it fail with a
-        conflict, and the next reconcile looks again.
+        A JSON patch that first tests the read resourceVersion: a concurrent writer makes it fail
+        with a conflict, and the next reconcile looks again.
         """
         meta = obj["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         live: Any = _call(lambda: self._apps.read_namespaced_deployment(name, namespace))
-        body: Any = self._api.sanitize_for_serialization(live)  # type: ignore[no-untyped-call]
         template = json.loads(json.dumps(obj["spec"]["template"]))
         restarted = (live.spec.template.metadata.annotations or {}).get(RESTARTED_AT)
         if restarted is not None:  # `kubectl rollout restart` is allowed, not a hand edit
             template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
-        body["spec"]["template"] = template
-        _call(
-            lambda: self._apps.replace_namespaced_deployment(
-                name, namespace, body, field_manager=MANAGER
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion",
+             "value": live.metadata.resource_version},
+            {"op": "replace", "path": "/spec/template", "value": template},
+        ]
+        try:
+            _call(
+                lambda: self._apps.patch_namespaced_deployment(
+                    name,
+                    namespace,
+                    ops,
+                    field_manager=MANAGER,
+                    _content_type="application/json-patch+json",
+                )
             )
-        )
-
+        except KubeError as err:
+            if err.status == 422:  # the test op failed: someone wrote in between
+                raise KubeConflictError(str(err), status=409) from err
+            raise
 
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply of a whole child object (creates it when missing)."""
