@@ -185,7 +185,7 @@ class Ctl:
         self, args: argparse.Namespace, body: dict[str, Any], key: str, value: str, said: str
     ) -> int:
         ns, name = self._ns(args), args.name
-        asked = _now().replace(microsecond=0)
+        seen = set(self.cluster.events(ns, name, 50)) if args.wait else set()
         self.cluster.patch(ns, name, {"metadata": {"annotations": {key: value}}})
         self.out(f"tryonmodel {ns}/{name}: {said}")
         if (body.get("spec") or {}).get("paused"):
@@ -202,8 +202,8 @@ class Ctl:
                 return EXIT_PROGRESSING
             time.sleep(0.25)
         code = 0
-        for event in self.cluster.events(ns, name, 20):
-            if event.at is not None and event.at >= asked:
+        for event in self.cluster.events(ns, name, 50):
+            if event not in seen:
                 self.out(f"{event.type} {event.reason}: {event.message}")
                 if event.reason == EVENT_IGNORED and key in event.message:
                     code = EXIT_DEGRADED

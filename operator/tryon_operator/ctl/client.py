@@ -126,14 +126,20 @@ class Cluster:
             )
         except CtlError:
             return []  # Events are a courtesy; no read access to them is no reason to fail
+
+        def order(e: Any) -> tuple[datetime, int]:
+            at = e.last_timestamp or e.event_time or e.metadata.creation_timestamp
+            version = str(e.metadata.resource_version or "")
+            # Timestamps have 1 s resolution; the resource version orders within a second.
+            return (
+                at or datetime.min.replace(tzinfo=UTC),
+                int(version) if version.isdigit() else 0,
+            )
+
         lines = [
             EventLine(
-                e.last_timestamp or e.event_time or e.metadata.creation_timestamp,
-                e.type or "",
-                e.reason or "",
-                (e.message or "").replace("\n", " "),
+                order(e)[0], e.type or "", e.reason or "", (e.message or "").replace("\n", " ")
             )
-            for e in items.items
+            for e in sorted(items.items, key=order)
         ]
-        lines.sort(key=lambda e: e.at or datetime.min.replace(tzinfo=UTC))
         return lines[-limit:] if limit > 0 else []

@@ -93,7 +93,7 @@ def render_status(
     status = parse_status(body.get("status"))
     lines = [f"Name:        {meta.get('namespace')}/{meta.get('name')}"]
     phase = status.phase if is_current(body) else f"{status.phase} (spec change not seen yet)"
-    lines.append(f"Status:      {_phase_icon(status.phase)} {phase}")
+    lines.append(f"Status:      {phase}")
     message = _phase_message(status)
     if message:
         lines.append(f"Message:     {message}")
@@ -146,10 +146,6 @@ def render_status(
     return "\n".join(lines)
 
 
-def _phase_icon(phase: str) -> str:
-    return {"Healthy": "✔", "Degraded": "✖", "Progressing": "◌", "Paused": "॥"}.get(phase, "·")
-
-
 def _phase_message(status: TryOnModelStatus) -> str:
     """The one condition that explains the phase."""
     order: dict[str, tuple[ConditionType, ...]] = {
@@ -192,7 +188,7 @@ def _colour_line(color: str | None, version: str | None, pods: Mapping[str, Pods
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return [
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip()
         for r in rows
     ]
 
@@ -221,7 +217,7 @@ def render_list(items: Sequence[Mapping[str, Any]], now: datetime, *, namespaces
             age(_created(body), now),
         )
         rows.append(((meta.get("namespace", ""),) if namespaces else ()) + row)
-    return "\n".join(line.rstrip() for line in _table([(*r, "") for r in rows]))
+    return "\n".join(_table([(*r, "") for r in rows]))
 
 
 def summary(body: Mapping[str, Any]) -> str:
