@@ -1,172 +1,20 @@
-"""``python -m tryon_operator.cli_history NAME -n NAMESPACE``: which version served when, and why
-it stopped, from a TryOnModel's ``status.history`` and (with ``--mlflow``) the model-version tags
-the operator writes (``tryon.dev/promoted``, ``tryon.dev/stopped``, ``tryon.dev/rejected``)."""
+"""``python -m tryon_operator.cli_history NAME -n NAMESPACE``: kept for scripts written before
+``tryonctl history`` (same arguments, same output); the view lives in ``ctl/history.py``."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
 
-from .models import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    Color,
-    HistoryEntry,
-    TryOnModelStatus,
-    other_color,
-    parse_status,
-)
+from .ctl.history import Served, render, served_windows
 
-TAGS = ("tryon.dev/promoted", "tryon.dev/stopped", "tryon.dev/rejected")
-
-
-@dataclass(frozen=True)
-class Served:
-    version: str
-    color: str
-    since: datetime
-    until: datetime | None  # None: still serving (or the history ends here)
-    why_stopped: str
-    resumed: bool = False  # traffic came back to it when a newer version was rolled back
-
-
-def served_windows(status: TryOnModelStatus) -> list[Served]:
-    """Each time traffic went to a version, until when and why it stopped (oldest first).
-
-    Traffic moves on a promotion (``promotedAt``) and back on a rollback after promotion
-    (``finishedAt`` of that entry, to its ``previousVersion`` on the other colour).
-    """
-    starts: list[tuple[datetime, str, Color, HistoryEntry | None]] = []
-    for h in status.history:
-        if h.promoted_at is None:
-            continue
-        starts.append((h.promoted_at, h.version, h.color, None))
-        if h.outcome == "RolledBack" and h.previous_version is not None:
-            starts.append((h.finished_at, h.previous_version, other_color(h.color), h))
-    starts.sort(key=lambda s: s[0])
-    out: list[Served] = []
-    for i, (since, version, color, cause) in enumerate(starts):
-        if i + 1 < len(starts):
-            until, nxt_version, _, nxt_cause = starts[i + 1]
-            if nxt_cause is not None and nxt_cause.version == version:
-                why = f"rolled back: {nxt_cause.reason}"
-            else:
-                why = f"replaced by version {nxt_version}"
-            out.append(Served(version, color, since, until, why, cause is not None))
-        else:
-            why = "serving" if version == status.active_version else "-"
-            out.append(Served(version, color, since, None, why, cause is not None))
-    return out
-
-
-def _ts(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def render(name: str, namespace: str, status: TryOnModelStatus,
-           tags: dict[str, dict[str, str]] | None = None) -> str:
-    lines = [f"TryOnModel {namespace}/{name}: phase {status.phase}, active "
-             f"{status.active_color or '-'} (version {status.active_version or '-'})"]
-    if status.model is not None:
-        lines.append(f"model: {status.model.registered_model} {status.model.selector} -> "
-                     f"version {status.model.version}")
-    if status.rejected_versions:
-        lines.append(f"rejected versions: {', '.join(status.rejected_versions)}")
-    lines.append("")
-    lines.append(f"{'VERSION':<8} {'COLOUR':<7} {'OUTCOME':<11} {'STARTED':<19}  "
-                 f"{'PROMOTED':<19}  {'FINISHED':<19}  REASON: MESSAGE")
-    for h in status.history:
-        lines.append(_row(h))
-    windows = served_windows(status)
-    if windows:
-        lines.append("")
-        lines.append("served:")
-        for w in windows:
-            again = " again" if w.resumed else ""
-            lines.append(f"  version {w.version} on {w.color}{again}: {_ts(w.since)} .. "
-                         f"{_ts(w.until) if w.until else 'now'} ({w.why_stopped})")
-    for version, found in sorted((tags or {}).items(), key=lambda kv: int(kv[0])):
-        lines.append(f"MLflow version {version}:")
-        for key in TAGS:
-            if key in found:
-                lines.append(f"  {key} = {found[key]}")
-    return "\n".join(lines)
-
-
-def _row(h: HistoryEntry) -> str:
-    message = f"{h.reason}: {h.message}" if h.message else h.reason
-    return (f"{h.version:<8} {h.color:<7} {h.outcome:<11} {_ts(h.started_at):<19}  "
-            f"{_ts(h.promoted_at):<19}  {_ts(h.finished_at):<19}  {message}")
-
-
-def _read_status(name: str, namespace: str, kubeconfig: str | None) -> tuple[dict[str, Any], str]:
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    try:
-        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
-    found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name)
-    body = cast(dict[str, Any], found)
-    registered = str(((body.get("spec") or {}).get("model") or {}).get("registeredModel", ""))
-    return body.get("status") or {}, registered
-
-
-def _read_tags(uri: str, model: str, versions: set[str]) -> dict[str, dict[str, str]]:
-    import httpx
-
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    out: dict[str, dict[str, str]] = {}
-    with httpx.Client(timeout=5.0, headers=headers) as http:
-        for version in sorted(versions, key=int)[:50]:
-            response = http.get(uri.rstrip("/") + "/api/2.0/mlflow/model-versions/get",
-                                params={"name": model, "version": version})
-            if not response.is_success:
-                continue
-            tags = response.json().get("model_version", {}).get("tags") or []
-            out[version] = {t["key"]: t["value"] for t in tags if t.get("key") in TAGS}
-    return out
+__all__ = ["Served", "main", "render", "served_windows"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tryon_operator.cli_history",
-                                     description=__doc__)
-    parser.add_argument("name", help="the TryOnModel")
-    parser.add_argument("-n", "--namespace", default="default")
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
-    parser.add_argument("--mlflow", metavar="TRACKING_URI", default=None,
-                        help="also show the model-version tags from this MLflow server")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    args = parser.parse_args(argv)
-    raw, registered = _read_status(args.name, args.namespace, args.kubeconfig)
-    status = parse_status(raw)
-    tags = None
-    if args.mlflow and registered:
-        versions = {h.version for h in status.history}
-        tags = _read_tags(args.mlflow, registered, versions)
-    if args.output == "json":
-        print(json.dumps({
-            "history": [h.model_dump(mode="json", by_alias=True) for h in status.history],
-            "served": [{"version": w.version, "color": w.color, "since": w.since.isoformat(),
-                        "until": w.until.isoformat() if w.until else None,
-                        "whyStopped": w.why_stopped, "resumed": w.resumed}
-                       for w in served_windows(status)],
-            "mlflowTags": tags or {},
-        }, indent=2))
-    else:
-        print(render(args.name, args.namespace, status, tags))
-    return 0
+    from .ctl.cli import main as ctl_main
+
+    return ctl_main(["history", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

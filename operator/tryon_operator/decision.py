@@ -81,6 +81,7 @@ class Desired:
     paused: bool = False
     auto_promote: bool = True
     promote_requested_for: str | None = None
+    rollback_requested_for: str | None = None  # the tryon.dev/rollback annotation
     smoke_enabled: bool = True
     progress_deadline: timedelta = timedelta(seconds=600)
     scale_down_delay: timedelta = timedelta(seconds=300)
@@ -212,6 +213,10 @@ def decide(desired: Desired, status: TryOnModelStatus, observed: Observed, now: 
     """The next step of the blue/green rollout."""
     if desired.paused:
         return Hold("Paused", "spec.paused is true; no changes are made")
+    if desired.rollback_requested_for is not None:
+        manual = manual_rollback(desired.rollback_requested_for, status, observed)
+        if not isinstance(manual, str):
+            return manual
     rollout = status.rollout
     if rollout is None:
         return _decide_idle(desired, status)
@@ -364,6 +369,55 @@ def _decide_post_promotion(
         return FinishRollout()
     remaining = (rollout.promoted_at + hold - now).total_seconds()
     return Wait("PostPromotion", min(POLL_SECONDS, max(remaining, 0.1)))
+
+
+MANUAL_ROLLBACK = "ManualRollback"
+
+
+def manual_rollback(
+    version: str, status: TryOnModelStatus, observed: Observed
+) -> Abort | FlipBack | str:
+    """What a person's rollback request for ``version`` means now: the action, or why none.
+
+    Only a rollout can be rolled back here: before the flip it is aborted, after it traffic
+    returns to the previous colour while that is still warm. Steady state has nothing warm to go
+    back to; moving the registry pointer is the way then.
+    """
+    rollout = status.rollout
+    if rollout is None or rollout.version != version:
+        what = (
+            f"the rollout in progress is of version {rollout.version}"
+            if rollout is not None
+            else f"no rollout is in progress (version {status.active_version or '-'} serves)"
+        )
+        return (
+            f"cannot roll back version {version}: {what}; to serve an older version move the "
+            "MLflow alias (`tryon-model rollback`) or pin spec.model.version"
+        )
+    if rollout.phase != "PostPromotion":
+        return Abort(
+            MANUAL_ROLLBACK,
+            f"rollback of version {version} on {rollout.color} requested by a person "
+            f"(rollout phase {rollout.phase})",
+        )
+    previous = rollout.previous_color
+    if previous is None:
+        return (
+            f"cannot roll back version {version}: it is the first version deployed, there is "
+            "no previous colour to return to"
+        )
+    warm = observed.color(previous)
+    if not warm.exists or warm.ready_replicas < 1:
+        return (
+            f"cannot roll back version {version}: the previous colour {previous} (version "
+            f"{rollout.previous_version}) is no longer warm ({warm.ready_replicas} pods Ready); "
+            "move the MLflow alias (`tryon-model rollback`) or pin spec.model.version"
+        )
+    return FlipBack(
+        MANUAL_ROLLBACK,
+        f"rollback of version {version} on {rollout.color} requested by a person; traffic "
+        f"returned to {previous} (version {rollout.previous_version})",
+    )
 
 
 WAITING = (Hold, Steady, Wait, AwaitPromotion)

@@ -28,6 +28,17 @@ from .conditions import degraded_reason, derive_phase, set_condition
 from .errors import InvalidSpecError, KubeError, ModelResolutionError, RegistryError
 from .gateways.kube import GPU, ClusterView, GpuCapacity, ServiceView
 from .gateways.mlflow import ResolvedModel
+from .manual import (
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    ANNOTATION_ROLLBACK,
+    EVENT_IGNORED,
+    EVENT_RETRY,
+    REQUEST_ANNOTATIONS,
+    fulfilled_by,
+    promote_problem,
+    retry,
+)
 from .metrics import Metrics
 from .models import (
     COLORS,
@@ -47,7 +58,6 @@ from .settings import OperatorSettings
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-ANNOTATION_PROMOTE = "tryon.dev/promote"
 TAG_REJECTED = "tryon.dev/rejected"
 TAG_PROMOTED = "tryon.dev/promoted"
 TAG_STOPPED = "tryon.dev/stopped"
@@ -65,6 +75,7 @@ class KubePort(Protocol):
     def gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity: ...
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None: ...
+    def remove_annotation(self, namespace: str, name: str, key: str) -> None: ...
 
 
 class RegistryPort(Protocol):
@@ -214,12 +225,14 @@ class Reconciler:
         self.announcer.observe(owner, meta.get("annotations"), spec.model.registered_model)
         tracking_uri = spec.mlflow.tracking_uri or self.settings.mlflow_tracking_uri
         status, resolution = self._resolve(owner, spec, old_status, tracking_uri, now)
+        status, retry_problem = self._take_retry(meta, status)
         cluster = self.kube.observe(owner.namespace, owner.name)
         desired = self._desired(meta, spec, status, cluster, resolution)
 
         action: d.Action = d.Steady()
         observed = cluster.observed
         written = old_status
+        fulfilled: set[str] = set()
         for _ in range(MAX_STEPS):
             now = self.clock()
             action = d.decide(desired, status, observed, now)
@@ -250,6 +263,7 @@ class Reconciler:
                 break
             if isinstance(action, d.WAITING):
                 break
+            fulfilled |= fulfilled_by(action, desired, status)
             status = self._execute(owner, spec, tracking_uri, status, action, cluster, now)
             cluster = self.kube.observe(owner.namespace, owner.name)
             observed = cluster.observed
@@ -267,6 +281,7 @@ class Reconciler:
         )
         self._announce_phase(owner, old_status, status)
         wrote = self._write_status(owner, written, status) or written != old_status
+        self._settle_requests(owner, meta, desired, status, cluster, fulfilled, retry_problem)
         self.metrics.set_active(
             owner.namespace, owner.name, status.active_version, status.active_color
         )
@@ -376,12 +391,72 @@ class Reconciler:
             paused=spec.paused,
             auto_promote=rollout.auto_promote,
             promote_requested_for=annotations.get(ANNOTATION_PROMOTE),
+            rollback_requested_for=(annotations.get(ANNOTATION_ROLLBACK) or "").strip() or None,
             smoke_enabled=rollout.smoke_test.enabled,
             progress_deadline=timedelta(seconds=rollout.progress_deadline_seconds),
             scale_down_delay=timedelta(seconds=rollout.scale_down_delay_seconds),
             post_promotion=timedelta(seconds=rollout.post_promotion_seconds),
             gpu_shortage_policy=rollout.gpu_shortage_policy,
         )
+
+    # ------------------------------------------------------------------ manual requests
+
+    def _take_retry(
+        self, meta: Mapping[str, Any], status: TryOnModelStatus
+    ) -> tuple[TryOnModelStatus, str | None]:
+        """Clears the rejection a ``tryon.dev/retry`` annotation names, before anything decides."""
+        version = (meta.get("annotations") or {}).get(ANNOTATION_RETRY)
+        if version is None:
+            return status, None
+        result = retry(version.strip(), status)
+        return (status, result) if isinstance(result, str) else (result, None)
+
+    def _settle_requests(
+        self,
+        owner: Owner,
+        meta: Mapping[str, Any],
+        desired: d.Desired,
+        status: TryOnModelStatus,
+        cluster: ClusterView,
+        fulfilled: set[str],
+        retry_problem: str | None,
+    ) -> None:
+        """Removes each request annotation that was carried out or can no longer apply.
+
+        Runs after status is written, so a crash in between repeats nothing: a request that was
+        already carried out then reads as inapplicable and is removed with a Warning.
+        """
+        annotations: Mapping[str, str] = meta.get("annotations") or {}
+        for key in REQUEST_ANNOTATIONS:
+            value = annotations.get(key)
+            if value is None:
+                continue
+            problem: str | None = None
+            if key == ANNOTATION_RETRY:
+                problem = retry_problem
+            elif key not in fulfilled:
+                if desired.paused:
+                    continue  # acted on once resumed
+                if key == ANNOTATION_PROMOTE:
+                    problem = promote_problem(value.strip(), desired.version, status)
+                else:
+                    answer = d.manual_rollback(value.strip(), status, cluster.observed)
+                    problem = answer if isinstance(answer, str) else None
+                if problem is None:
+                    continue  # still applicable: waits for the rollout
+            self.kube.remove_annotation(owner.namespace, owner.name, key)
+            if problem is not None:
+                self._event(owner, "Warning", EVENT_IGNORED, f"{key}={value} ignored: {problem}")
+            elif key == ANNOTATION_RETRY:
+                self._event(
+                    owner,
+                    "Normal",
+                    EVENT_RETRY,
+                    f"rejection of version {value} cleared on request; it is rolled out again "
+                    "while the model selector resolves to it"
+                    + (f" (now version {desired.version})" if desired.version else ""),
+                    version=value,
+                )
 
     # ------------------------------------------------------------------ actions
 

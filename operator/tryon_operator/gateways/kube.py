@@ -311,6 +311,19 @@ class KubeGateway:
             )
         )
 
+    def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        """Drops one annotation of a TryOnModel (a consumed request); a missing object is fine."""
+        body = {"metadata": {"annotations": {key: None}}}
+        try:
+            _call(
+                lambda: self._custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, body
+                )
+            )
+        except KubeError as err:
+            if err.status != 404:
+                raise
+
     def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
         now = datetime.now(UTC)
         event = client.CoreV1Event(

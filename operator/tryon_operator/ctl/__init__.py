@@ -1,0 +1,1 @@
+"""``tryonctl`` / ``kubectl tryon``: status, history and manual control of TryOnModels."""

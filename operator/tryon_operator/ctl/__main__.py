@@ -1,0 +1,7 @@
+"""``python -m tryon_operator.ctl``: the same as ``tryonctl``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

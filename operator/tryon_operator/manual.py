@@ -1,0 +1,74 @@
+"""Manual control: the one-shot request annotations a person (or ``tryonctl``) puts on a
+TryOnModel, and pure answers to "is this request done, pending, or impossible?".
+
+Each request is consumed: once acted on, or once it can no longer apply, the operator removes the
+annotation, so a forgotten ``promote=true`` cannot silently approve every later rollout.
+"""
+
+from __future__ import annotations
+
+from . import decision as d
+from .models import TryOnModelStatus
+
+ANNOTATION_PROMOTE = "tryon.dev/promote"
+ANNOTATION_ROLLBACK = "tryon.dev/rollback"
+ANNOTATION_RETRY = "tryon.dev/retry"
+REQUEST_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK, ANNOTATION_RETRY)
+
+EVENT_IGNORED = "ManualRequestIgnored"
+EVENT_RETRY = "RetryRequested"
+
+
+def fulfilled_by(action: d.Action, desired: d.Desired, status: TryOnModelStatus) -> set[str]:
+    """The request annotations that ``action``, about to run on ``status``, carries out."""
+    done: set[str] = set()
+    rollout = status.rollout
+    if (
+        isinstance(action, d.Promote)
+        and rollout is not None
+        and desired.promote_requested_for in ("true", rollout.version)
+    ):
+        done.add(ANNOTATION_PROMOTE)
+    if isinstance(action, d.Abort | d.FlipBack) and action.reason == d.MANUAL_ROLLBACK:
+        done.add(ANNOTATION_ROLLBACK)
+    return done
+
+
+def promote_problem(
+    request: str, desired_version: str | None, status: TryOnModelStatus
+) -> str | None:
+    """Why ``tryon.dev/promote=<request>`` can no longer be carried out; None: keep waiting."""
+    rollout = status.rollout
+    if rollout is not None and rollout.phase != "PostPromotion":
+        if request in ("true", rollout.version):
+            return None
+        return (
+            f"cannot promote version {request}: the rollout in progress is of version "
+            f"{rollout.version}"
+        )
+    if request == "true":
+        return "nothing to promote: no rollout is waiting for promotion"
+    if request == status.active_version:
+        return f"version {request} already serves on {status.active_color}"
+    if desired_version is None:
+        return None  # the registry cannot say now; a rollout of it may yet start
+    if request == desired_version and request in status.rejected_versions:
+        return f"cannot promote version {request}: it was rolled back; retry it first"
+    return f"cannot promote version {request}: no rollout of it is in progress"
+
+
+def retry(version: str, status: TryOnModelStatus) -> TryOnModelStatus | str:
+    """The status with the rejection of ``version`` cleared, or why there is nothing to clear.
+
+    A rejected version of its own is in ``rejectedVersions``; a rejected pod template of the
+    version that serves is ``rejectedTemplateHash``.
+    """
+    changes: dict[str, object] = {}
+    if version in status.rejected_versions:
+        changes["rejected_versions"] = tuple(v for v in status.rejected_versions if v != version)
+    if version == status.active_version and status.rejected_template_hash is not None:
+        changes["rejected_template_hash"] = None
+    if not changes:
+        listed = ", ".join(status.rejected_versions) or "none"
+        return f"version {version} is not rejected (rejected versions: {listed})"
+    return status.model_copy(update=changes)
