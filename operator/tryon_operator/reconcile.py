@@ -591,7 +591,7 @@ class Reconciler:
                 owner,
                 "Warning",
                 "RolledBack",
-                f"version {rollout.version} failed after promotion ({action.reason}); "
+                f"version {rollout.version} {_why_flipped_back(action.reason)}; "
                 f"traffic flipped back to {previous} (version {rollout.previous_version})",
                 decision="rollback",
                 version=rollout.version,
@@ -1257,6 +1257,12 @@ def _without_rollout(status: TryOnModelStatus) -> TryOnModelStatus:
 def _must(value: _T | None) -> _T:
     assert value is not None
     return value
+
+
+def _why_flipped_back(reason: str) -> str:
+    if reason == "ManualRollback":
+        return "was rolled back by request after promotion (ManualRollback)"
+    return f"failed after promotion ({reason})"
 
 
 def _int_quantity(value: object) -> int:
