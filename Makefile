@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-down bench-operator bench-renderer venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+.PHONY: help demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,14 @@ test-unit: venv ## fast tests that start no server
 
 test-integration: venv tools ## tests against the local control plane, MLflow and S3
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+CHAOS_ITERATIONS ?= 50
+CHAOS_SEED ?= $(shell date +%Y%m%d)
+
+chaos: venv tools ## nightly-size chaos run: 50 rollouts with faults (CHAOS_ITERATIONS=, CHAOS_SEED=)
+	TRYON_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) TRYON_CHAOS_SEED=$(CHAOS_SEED) \
+	  TRYON_CHAOS_REPORT=$${TRYON_CHAOS_REPORT:-build/chaos-summary.txt} \
+	  $(PY) -m pytest tests/integration/chaos -s $(PYTEST_ARGS)
 
 bench-operator: venv tools ## operator vs Argo Rollouts: promotion, rollback, scale (BENCH_ARGS=--full)
 	$(PY) bench/operator_bench.py $(BENCH_ARGS)

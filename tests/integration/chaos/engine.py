@@ -209,8 +209,10 @@ class DeletePods(Fault):
     name, may_fail_pods = "delete-pods", True
 
     def inject(self, run: ChaosRun) -> bool:
-        color = run.rng.choice(["blue", "green"])
-        pods = run.world.pods(color)
+        colors = [c for c in ("blue", "green") if run.world.pods(c)]
+        if not colors:
+            return False
+        pods = run.world.pods(run.rng.choice(colors))
         for pod in pods:
             run.world.core.delete_namespaced_pod(pod.metadata.name, run.world.namespace,
                                                  grace_period_seconds=0)
@@ -473,9 +475,12 @@ class ChaosRun:
             self.move_alias(version)
             return version, target == "good-version"
         if target == "template-change":
+            status = self.world.status()
             self.world.patch_spec({"renderer": {**clean, "podAnnotations": {
                 "chaos.tryon.dev/iteration": str(self.iteration)}}})
-            return self.aliases[ALIAS], True
+            # Good only on the version that serves: a rejected one stays rejected (by design).
+            version = self.aliases[ALIAS]
+            return version, status.get("activeVersion") == version
         kind = "crashloop" if target == "crashloop-template" else "never-ready"
         self.world.patch_spec({"renderer": {"podLabels": {FAULT: kind}}})
         if self.rng.random() < 0.5:

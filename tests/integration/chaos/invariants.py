@@ -116,9 +116,10 @@ def _selector_color(snap: Snapshot) -> str | None:
 
 
 def service_selects_one_ready_colour(snap: Snapshot) -> Iterable[Violation]:
-    """The active Service selects exactly one colour, whose pods are all Ready.
+    """The active Service selects exactly one colour, and that colour's pods are all Ready.
 
-    Exempt only when no pod of this TryOnModel is Ready at all (nothing healthy to send traffic to).
+    A colour with no pods at all is exempt only when no other colour has a Ready pod either
+    (nothing healthy to send traffic to).
     """
     name = "service-selects-one-ready-colour"
     svc = snap.service(snap.name)
@@ -134,10 +135,14 @@ def service_selects_one_ready_colour(snap: Snapshot) -> Iterable[Violation]:
         return
     pods = snap.live_pods(color)
     ready = [p for p in pods if _ready(p)]
-    anything_ready = any(_ready(p) for c in COLORS for p in snap.live_pods(c))
-    if (not pods or len(ready) < len(pods)) and anything_ready:
-        yield Violation(name, f"{color} serves with {len(ready)}/{len(pods)} pods Ready "
-                              "while Ready pods exist")
+    if pods and len(ready) < len(pods):
+        yield Violation(name, f"{color} serves with {len(ready)}/{len(pods)} pods Ready")
+    elif not pods and any(_ready(p) for p in snap.live_pods(_other(color))):
+        yield Violation(name, f"{color} serves with no pods while {_other(color)} has Ready ones")
+
+
+def _other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
 
 
 def status_matches_service(snap: Snapshot) -> Iterable[Violation]:

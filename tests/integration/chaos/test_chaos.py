@@ -7,6 +7,7 @@ TRYON_CHAOS_ITERATIONS sets the size (`make chaos`: 50, nightly), TRYON_CHAOS_SE
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -44,8 +45,8 @@ def test_chaos_rollouts_keep_invariants(chaos_operator, chaos_mlflow, smoke, kub
     say(table)
     report = os.environ.get("TRYON_CHAOS_REPORT")
     if report:
-        with open(report, "w") as fh:
-            fh.write(table + "\n")
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(table + "\n")
 
     assert run.stats.iterations == ITERATIONS
     assert not run.stats.violations, table

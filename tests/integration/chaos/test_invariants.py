@@ -139,11 +139,23 @@ def test_operator_tags_are_allowed():
     assert broken(tag) == []
 
 
-def test_no_ready_pod_anywhere_is_exempt_from_the_ready_rule():
+def test_an_active_colour_with_pods_none_ready_is_a_violation():
     def all_down(s: inv.Snapshot) -> None:
         for pod in s.pods:
             pod["status"]["conditions"][0]["status"] = "False"
-    assert "service-selects-one-ready-colour" not in broken(all_down)
+    assert "service-selects-one-ready-colour" in broken(all_down)
+
+
+def test_no_pods_anywhere_is_exempt_from_the_ready_rule():
+    def no_pods(s: inv.Snapshot) -> None:
+        s.pods.clear()
+    assert "service-selects-one-ready-colour" not in broken(no_pods)
+
+
+def test_no_active_pods_while_the_other_colour_has_ready_ones_is_a_violation():
+    def wrong_side(s: inv.Snapshot) -> None:
+        s.pods[:] = [_pod("blue", "1", 1)]
+    assert "service-selects-one-ready-colour" in broken(wrong_side)
 
 
 def test_summary_table_shows_violations_and_recovery_percentiles():
