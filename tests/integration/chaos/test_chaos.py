@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.chaos.engine import ChaosRun, World
 
-ITERATIONS = int(os.environ.get("TRYON_CHAOS_ITERATIONS", "6"))
+ITERATIONS = int(os.environ.get("TRYON_CHAOS_ITERATIONS", "5"))
 SEED = int(os.environ.get("TRYON_CHAOS_SEED", "20250505"))
 
 TIMEOUT = int(os.environ.get("TRYON_CHAOS_TIMEOUT", 240 + 45 * ITERATIONS))
