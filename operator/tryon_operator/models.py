@@ -222,6 +222,7 @@ class RolloutState(_Status):
     previous_color: Color | None = None
     previous_version: str | None = None
     previous_template_hash: str | None = None
+    previous_renderer: dict[str, Any] | None = None
     # GPU shortage: the size the new colour grows to after the flip (ShrinkPreview) and how many
     # active pods were given up to make room for the preview (InPlace).
     full_replicas: int | None = None
@@ -250,6 +251,7 @@ class TryOnModelStatus(_Status):
     active_color: Color | None = None
     active_version: str | None = None
     active_template_hash: str | None = None
+    active_renderer: dict[str, Any] | None = None  # the renderer spec that was promoted
     preview_color: Color | None = None
     preview_version: str | None = None
     rejected_versions: tuple[str, ...] = ()

@@ -46,6 +46,7 @@ from .models import (
     HistoryEntry,
     ModelRef,
     Outcome,
+    RendererSpec,
     ResolvedModelStatus,
     RolloutState,
     TryOnModelSpec,
@@ -582,6 +583,7 @@ class Reconciler:
                     "active_color": previous,
                     "active_version": rollout.previous_version,
                     "active_template_hash": rollout.previous_template_hash,
+                    "active_renderer": rollout.previous_renderer,
                 }
             )
             status = self._reject(
@@ -665,6 +667,7 @@ class Reconciler:
                 "active_color": action.color,
                 "active_version": rollout.version,
                 "active_template_hash": rollout.template_hash,
+                "active_renderer": _renderer_record(spec),
                 "preview_color": None,
                 "preview_version": None,
                 "rollout": rollout.model_copy(
@@ -674,6 +677,7 @@ class Reconciler:
                         "previous_color": status.active_color,
                         "previous_version": status.active_version,
                         "previous_template_hash": status.active_template_hash,
+                        "previous_renderer": status.active_renderer,
                     }
                 ),
             }
@@ -887,33 +891,42 @@ class Reconciler:
         active = status.active_color
         rollout = status.rollout
         spec_hash = spec.renderer.template_hash()
-        if active is not None and status.active_version is not None:
+        active_version = status.active_version
+        if active is not None and active_version is not None:
+            status = _backfill_active_renderer(spec, status)
+            active_spec = _active_spec(spec, status)
             view = obs.color(active)
             replicas = spec.renderer.replicas
             if spec.autoscaling.enabled:
                 replicas = max(spec.autoscaling.min_replicas, view.replicas)
             elif rollout is not None and rollout.phase != "PostPromotion" and rollout.room_made:
                 replicas = max(replicas - rollout.room_made, 0)  # room given to the preview
-            if not view.exists or view.version != status.active_version:
+            if not view.exists or view.version != active_version:
                 self.kube.apply(
                     build_deployment(
-                        spec,
+                        active_spec,
                         active,
-                        status.active_version,
+                        active_version,
                         owner,
                         tracking_uri=tracking_uri,
                         replicas=replicas,
                     )
                 )
-                status = status.model_copy(update={"active_template_hash": spec_hash})
+                status = status.model_copy(
+                    update={"active_template_hash": active_spec.renderer.template_hash()}
+                )
                 self._heal(
                     owner,
                     f"Deployment {deployment_name(name, active)} recreated "
-                    f"(version {status.active_version})",
+                    f"(version {active_version})",
                 )
-            elif view.foreign_template_managers and view.template_hash == spec_hash:
+            elif (
+                view.foreign_template_managers
+                and view.template_hash == active_spec.renderer.template_hash()
+            ):
                 self._restore_template(
-                    owner, spec, tracking_uri, active, view.version, view, replicas
+                    owner, active_spec, tracking_uri, active, active_version, view,
+                    replicas,
                 )
             elif not spec.autoscaling.enabled and view.replicas != replicas:
                 self.kube.scale(ns, deployment_name(name, active), replicas)
@@ -1257,6 +1270,34 @@ def _without_rollout(status: TryOnModelStatus) -> TryOnModelStatus:
 def _must(value: _T | None) -> _T:
     assert value is not None
     return value
+
+
+def _renderer_record(spec: TryOnModelSpec) -> dict[str, Any]:
+    return spec.renderer.model_dump(mode="json", by_alias=True)
+
+
+def _backfill_active_renderer(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelStatus:
+    """Status from before ``activeRenderer``: the spec is the record when the hashes agree."""
+    current = spec.renderer.template_hash()
+    if status.active_renderer is None and status.active_template_hash == current:
+        return status.model_copy(update={"active_renderer": _renderer_record(spec)})
+    return status
+
+
+def _active_spec(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelSpec:
+    """The spec as the active colour was promoted: a newer renderer has not passed a rollout yet.
+
+    Without a usable record (status from an older operator and a spec changed since), the spec
+    itself is all there is.
+    """
+    if status.active_renderer is None:
+        return spec
+    try:
+        renderer = RendererSpec.model_validate(status.active_renderer)
+    except ValidationError:
+        log.warning("status.activeRenderer is unreadable; rebuilding from the spec")
+        return spec
+    return spec.model_copy(update={"renderer": renderer})
 
 
 def _why_flipped_back(reason: str) -> str:

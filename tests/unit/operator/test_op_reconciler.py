@@ -257,3 +257,39 @@ def test_an_object_being_deleted_is_left_to_garbage_collection(world):
 
     assert run(reconciler) is None
     assert kube.writes == []
+
+
+def test_deleted_active_deployment_comes_back_with_the_promoted_template_not_a_newer_spec(world):
+    reconciler, kube, registry, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    promoted_hash = kube.deployments["dress-blue"]["hash"]
+    # A new pod template and a new version start rolling out to green...
+    kube.body["spec"]["renderer"] = {"image": "r:2-untested"}
+    registry.answer = ResolvedModel("2", None, None)
+    run(reconciler)
+    assert kube.deployments["dress-green"]["hash"] != promoted_hash
+    # ...and the serving Deployment is deleted meanwhile.
+    del kube.deployments["dress-blue"]
+
+    status = run(reconciler).status
+
+    assert kube.deployments["dress-blue"]["hash"] == promoted_hash
+    assert status.active_template_hash == promoted_hash
+    assert "SelfHealed" in kube.events
+
+
+def test_a_flip_back_restores_the_previous_renderer_record(world):
+    reconciler, kube, registry, _, clock = world
+    serve_v1(reconciler, kube, clock)
+    v1_renderer = run(reconciler).status.active_renderer
+    kube.body["spec"]["renderer"] = {"image": "r:2"}
+    registry.answer = ResolvedModel("2", None, None)
+    run(reconciler)
+    kube.settle()
+    promoted = run(reconciler).status
+    assert promoted.active_color == "green" and promoted.active_renderer["image"] == "r:2"
+    kube.deployments["dress-green"]["ready"] = False  # loses readiness after the flip
+
+    status = run(reconciler).status
+
+    assert status.active_color == "blue" and status.active_renderer == v1_renderer
