@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -16,12 +18,13 @@ from kubernetes.config.config_exception import ConfigException
 
 from .announce import start_announcer
 from .audit import configure_audit_logging
+from .builders import APP_NAME, LABEL_COLOR, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER
 from .errors import InvalidSpecError, KubeConflictError, KubeError
 from .gateways.kube import KubeGateway
 from .gateways.mlflow import MlflowRegistry
 from .gateways.smoke import SmokeTester
 from .metrics import Metrics
-from .models import GROUP, PLURAL, VERSION
+from .models import GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
 from .resync import Resyncer
 from .settings import OperatorSettings
@@ -29,15 +32,42 @@ from .webhook import WebhookVerifier, make_app, schedule, serve
 
 log = logging.getLogger(__name__)
 
+KOPF_WORKERS = 8  # threads for kopf's sync handlers (create/update/resume reconciles)
+# Children whose changes wake their TryOnModel's loop (labels set by builders.py). HPAs are left
+# to the resync: the controller-manager rewrites their status every 15 s.
+OWNED_LABELS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGER, LABEL_INSTANCE: kopf.PRESENT}
+POD_LABELS: dict[str, Any] = {
+    LABEL_NAME: APP_NAME,
+    LABEL_INSTANCE: kopf.PRESENT,
+    LABEL_COLOR: kopf.PRESENT,
+}
 
-def make_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
+
+def make_api_client(pool_size: int = 10) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``).
+
+    ``pool_size`` connections per host: one per thread that may call the API at once, else
+    urllib3 drops and re-opens connections ("Connection pool is full") under load.
+    """
+    cfg = client.Configuration()
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except ConfigException:
-        api: client.ApiClient = config.new_client_from_config()  # type: ignore[no-untyped-call]
-        return api
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
+
+
+def owner_of(meta: Mapping[str, Any]) -> str | None:
+    """The TryOnModel a child belongs to: its controller reference, else its instance label.
+
+    Deployments carry both; pods (owned by a ReplicaSet) only the label.
+    """
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
+            return str(ref["name"])
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    return labels.get(LABEL_INSTANCE)
 
 
 def build_reconciler(settings: OperatorSettings, api_client: client.ApiClient) -> Reconciler:
@@ -83,10 +113,19 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             prefix=GROUP, key="last-handled-configuration"
         )
         kopf_settings.posting.level = logging.WARNING
-        kopf_settings.execution.max_workers = 8
-        reconciler = build_reconciler(operator_settings, make_api_client())
+        kopf_settings.execution.max_workers = KOPF_WORKERS
+        workers = operator_settings.reconcile_workers
+        # Resync loops, kopf's handlers and webhook reconciles (default executor) share one pool.
+        api_client = make_api_client(pool_size=workers + KOPF_WORKERS + 8)
+        reconciler = build_reconciler(operator_settings, api_client)
         memo.reconciler = reconciler
-        memo.resyncer = Resyncer(reconciler.reconcile, operator_settings.resync_seconds)
+        memo.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        memo.resyncer = Resyncer(
+            reconciler.reconcile,
+            operator_settings.resync_seconds,
+            executor=memo.executor,
+            jitter=True,
+        )
         memo.webhook_runner = None
         configure_audit_logging()
         reconciler.announcer, memo.notifier = await start_announcer(
@@ -123,6 +162,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         resyncer = getattr(memo, "resyncer", None)
         if resyncer is not None:
             await resyncer.stop()
+        executor = getattr(memo, "executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         runner = getattr(memo, "webhook_runner", None)
         if runner is not None:
             await runner.cleanup()
@@ -146,3 +188,17 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             resyncer.forget(namespace or "", name)
         else:
             resyncer.ensure(namespace or "", name)
+
+    # Watching handlers only: kopf stores no progress, diff-base or finalizer on these objects
+    # (tests/integration/operator/test_op_wakeups.py checks that nothing is written to them).
+    @kopf.on.event("apps", "v1", "deployments", labels=OWNED_LABELS, registry=registry)
+    @kopf.on.event("v1", "services", labels=OWNED_LABELS, registry=registry)
+    @kopf.on.event("v1", "pods", labels=POD_LABELS, registry=registry)
+    async def on_child_event(
+        body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        """A child changed (pod readiness, Deployment status, a hand edit): reconcile its owner."""
+        owner = owner_of(body.get("metadata") or {})
+        resyncer: Resyncer | None = getattr(memo, "resyncer", None)
+        if owner and resyncer is not None:
+            resyncer.poke(namespace or "", owner)

@@ -96,29 +96,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ResolutionKey = tuple[str, str, str, str]  # tracking URI, registered model, selector kind, value
+
+
 @dataclass
 class _CacheEntry:
-    key: tuple[str, str, str, str]
+    key: ResolutionKey
     fetched: float
     result: ResolvedModel | ModelResolutionError
     failures: int = 0
 
 
 class ResolutionCache:
-    """Per-object memory of the last registry answer, so MLflow is polled on its own interval."""
+    """Memory of the last registry answer per selector, so MLflow is polled on its own interval.
+
+    Shared by every TryOnModel that asks the same question (tracking URI, model, selector): N
+    objects on one registered model cost one registry call per interval, not N.
+    """
 
     def __init__(self, poll_seconds: float, monotonic: Callable[[], float] = time.monotonic):
         self._poll = poll_seconds
         self._monotonic = monotonic
-        self._entries: dict[str, _CacheEntry] = {}
+        self._entries: dict[ResolutionKey, _CacheEntry] = {}
         self._lock = threading.Lock()
 
-    def get(
-        self, uid: str, key: tuple[str, str, str, str]
-    ) -> ResolvedModel | ModelResolutionError | None:
+    def get(self, key: ResolutionKey) -> ResolvedModel | ModelResolutionError | None:
         with self._lock:
-            entry = self._entries.get(uid)
-            if entry is None or entry.key != key:
+            entry = self._entries.get(key)
+            if entry is None:
                 return None
             # Failures retry with backoff: 1 s, 2 s, 4 s ... up to the poll interval.
             ttl = (
@@ -130,21 +135,19 @@ class ResolutionCache:
                 return None
             return entry.result
 
-    def put(
-        self, uid: str, key: tuple[str, str, str, str], result: ResolvedModel | ModelResolutionError
-    ) -> None:
+    def put(self, key: ResolutionKey, result: ResolvedModel | ModelResolutionError) -> None:
         with self._lock:
-            old = self._entries.get(uid)
+            old = self._entries.get(key)
             failures = 0
             if isinstance(result, ModelResolutionError):
-                failures = (old.failures if old is not None and old.key == key else 0) + 1
-            self._entries[uid] = _CacheEntry(key, self._monotonic(), result, failures)
+                failures = (old.failures if old is not None else 0) + 1
+            self._entries[key] = _CacheEntry(key, self._monotonic(), result, failures)
 
     def invalidate(self, registered_model: str | None = None) -> None:
         with self._lock:
-            for uid in list(self._entries):
-                if registered_model is None or self._entries[uid].key[1] == registered_model:
-                    del self._entries[uid]
+            for key in list(self._entries):
+                if registered_model is None or key[1] == registered_model:
+                    del self._entries[key]
 
 
 @dataclass(frozen=True)
@@ -304,13 +307,13 @@ class Reconciler:
     ) -> tuple[TryOnModelStatus, ResolvedModel | ModelResolutionError]:
         kind, value = spec.model.selector
         key = (tracking_uri, spec.model.registered_model, kind, value)
-        result = self.cache.get(owner.uid, key)
+        result = self.cache.get(key)
         if result is None:
             try:
                 result = self.registry.resolve(tracking_uri, spec.model)
             except ModelResolutionError as err:
                 result = err
-            self.cache.put(owner.uid, key, result)
+            self.cache.put(key, result)
         before = status.condition("ModelResolved")
         if isinstance(result, ModelResolutionError):
             if before is None or before.status != "False" or before.reason != result.reason:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from tryon_operator.errors import KubeError
@@ -60,3 +62,99 @@ async def test_errors_are_retried_not_fatal():
     resyncer.ensure("shop", "dress")
     await until(lambda: len(calls) >= 2)
     await resyncer.stop()
+
+
+# ----------------------------------------------------------------- wake-ups (poke)
+
+
+async def test_a_poke_reconciles_at_once_despite_a_long_interval():
+    calls: list[str] = []
+    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.01)
+    resyncer.ensure("shop", "dress")
+    await asyncio.sleep(0.05)
+    assert calls == []
+
+    assert resyncer.poke("shop", "dress") is True
+    await until(lambda: calls == ["dress"], seconds=1.0)
+    await resyncer.stop()
+
+
+async def test_a_burst_of_pokes_costs_one_reconcile():
+    calls: list[str] = []
+    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.1)
+    resyncer.ensure("shop", "dress")
+    await asyncio.sleep(0)
+    for _ in range(5):  # two pods Ready, then the Deployment's status, ...
+        resyncer.poke("shop", "dress")
+        await asyncio.sleep(0.01)
+    await until(lambda: calls)
+    await asyncio.sleep(0.2)
+    await resyncer.stop()
+    assert calls == ["dress"]
+
+
+async def test_a_poke_during_a_reconcile_brings_exactly_one_more():
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow(ns, n):
+        calls.append(n)
+        if len(calls) == 1:
+            release.wait(2)
+        return STEADY
+
+    resyncer = Resyncer(slow, interval=60, coalesce=0.01)
+    resyncer.ensure("shop", "dress")
+    resyncer.poke("shop", "dress")
+    await until(lambda: calls)
+    resyncer.poke("shop", "dress")  # the pod turned Ready while the first reconcile read
+    resyncer.poke("shop", "dress")
+    release.set()
+    await until(lambda: len(calls) == 2)
+    await asyncio.sleep(0.1)
+    await resyncer.stop()
+    assert len(calls) == 2
+
+
+async def test_a_poke_wakes_only_its_own_object():
+    calls: list[str] = []
+    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.01)
+    resyncer.ensure("shop", "dress")
+    resyncer.ensure("shop", "shirt")
+    resyncer.poke("shop", "shirt")
+    await until(lambda: calls)
+    await asyncio.sleep(0.05)
+    await resyncer.stop()
+    assert calls == ["shirt"]
+
+
+async def test_poking_an_unknown_or_forgotten_object_is_a_no_op():
+    resyncer = Resyncer(lambda ns, n: STEADY, interval=60)
+    assert resyncer.poke("shop", "ghost") is False
+    resyncer.ensure("shop", "dress")
+    resyncer.forget("shop", "dress")
+    assert resyncer.poke("shop", "dress") is False
+    assert resyncer.pokes == 0
+
+
+async def test_reconciles_run_on_the_given_executor():
+    threads: list[str] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile") as pool:
+        resyncer = Resyncer(lambda ns, n: threads.append(threading.current_thread().name)
+                            or STEADY, interval=0.01, executor=pool)
+        resyncer.ensure("shop", "dress")
+        await until(lambda: threads)
+        await resyncer.stop()
+    assert threads[0].startswith("reconcile")
+
+
+async def test_jitter_spreads_the_first_resync_within_one_interval():
+    calls: list[str] = []
+    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=0.2, jitter=True)
+    for i in range(20):
+        resyncer.ensure("shop", f"o{i}")
+    await asyncio.sleep(0.1)
+    first_half = len(calls)
+    await until(lambda: len(set(calls)) == 20, seconds=1.0)
+    await resyncer.stop()
+    assert 0 < first_half < 20
