@@ -377,6 +377,7 @@ class Bench:
         self.tracker = Tracker()
         self.stub = Stub()
         self.pool = cf.ThreadPoolExecutor(max_workers=8)
+        self.load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     # -- setup ------------------------------------------------------------------
 
@@ -592,13 +593,15 @@ class Bench:
             "TRYON_WEBHOOK_HOST": "127.0.0.1",
             "TRYON_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
-        for key in ("TRYON_RESYNC_SECONDS", "TRYON_MLFLOW_POLL_SECONDS"):
+        from tryon_operator.settings import OperatorSettings
+
+        ctl.results["settings"] = {}
+        for setting in ("resync_seconds", "mlflow_poll_seconds", "reconcile_workers"):
+            key = "TRYON_" + setting.upper()
             if os.environ.get(key):
                 env[key] = os.environ[key]
-        ctl.results["settings"] = {
-            "resync_seconds": env.get("TRYON_RESYNC_SECONDS", "5 (default)"),
-            "mlflow_poll_seconds": env.get("TRYON_MLFLOW_POLL_SECONDS", "30 (default)"),
-        }
+            default = OperatorSettings.model_fields[setting].default
+            ctl.results["settings"][setting] = env.get(key, f"{default} (default)")
         rb = layout(ctl.prefix + "rb", 0, self.args.rollbacks)
         all_objs = layout(ctl.prefix, 0, max(self.args.sizes), own_models=self.args.wave)
         models = sorted({o.model for o in all_objs + rb})
@@ -930,6 +933,9 @@ class Bench:
             f"argo: {a.get('version', 'not run')}; ours: {o.get('settings', {})}",
             f"sizes {self.args.sizes}, wave {self.args.wave}, rollbacks "
             f"{self.args.rollbacks}, steady window {self.args.steady}s",
+            "load average (1/5/15 min) at start: {} / at end: {}".format(
+                self.load_at_start, " ".join(f"{x:.2f}" for x in os.getloadavg())
+            ),
         ]
 
         def dist(values: list[float] | None) -> tuple[str, str, str]:

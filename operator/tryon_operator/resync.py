@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -72,6 +73,7 @@ class Resyncer:
         if wakeup is None:
             return False
         self.pokes += 1
+        log.debug("poke %s/%s at %.3f", namespace, name, time.monotonic())
         wakeup.set()
         return True
 
@@ -113,6 +115,7 @@ class Resyncer:
         while True:
             await self._sleep(wakeup, delay)
             delay = self._interval
+            started = time.monotonic()
             try:
                 result = await loop.run_in_executor(self._executor, self._reconcile, namespace,
                                                     name)
@@ -130,6 +133,8 @@ class Resyncer:
                 log.exception("reconcile of %s/%s crashed", namespace, name)
                 continue
             failures = 0
+            log.debug("reconcile %s/%s %.3f-%.3f: %s", namespace, name, started,
+                      time.monotonic(), result.action if result else "gone")
             if result is None:  # the object is gone
                 self._tasks.pop(key, None)
                 self._wakeups.pop(key, None)
