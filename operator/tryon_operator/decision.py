@@ -199,7 +199,10 @@ Action = (
     | FinishRollout
 )
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachable smoke test)
+# Waits on the children (pods Ready, post-promotion health): their watch events wake the reconcile
+# (handlers.py), so this is only a safety net; deadlines and holds still end on time (``remaining``).
+CHILD_POLL_SECONDS = 5.0
 
 
 def _is_rejected(desired: Desired, status: TryOnModelStatus) -> bool:
@@ -312,7 +315,7 @@ def _decide_pre_promotion(
     remaining = (deadline - now).total_seconds()
     return Wait(
         "WaitingForPreview",
-        min(POLL_SECONDS, max(remaining, 0.1)),
+        min(CHILD_POLL_SECONDS, max(remaining, 0.1)),
         f"{preview.ready_replicas}/{rollout.replicas} pods Ready",
     )
 
@@ -368,7 +371,7 @@ def _decide_post_promotion(
     if rollout.previous_color is None or now >= rollout.promoted_at + hold:
         return FinishRollout()
     remaining = (rollout.promoted_at + hold - now).total_seconds()
-    return Wait("PostPromotion", min(POLL_SECONDS, max(remaining, 0.1)))
+    return Wait("PostPromotion", min(CHILD_POLL_SECONDS, max(remaining, 0.1)))
 
 
 MANUAL_ROLLBACK = "ManualRollback"
