@@ -201,7 +201,7 @@ Action = (
 
 POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachable smoke test)
 # Waits on the children (pods Ready, post-promotion health): their watch events wake the reconcile
-# (handlers.py), so this is only a safety net; deadlines and holds still end on time (``remaining``).
+# (handlers.py), so this is only a safety net; deadlines and holds still end on time.
 CHILD_POLL_SECONDS = 5.0
 
 

@@ -124,6 +124,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             reconciler.reconcile,
             operator_settings.resync_seconds,
             executor=memo.executor,
+            workers=workers,
             jitter=True,
         )
         memo.webhook_runner = None

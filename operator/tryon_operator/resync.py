@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ReconcileFn = Callable[[str, str], ReconcileResult | None]
 Key = tuple[str, str]
+Job = tuple[Key, "asyncio.Future[ReconcileResult | None]"]
 
 
 class Resyncer:
@@ -31,7 +33,10 @@ class Resyncer:
 
     ``coalesce`` is how long a woken loop waits for more pokes before it reconciles, so a burst of
     pod and Deployment events (two pods Ready, then the Deployment status) costs one reconcile.
-    ``executor`` runs the blocking reconciles (default: asyncio's shared one, ``cpus + 4`` threads).
+    ``executor`` runs the blocking reconciles (default: asyncio's shared one), ``workers`` at a
+    time. Woken reconciles (a poke, a rollout's requeue) go before periodic resyncs: at 1,000
+    objects the resyncs alone can fill the workers, and a pod turning Ready must not queue behind
+    them.
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class Resyncer:
         *,
         coalesce: float = 0.05,
         executor: Executor | None = None,
+        workers: int = 8,
         jitter: bool = False,
     ) -> None:
         self._reconcile = reconcile
@@ -50,6 +56,11 @@ class Resyncer:
         self._jitter = jitter
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._wakeups: dict[Key, asyncio.Event] = {}
+        self._urgent: deque[Job] = deque()
+        self._background: deque[Job] = deque()
+        self._queued = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._worker_count = workers
         self.pokes = 0  # pokes that reached a known object (for tests and metrics)
 
     @property
@@ -59,6 +70,10 @@ class Resyncer:
     def ensure(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         task = self._tasks.get(key)
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._worker()) for _ in range(self._worker_count)
+            ]
         if task is None or task.done():
             wakeup = self._wakeups.setdefault(key, asyncio.Event())
             self._tasks[key] = asyncio.create_task(self._loop(namespace, name, wakeup))
@@ -75,6 +90,11 @@ class Resyncer:
         self.pokes += 1
         log.debug("poke %s/%s at %.3f", namespace, name, time.monotonic())
         wakeup.set()
+        for job in self._background:  # already waiting for a worker: move it to the front
+            if job[0] == (namespace, name):
+                self._background.remove(job)
+                self._urgent.append(job)
+                break
         return True
 
     def forget(self, namespace: str, name: str) -> None:
@@ -85,15 +105,17 @@ class Resyncer:
             task.cancel()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks.values()) + self._workers
         self._tasks.clear()
         self._wakeups.clear()
+        self._workers = []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _sleep(self, wakeup: asyncio.Event, delay: float) -> None:
-        """Sleeps ``delay`` seconds or until poked; a poke waits ``coalesce`` for its siblings."""
+    async def _sleep(self, wakeup: asyncio.Event, delay: float) -> bool:
+        """Sleeps ``delay`` seconds or until poked (then True); a poke waits ``coalesce`` for its
+        siblings."""
         poked = wakeup.is_set()
         if not poked:
             try:
@@ -105,20 +127,45 @@ class Resyncer:
             await asyncio.sleep(self._coalesce)
         # Cleared before the reconcile reads the cluster: a poke during it means "look again".
         wakeup.clear()
+        return poked
+
+    async def _run(self, key: Key, urgent: bool) -> ReconcileResult | None:
+        future: asyncio.Future[ReconcileResult | None] = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._background).append((key, future))
+        self._queued.set()
+        return await future
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._urgent and not self._background:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            key, future = (self._urgent or self._background).popleft()
+            if future.done():  # its loop was cancelled (object forgotten, operator stopping)
+                continue
+            try:
+                result = await loop.run_in_executor(self._executor, self._reconcile, *key)
+            except Exception as err:  # handed to the loop, which decides about retries
+                if not future.done():
+                    future.set_exception(err)
+            else:
+                if not future.done():
+                    future.set_result(result)
 
     async def _loop(self, namespace: str, name: str, wakeup: asyncio.Event) -> None:
         key = (namespace, name)
         # Spread the first resync of objects seen together (operator start: all of them at once).
         delay = self._interval * random.random() if self._jitter else self._interval
         failures = 0
-        loop = asyncio.get_running_loop()
+        requeued = False
         while True:
-            await self._sleep(wakeup, delay)
+            poked = await self._sleep(wakeup, delay)
             delay = self._interval
             started = time.monotonic()
             try:
-                result = await loop.run_in_executor(self._executor, self._reconcile, namespace,
-                                                    name)
+                result = await self._run(key, urgent=poked or requeued)
             except InvalidSpecError:
                 continue  # reported in status; a spec edit brings a watch event
             except TryOnError as err:
@@ -133,6 +180,7 @@ class Resyncer:
                 log.exception("reconcile of %s/%s crashed", namespace, name)
                 continue
             failures = 0
+            requeued = False
             log.debug("reconcile %s/%s %.3f-%.3f: %s", namespace, name, started,
                       time.monotonic(), result.action if result else "gone")
             if result is None:  # the object is gone
@@ -141,3 +189,4 @@ class Resyncer:
                 return
             if result.requeue_seconds is not None:
                 delay = min(self._interval, max(result.requeue_seconds, 0.1))
+                requeued = True

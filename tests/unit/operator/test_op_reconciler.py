@@ -293,3 +293,19 @@ def test_a_flip_back_restores_the_previous_renderer_record(world):
     status = run(reconciler).status
 
     assert status.active_color == "blue" and status.active_renderer == v1_renderer
+
+
+def test_active_version_metric_keeps_one_series_per_object():
+    from tryon_operator.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.set_active("shop", "dress", "1", "blue")
+    metrics.set_active("shop", "shirt", "7", "blue")
+    metrics.set_active("shop", "dress", "2", "green")
+
+    series = {(s.labels["name"], s.labels["version"], s.labels["color"])
+              for m in metrics.active_version.collect() for s in m.samples}
+    assert series == {("dress", "2", "green"), ("shirt", "7", "blue")}
+    metrics.set_active("shop", "dress", None, None)
+    assert {s.labels["name"] for m in metrics.active_version.collect() for s in m.samples} == {
+        "shirt"}

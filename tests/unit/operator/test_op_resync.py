@@ -158,3 +158,28 @@ async def test_jitter_spreads_the_first_resync_within_one_interval():
     await until(lambda: len(set(calls)) == 20, seconds=1.0)
     await resyncer.stop()
     assert 0 < first_half < 20
+
+
+async def test_a_woken_reconcile_goes_before_queued_periodic_resyncs():
+    release = threading.Event()
+    order: list[str] = []
+
+    def reconcile(ns, n):
+        order.append(n)
+        if n == "busy":
+            release.wait(2)
+        return STEADY
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resyncer = Resyncer(reconcile, interval=0.01, executor=pool, workers=1, coalesce=0)
+        resyncer.ensure("shop", "busy")  # holds the only worker
+        await until(lambda: order == ["busy"])
+        for i in range(5):
+            resyncer.ensure("shop", f"idle{i}")
+        resyncer.ensure("shop", "dress")
+        await asyncio.sleep(0.05)  # their periodic resyncs are queued behind "busy" now
+        resyncer.poke("shop", "dress")
+        release.set()
+        await until(lambda: len(order) >= 3)
+        await resyncer.stop()
+    assert order[1] == "dress"
