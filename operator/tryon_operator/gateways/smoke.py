@@ -14,11 +14,15 @@ class SmokeTester:
 
     def __init__(self, *, timeout: float = 60.0) -> None:
         self._timeout = timeout
+        # One client: building one per call (its SSL context) was 12 % of the operator's time in
+        # a wave of 100 promotions. No keep-alive: a kept connection to the preview Service could
+        # stay on a pod of the colour it selected before.
+        self._http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
 
     def check(self, base_url: str, version: str, timeout: float | None = None) -> SmokeOutcome:
         url = base_url.rstrip("/") + "/v1/smoke"
         try:
-            response = httpx.post(
+            response = self._http.post(
                 url, json={"expectedVersion": version}, timeout=timeout or self._timeout
             )
         except httpx.HTTPError as err:
