@@ -26,6 +26,7 @@ from .gateways.smoke import SmokeTester
 from .metrics import Metrics
 from .models import GROUP, KIND, PLURAL, VERSION
 from .reconcile import Reconciler
+from .registry_poll import RegistryPoller
 from .resync import Resyncer
 from .settings import OperatorSettings
 from .webhook import WebhookVerifier, make_app, schedule, serve
@@ -127,6 +128,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             workers=workers,
             jitter=True,
         )
+        poller = RegistryPoller(
+            reconciler, memo.resyncer.poke, operator_settings.mlflow_poll_seconds
+        )
+        memo.registry_poller = asyncio.create_task(poller.run())
         memo.webhook_runner = None
         configure_audit_logging()
         reconciler.announcer, memo.notifier = await start_announcer(
@@ -160,6 +165,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
+        poller = getattr(memo, "registry_poller", None)
+        if poller is not None:
+            poller.cancel()
         resyncer = getattr(memo, "resyncer", None)
         if resyncer is not None:
             await resyncer.stop()

@@ -143,6 +143,11 @@ class ResolutionCache:
                 failures = (old.failures if old is not None else 0) + 1
             self._entries[key] = _CacheEntry(key, self._monotonic(), result, failures)
 
+    def snapshot(self) -> dict[ResolutionKey, ResolvedModel | ModelResolutionError]:
+        """Every question asked so far and its last answer (for the registry poller)."""
+        with self._lock:
+            return {key: entry.result for key, entry in self._entries.items()}
+
     def invalidate(self, registered_model: str | None = None) -> None:
         with self._lock:
             for key in list(self._entries):

@@ -90,3 +90,20 @@ def test_watching_the_children_writes_nothing_to_them(operator_factory, registry
                     or (a.startswith("tryon.dev/") and a != "tryon.dev/template-hash")], meta.name
         managers = {f.manager for f in meta.managed_fields or []}
         assert not [m for m in managers if "kopf" in m.lower()], (meta.name, managers)
+
+
+def test_an_alias_moved_in_mlflow_is_seen_within_the_poll_interval_not_the_resync(
+        operator_factory, registry, create_tom, smoke, healthy_on):
+    v1, v2 = registry.add_version(), registry.add_version()
+    registry.set_alias("production", v1)
+    operator_factory(smoke.url, **LONG_RESYNC)  # registry poll 1 s (fixture), no webhook
+    tom = create_tom("dress", registry.name)
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    time.sleep(2)  # past the first resolution, so only the poller can notice the move
+
+    registry.set_alias("production", v2)
+    moved_at = time.monotonic()
+
+    tom.wait(lambda s: (s.get("model") or {}).get("version") == v2, 15, "v2 resolved")
+    assert time.monotonic() - moved_at < 5.0
+    tom.wait(healthy_on(v2, "green"), 30, "Healthy on v2")

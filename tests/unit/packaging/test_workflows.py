@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
 WORKFLOWS = REPO / ".github" / "workflows"
-NAMES = ("ci", "e2e-kind", "release")
+NAMES = ("ci", "chaos-nightly", "e2e-kind", "release")
 
 
 def _load(name: str) -> dict:
