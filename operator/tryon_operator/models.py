@@ -222,7 +222,7 @@ class RolloutState(_Status):
     previous_color: Color | None = None
     previous_version: str | None = None
     previous_template_hash: str | None = None
-    previous_renderer: dict[str, Any] | None = None
+    previous_renderer: str | None = None  # JSON, see active_renderer
     # GPU shortage: the size the new colour grows to after the flip (ShrinkPreview) and how many
     # active pods were given up to make room for the preview (InPlace).
     full_replicas: int | None = None
@@ -251,7 +251,9 @@ class TryOnModelStatus(_Status):
     active_color: Color | None = None
     active_version: str | None = None
     active_template_hash: str | None = None
-    active_renderer: dict[str, Any] | None = None  # the renderer spec that was promoted
+    # The renderer spec that was promoted, as a JSON string: status is written with a merge patch,
+    # which would merge an object field key by key and never drop a key the new spec lacks.
+    active_renderer: str | None = None
     preview_color: Color | None = None
     preview_version: str | None = None
     rejected_versions: tuple[str, ...] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -1280,8 +1281,10 @@ def _must(value: _T | None) -> _T:
     return value
 
 
-def _renderer_record(spec: TryOnModelSpec) -> dict[str, Any]:
-    return spec.renderer.model_dump(mode="json", by_alias=True)
+def _renderer_record(spec: TryOnModelSpec) -> str:
+    return json.dumps(
+        spec.renderer.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
 
 
 def _backfill_active_renderer(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelStatus:
@@ -1301,7 +1304,7 @@ def _active_spec(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelSp
     if status.active_renderer is None:
         return spec
     try:
-        renderer = RendererSpec.model_validate(status.active_renderer)
+        renderer = RendererSpec.model_validate_json(status.active_renderer)
     except ValidationError:
         log.warning("status.activeRenderer is unreadable; rebuilding from the spec")
         return spec

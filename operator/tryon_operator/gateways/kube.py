@@ -126,23 +126,38 @@ class KubeGateway:
         return list(result.get("items", []))
 
     def observe(self, namespace: str, name: str) -> ClusterView:
+        """Four reads: the instance's pods, Deployments and Services by label, and the HPA.
+
+        Lists by the instance label instead of one GET per child: fewer round trips per reconcile,
+        which is what a wave of simultaneous promotions queues on.
+        """
+        instance = f"{LABEL_INSTANCE}={name}"
         pods = _call(
-            lambda: self._core.list_namespaced_pod(
-                namespace, label_selector=f"{LABEL_INSTANCE}={name}"
-            )
+            lambda: self._core.list_namespaced_pod(namespace, label_selector=instance)
         ).items
-        views: dict[Color, ColorView] = {}
-        for color in COLORS:
-            dep = _read_or_none(
-                lambda c=color: self._apps.read_namespaced_deployment(  # type: ignore[misc]
-                    deployment_name(name, c), namespace
-                )
+        deployments: dict[str, Any] = {
+            _name(d): d
+            for d in _call(
+                lambda: self._apps.list_namespaced_deployment(namespace, label_selector=instance)
+            ).items
+        }
+        services: dict[str, Any] = {
+            _name(s): s
+            for s in _call(
+                lambda: self._core.list_namespaced_service(namespace, label_selector=instance)
+            ).items
+        }
+        views: dict[Color, ColorView] = {
+            color: self._color_view(
+                deployments.get(deployment_name(name, color)),
+                [p for p in pods if _pod_color(p) == color],
             )
-            views[color] = self._color_view(dep, [p for p in pods if _pod_color(p) == color])
+            for color in COLORS
+        }
         return ClusterView(
             observed=Observed(blue=views["blue"], green=views["green"]),
-            active_service=self._service_view(namespace, name),
-            preview_service=self._service_view(namespace, preview_service_name(name)),
+            active_service=_service_view(services.get(name)),
+            preview_service=_service_view(services.get(preview_service_name(name))),
             hpa=self._hpa_view(namespace, name),
         )
 
@@ -191,13 +206,6 @@ class KubeGateway:
             if int(cs.restart_count or 0) >= self._crashloop_restarts:
                 return True
         return False
-
-    def _service_view(self, namespace: str, name: str) -> ServiceView:
-        svc: Any = _read_or_none(lambda: self._core.read_namespaced_service(name, namespace))
-        if svc is None:
-            return ServiceView()
-        ports = tuple((int(p.port), str(p.target_port)) for p in svc.spec.ports or [])
-        return ServiceView(True, dict(svc.spec.selector or {}), ports)
 
     def _hpa_view(self, namespace: str, name: str) -> HpaView:
         hpa = _read_or_none(
@@ -407,6 +415,17 @@ def _owns_more_than_restart(template: dict[str, Any]) -> bool:
         return False
 
     return leaves(template, ())
+
+
+def _name(obj: Any) -> str:
+    return str(obj.metadata.name)
+
+
+def _service_view(svc: Any) -> ServiceView:
+    if svc is None:
+        return ServiceView()
+    ports = tuple((int(p.port), str(p.target_port)) for p in svc.spec.ports or [])
+    return ServiceView(True, dict(svc.spec.selector or {}), ports)
 
 
 def _pod_color(pod: Any) -> str | None:

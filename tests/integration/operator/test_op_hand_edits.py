@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from kubernetes import client
 
 from tests.support.cluster import wait_for
 
@@ -58,3 +59,22 @@ def test_rollout_restart_is_left_alone(serving, kube_cluster):
     assert "SelfHealed" not in tom.events()
     assert "kubectl.kubernetes.io/restartedAt" in (
         tom.deployment("blue").spec.template.metadata.annotations)
+
+
+def test_deleted_active_deployment_is_rebuilt_from_the_promoted_spec_after_a_key_was_removed(
+        operator_factory, registry, create_tom, smoke, healthy_on):
+    """Status is merge-patched: a removed pod annotation must not linger in the promoted record."""
+    v1 = registry.add_version()
+    registry.set_alias("production", v1)
+    operator_factory(smoke.url)
+    tom = create_tom("dress", registry.name, renderer={"podAnnotations": {"team": "fit"}})
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1 with the annotation")
+    tom.patch_spec({"renderer": {"podAnnotations": {"team": None}}})  # a template change
+    tom.wait(healthy_on(v1, "green"), 60, "Healthy on the template without it")
+    promoted_hash = tom.status()["activeTemplateHash"]
+
+    client.AppsV1Api(tom.api).delete_namespaced_deployment("dress-green", tom.namespace)
+
+    wait_for(lambda: tom.deployment("green").metadata.annotations.get(
+        "tryon.dev/template-hash") == promoted_hash, 15, "green rebuilt with the promoted template")
+    assert "team" not in (tom.deployment("green").spec.template.metadata.annotations or {})

@@ -287,7 +287,7 @@ def test_a_flip_back_restores_the_previous_renderer_record(world):
     run(reconciler)
     kube.settle()
     promoted = run(reconciler).status
-    assert promoted.active_color == "green" and promoted.active_renderer["image"] == "r:2"
+    assert promoted.active_color == "green" and '"image":"r:2"' in promoted.active_renderer
     kube.deployments["dress-green"]["ready"] = False  # loses readiness after the flip
 
     status = run(reconciler).status
