@@ -6,7 +6,6 @@ Shared clients live on kopf's ``memo`` (set up in the startup handler); nothing 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from .reconcile import Reconciler
 from .registry_poll import RegistryPoller
 from .resync import Resyncer
 from .settings import OperatorSettings
-from .webhook import WebhookVerifier, make_app, schedule, serve
+from .webhook import WebhookVerifier, make_app, serve
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +141,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         if operator_settings.webhook_port:
             if not operator_settings.webhook_secret:
                 raise kopf.PermanentError("TRYON_WEBHOOK_SECRET is required with a webhook port")
-            loop = asyncio.get_running_loop()
+            resyncer: Resyncer = memo.resyncer
 
             def trigger(registered_model: str) -> int:
+                """Same path as the registry poller: fresh answer, then a poke per watcher."""
                 reconciler.cache.invalidate(registered_model)
                 targets = sorted(reconciler.watched.get(registered_model, set()))
-                for ns, name in targets:
-                    schedule(loop, functools.partial(reconciler.reconcile, ns, name))
-                return len(targets)
+                return sum(resyncer.poke(ns, name) for ns, name in targets)
 
             verifier = WebhookVerifier(
                 operator_settings.webhook_secret,

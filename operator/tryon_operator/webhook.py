@@ -6,7 +6,6 @@ MLflow signs ``{delivery_id}.{timestamp}.{body}`` with HMAC-SHA256 and sends
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -120,13 +119,3 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
-
-
-def schedule(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
-    """Runs a blocking reconcile in the default executor, logging (not raising) failures."""
-
-    def done(fut: asyncio.Future[object]) -> None:
-        if fut.exception() is not None:
-            log.warning("webhook-triggered reconcile failed: %s", fut.exception())
-
-    loop.run_in_executor(None, fn).add_done_callback(done)
