@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -215,6 +215,15 @@ class Tom:
         items = client.CoreV1Api(self.api).list_namespaced_event(self.namespace).items
         return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)
                 if e.involved_object.kind == "TryOnModel"]
+
+    def wait_events(self, *reasons: str, timeout: float = 10) -> list[str]:
+        """Events are posted after the change they report, so a test waits for them."""
+
+        def all_posted() -> list[str] | None:
+            events = self.events()
+            return events if set(reasons) <= set(events) else None
+
+        return cast(list[str], wait_for(all_posted, timeout, f"events {', '.join(reasons)}"))
 
     def wait(self, check: Callable[[dict[str, Any]], object], timeout: float, what: str) -> Any:
         return wait_for(lambda: check(self.status()), timeout, what)

@@ -123,8 +123,7 @@ def test_rollout_decisions_are_notified_audited_and_recorded(
         assert secret not in log, f"{secret} leaked into the operator log"
 
     # -- Events, status.history and MLflow tags
-    events = tom.events()
-    assert {"Promoted", "RolledBack", "Degraded", "NotificationFailed"} <= set(events)
+    tom.wait_events("Promoted", "RolledBack", "Degraded", "NotificationFailed")
     history = tom.status()["history"]
     promoted_v2 = [h for h in history if h["version"] == v2]
     assert promoted_v2[-1]["outcome"] == "RolledBack"

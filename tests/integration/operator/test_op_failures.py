@@ -64,7 +64,7 @@ def test_failing_preview_is_rolled_back_and_its_version_rejected(
     assert tom.selector_color() == "blue"
     assert tom.status()["activeVersion"] == v1
     wait_for(lambda: tom.deployment("green").spec.replicas == 0, 10, "green scaled to 0")
-    assert "RolledBack" in tom.events()
+    tom.wait_events("RolledBack")
     assert reason in registry.tags(v2)["tryon.dev/rejected"]
     assert tom.status()["phase"] == "Degraded"
 
@@ -74,7 +74,7 @@ def test_rejected_version_is_not_retried_until_the_alias_moves(serving_v1, regis
     tom.patch_spec({"renderer": {"podLabels": {FAULT: "never-ready"}}})
     registry.set_alias("production", v2)
     tom.wait(rejected(v2, "ProgressDeadlineExceeded"), 60, "v2 rejected")
-    rollbacks = tom.events().count("RolledBack")
+    rollbacks = tom.wait_events("RolledBack").count("RolledBack")
 
     tom.patch_spec({"renderer": {"podLabels": None}})  # even a healthy template: v2 stays out
     stays(lambda: tom.status().get("rollout") is None, 4, "no new rollout of v2")

@@ -72,7 +72,7 @@ def test_wait_policy_reports_the_shortage_with_numbers_and_keeps_traffic(
     assert re.search(r"preview needs 4 nvidia\.com/gpu \(2 pod\(s\) x 2\), 1 pod\(s\) got none; "
                      r"\d of 6 allocatable free on 1 matching node\(s\); gpuShortagePolicy Wait",
                      message), message
-    assert "GPUShortage" in tom.events()
+    tom.wait_events("GPUShortage")
     assert tom.selector_color() == "blue"
     assert tom.deployment("green").spec.replicas == 2  # waiting: nothing given up
 
@@ -85,9 +85,8 @@ def test_shrink_preview_promotes_a_smaller_preview_then_grows_it(
 
     tom.wait(healthy_on(v2, "green"), 60, "Healthy on v2 after the shrink")
 
-    events = tom.events()
+    events = tom.wait_events("GPUShortage", "PreviewShrunk", "PreviewGrowing")
     # (Events carry 1-second timestamps, so their order within a second is not checked.)
-    assert {"GPUShortage", "PreviewShrunk", "PreviewGrowing"} <= set(events)
     green = tom.deployment("green")
     assert green.spec.replicas == 2 and green.status.ready_replicas == 2
     assert tom.deployment("blue").spec.replicas == 0
@@ -101,8 +100,7 @@ def test_in_place_gives_active_pods_to_the_preview_and_flips(
 
     tom.wait(healthy_on(v2, "green"), 60, "Healthy on v2 after making room")
 
-    events = tom.events()
-    assert {"GPUShortage", "MadeRoomForPreview"} <= set(events)
+    events = tom.wait_events("GPUShortage", "MadeRoomForPreview")
     assert "RolledBack" not in events
     assert tom.deployment("green").status.ready_replicas == 2
 
@@ -115,7 +113,7 @@ def test_in_place_restores_the_active_colour_when_the_preview_is_rolled_back(
 
     tom.wait(lambda s: v2 in (s.get("rejectedVersions") or []), 60, "v2 rejected by smoke test")
 
-    assert "MadeRoomForPreview" in tom.events()
+    tom.wait_events("MadeRoomForPreview")
     wait_for(lambda: (tom.deployment("blue").spec.replicas == 2
                       and tom.deployment("blue").status.ready_replicas == 2), 30,
              "blue back to 2 Ready pods")

@@ -33,7 +33,7 @@ def test_image_changed_with_kubectl_set_image_is_restored(serving, kube_cluster)
 
     wait_for(lambda: container(tom).image == "tryon-renderer:test", 15, "image restored")
 
-    assert "SelfHealed" in tom.events()
+    tom.wait_events("SelfHealed")
     assert tom.selector_color() == "blue"
 
 
@@ -44,7 +44,7 @@ def test_env_var_added_by_hand_is_removed(serving, kube_cluster):
 
     wait_for(lambda: all(e.name != "DEBUG_BACKDOOR" for e in container(tom).env or []), 15,
              "hand-added env var removed")
-    assert "SelfHealed" in tom.events()
+    tom.wait_events("SelfHealed")
 
 
 def test_rollout_restart_is_left_alone(serving, kube_cluster):

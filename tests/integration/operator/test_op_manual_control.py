@@ -126,7 +126,7 @@ def test_rollback_in_steady_state_is_refused_and_a_hand_made_request_is_ignored(
     kube_cluster.kubectl("annotate", "tom", "dress", "-n", tom.namespace,
                          f"tryon.dev/rollback={v1}")
     wait_for(lambda: "tryon.dev/rollback" not in annotations(tom), 30, "request removed")
-    assert "ManualRequestIgnored" in tom.events()
+    tom.wait_events("ManualRequestIgnored")
     assert tom.status()["activeVersion"] == v1 and tom.status()["phase"] == "Healthy"
 
 

@@ -28,8 +28,7 @@ def test_first_deploy_serves_the_alias_version_on_blue(operator_factory, registr
     assert blue.spec.template.metadata.labels["tryon.dev/model-version"] == v1
     assert blue.spec.template.spec.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
     assert blue.metadata.owner_references[0].kind == "TryOnModel"
-    assert {"RolloutStarted", "SmokeTestPassed", "Promoted", "RolloutComplete"} <= set(
-        tom.events())
+    tom.wait_events("RolloutStarted", "SmokeTestPassed", "Promoted", "RolloutComplete")
 
 
 def test_moving_the_alias_promotes_green_and_scales_blue_down(operator_factory, registry,
