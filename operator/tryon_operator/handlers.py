@@ -201,9 +201,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED_LABELS, registry=registry)
     @kopf.on.event("v1", "services", labels=OWNED_LABELS, registry=registry)
     @kopf.on.event("v1", "pods", labels=POD_LABELS, registry=registry)
-    async def on_child_event(
-        body: kopf.Body, namespace: str | None, memo: Any, **_: Any
-    ) -> None:
+    async def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
         """A child changed (pod readiness, Deployment status, a hand edit): reconcile its owner."""
         owner = owner_of(body.get("metadata") or {})
         resyncer: Resyncer | None = getattr(memo, "resyncer", None)

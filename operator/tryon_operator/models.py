@@ -245,6 +245,14 @@ class HistoryEntry(_Status):
     previous_version: str | None = None  # what served before
 
 
+class PendingTag(_Status):
+    """An MLflow model-version tag the operator owes the registry (it was down when decided)."""
+
+    version: str
+    key: str
+    value: str
+
+
 class TryOnModelStatus(_Status):
     observed_generation: int | None = None
     phase: Phase = "Pending"
@@ -262,6 +270,7 @@ class TryOnModelStatus(_Status):
     model: ResolvedModelStatus | None = None
     rollout: RolloutState | None = None
     history: tuple[HistoryEntry, ...] = ()
+    pending_registry_tags: tuple[PendingTag, ...] = ()
 
     def condition(self, type_: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -47,6 +47,7 @@ from .models import (
     HistoryEntry,
     ModelRef,
     Outcome,
+    PendingTag,
     RendererSpec,
     ResolvedModelStatus,
     RolloutState,
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 TAG_REJECTED = "tryon.dev/rejected"
+TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
+OWED_TAGS_LIMIT = 20  # status stays small; the oldest owed tag is dropped first
 TAG_PROMOTED = "tryon.dev/promoted"
 TAG_STOPPED = "tryon.dev/stopped"
 MAX_STEPS = 10
@@ -235,6 +238,8 @@ class Reconciler:
         self.announcer.observe(owner, meta.get("annotations"), spec.model.registered_model)
         tracking_uri = spec.mlflow.tracking_uri or self.settings.mlflow_tracking_uri
         status, resolution = self._resolve(owner, spec, old_status, tracking_uri, now)
+        if status.pending_registry_tags and not isinstance(resolution, ModelResolutionError):
+            status = self._pay_owed_tags(status, tracking_uri, spec)
         status, retry_problem = self._take_retry(meta, status)
         cluster = self.kube.observe(owner.namespace, owner.name)
         desired = self._desired(meta, spec, status, cluster, resolution)
@@ -612,7 +617,8 @@ class Reconciler:
                 evidence=_evidence(cluster, rollout.color, action.message),
             )
             if rollout.previous_version is not None:
-                self._tag(
+                status = self._tag(
+                    status,
                     tracking_uri,
                     spec,
                     rollout.previous_version,
@@ -715,7 +721,8 @@ class Reconciler:
                 "selector": f"{LABEL_COLOR}={action.color}",
             },
         )
-        self._tag(
+        status_after = self._tag(
+            status_after,
             tracking_uri,
             spec,
             rollout.version,
@@ -723,7 +730,8 @@ class Reconciler:
             f"{ns}/{name} promoted to {action.color} at {now.isoformat()}",
         )
         if status.active_version is not None and status.active_version != rollout.version:
-            self._tag(
+            status_after = self._tag(
+                status_after,
                 tracking_uri,
                 spec,
                 status.active_version,
@@ -840,14 +848,15 @@ class Reconciler:
             return status.model_copy(update={"rejected_template_hash": rollout.template_hash})
         rejected = tuple(v for v in status.rejected_versions if v != rollout.version)
         rejected = (*rejected, rollout.version)[-self.settings.rejected_limit :]
-        self._tag(
+        status = status.model_copy(update={"rejected_versions": rejected})
+        return self._tag(
+            status,
             tracking_uri,
             spec,
             rollout.version,
             TAG_REJECTED,
             f"{owner.namespace}/{owner.name} at {now.isoformat()}: {reason}: {message}",
         )
-        return status.model_copy(update={"rejected_versions": rejected})
 
     def _record(
         self,
@@ -873,14 +882,44 @@ class Reconciler:
         return status.model_copy(update={"history": history})
 
     def _tag(
-        self, tracking_uri: str, spec: TryOnModelSpec, version: str, key: str, value: str
-    ) -> None:
+        self,
+        status: TryOnModelStatus,
+        tracking_uri: str,
+        spec: TryOnModelSpec,
+        version: str,
+        key: str,
+        value: str,
+    ) -> TryOnModelStatus:
+        """Tags a model version; if MLflow is down the tag is owed in status and sent later."""
+        owed = PendingTag(version=version, key=key, value=value[:TAG_VALUE_LIMIT])
         try:
             self.registry.set_version_tag(
-                tracking_uri, spec.model.registered_model, version, key, value
+                tracking_uri, spec.model.registered_model, version, key, owed.value
             )
         except RegistryError as err:
-            log.warning("could not record %s on MLflow: %s", key, err)
+            log.warning("could not record %s on MLflow, will retry: %s", key, err)
+            return _owe_tag(status, owed)
+        return status
+
+    def _pay_owed_tags(
+        self, status: TryOnModelStatus, tracking_uri: str, spec: TryOnModelSpec
+    ) -> TryOnModelStatus:
+        """Sends tags owed from an outage, oldest first; stops at the first failure."""
+        owed = list(status.pending_registry_tags)
+        while owed:
+            tag = owed[0]
+            try:
+                self.registry.set_version_tag(
+                    tracking_uri, spec.model.registered_model, tag.version, tag.key, tag.value
+                )
+            except RegistryError as err:
+                log.warning(
+                    "owed MLflow tag %s on version %s still not sent: %s", tag.key, tag.version, err
+                )
+                break
+            log.info("sent owed MLflow tag %s on version %s", tag.key, tag.version)
+            owed.pop(0)
+        return status.model_copy(update={"pending_registry_tags": tuple(owed)})
 
     # ------------------------------------------------------------------ converge
 
@@ -934,7 +973,12 @@ class Reconciler:
                 and view.template_hash == active_spec.renderer.template_hash()
             ):
                 self._restore_template(
-                    owner, active_spec, tracking_uri, active, active_version, view,
+                    owner,
+                    active_spec,
+                    tracking_uri,
+                    active,
+                    active_version,
+                    view,
                     replicas,
                 )
             elif not spec.autoscaling.enabled and view.replicas != replicas:
@@ -952,7 +996,12 @@ class Reconciler:
             view = obs.color(rollout.color)
             if view.exists and view.foreign_template_managers:
                 self._restore_template(
-                    owner, spec, tracking_uri, rollout.color, rollout.version, view,
+                    owner,
+                    spec,
+                    tracking_uri,
+                    rollout.color,
+                    rollout.version,
+                    view,
                     rollout.replicas,
                 )
             elif (
@@ -1262,6 +1311,15 @@ class Reconciler:
                 version=new.active_version,
                 color=new.active_color,
             )
+
+
+def _owe_tag(status: TryOnModelStatus, tag: PendingTag) -> TryOnModelStatus:
+    """Adds a tag to the owed list; a newer value for the same version and key replaces it."""
+    kept = tuple(
+        t for t in status.pending_registry_tags if (t.version, t.key) != (tag.version, tag.key)
+    )
+    owed = (*kept, tag)[-OWED_TAGS_LIMIT:]
+    return status.model_copy(update={"pending_registry_tags": owed})
 
 
 def _with_rollout(status: TryOnModelStatus, **changes: Any) -> TryOnModelStatus:

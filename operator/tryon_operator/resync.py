@@ -71,9 +71,7 @@ class Resyncer:
         key = (namespace, name)
         task = self._tasks.get(key)
         if not self._workers:
-            self._workers = [
-                asyncio.create_task(self._worker()) for _ in range(self._worker_count)
-            ]
+            self._workers = [asyncio.create_task(self._worker()) for _ in range(self._worker_count)]
         if task is None or task.done():
             wakeup = self._wakeups.setdefault(key, asyncio.Event())
             self._tasks[key] = asyncio.create_task(self._loop(namespace, name, wakeup))
@@ -171,8 +169,9 @@ class Resyncer:
             except TryOnError as err:
                 failures += 1
                 delay = min(self._interval, 0.5 * 2 ** min(failures, 6))
-                log.warning("reconcile of %s/%s failed (retry in %.1fs): %s", namespace, name,
-                            delay, err)
+                log.warning(
+                    "reconcile of %s/%s failed (retry in %.1fs): %s", namespace, name, delay, err
+                )
                 continue
             except Exception:  # a bug must not end self-heal for this object
                 failures += 1
@@ -181,8 +180,14 @@ class Resyncer:
                 continue
             failures = 0
             requeued = False
-            log.debug("reconcile %s/%s %.3f-%.3f: %s", namespace, name, started,
-                      time.monotonic(), result.action if result else "gone")
+            log.debug(
+                "reconcile %s/%s %.3f-%.3f: %s",
+                namespace,
+                name,
+                started,
+                time.monotonic(),
+                result.action if result else "gone",
+            )
             if result is None:  # the object is gone
                 self._tasks.pop(key, None)
                 self._wakeups.pop(key, None)

@@ -252,8 +252,11 @@ class KubeGateway:
         if restarted is not None:  # `kubectl rollout restart` is allowed, not a hand edit
             template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
         ops = [
-            {"op": "test", "path": "/metadata/resourceVersion",
-             "value": live.metadata.resource_version},
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": live.metadata.resource_version,
+            },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
         try:

@@ -369,8 +369,12 @@ class Dispatcher:
             await self._wait_for_breaker(state)
             if self._monotonic() - item.queued_at > policy.max_age_seconds:
                 self.metrics.dropped.labels(target.name, "expired").inc()
-                log.warning("%s notification for %s expired unsent on target %s",
-                            n.kind, n.object_ref, target.name)
+                log.warning(
+                    "%s notification for %s expired unsent on target %s",
+                    n.kind,
+                    n.object_ref,
+                    target.name,
+                )
                 return
             attempt += 1
             outcome = await self._attempt(target, n, body)
@@ -466,5 +470,4 @@ class Dispatcher:
 
 def _log_callback_error(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.warning("notification failure callback raised %s",
-                    type(future.exception()).__name__)
+        log.warning("notification failure callback raised %s", type(future.exception()).__name__)

@@ -38,9 +38,8 @@ def slack_payload(n: Notification) -> dict[str, Any]:
     Attachments (not Block Kit) because every Slack-compatible receiver (Slack, Mattermost,
     Rocket.Chat, Discord's ``/slack`` endpoint) renders them.
     """
-    headline = (
-        f"{_EMOJI[n.kind]} *{n.title}*: TryOnModel `{_escape(n.object_ref)}`"
-        + (f" version {_escape(n.version)}" if n.version else "")
+    headline = f"{_EMOJI[n.kind]} *{n.title}*: TryOnModel `{_escape(n.object_ref)}`" + (
+        f" version {_escape(n.version)}" if n.version else ""
     )
     fields: list[dict[str, Any]] = [
         {"title": "TryOnModel", "value": _escape(n.object_ref), "short": True},

@@ -136,3 +136,23 @@ def test_preview_short_of_gpus_is_reported_within_seconds(serving_v1, registry):
     assert time.monotonic() - started < 30  # not the 300 s deadline
     assert "nvidia.com/gpu" in tom.condition("Progressing")["message"]
     assert tom.selector_color() == "blue"
+
+
+def test_rejection_during_an_mlflow_outage_tags_the_version_once_mlflow_is_back(
+        serving_v1, registry, mlflow_server):
+    tom, _, v2 = serving_v1(rollout={"progressDeadlineSeconds": 6})
+    tom.patch_spec({"renderer": {"podLabels": {FAULT: "never-ready"}}})
+    registry.set_alias("production", v2)
+    tom.wait(lambda s: (s.get("rollout") or {}).get("version") == v2, 30, "v2 rolling out")
+
+    mlflow_server.stop()
+    try:
+        status = tom.wait(lambda s: s if v2 in s.get("rejectedVersions", []) else None, 30,
+                          "v2 rejected while MLflow is down")
+        owed = status.get("pendingRegistryTags") or []
+        assert [(t["version"], t["key"]) for t in owed] == [(v2, "tryon.dev/rejected")]
+    finally:
+        mlflow_server.start()
+
+    tom.wait(lambda s: not s.get("pendingRegistryTags"), 60, "owed tag sent")
+    assert "ProgressDeadlineExceeded" in registry.tags(v2)["tryon.dev/rejected"]

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from tryon_operator.builders import LABEL_COLOR, Owner
 from tryon_operator.decision import ColorView, Observed, SmokeOutcome
-from tryon_operator.errors import InvalidSpecError, ModelResolutionError
+from tryon_operator.errors import InvalidSpecError, ModelResolutionError, RegistryError
 from tryon_operator.gateways.kube import ClusterView, HpaView, ServiceView
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import Reconciler
+from tryon_operator.models import PendingTag, TryOnModelStatus
+from tryon_operator.reconcile import OWED_TAGS_LIMIT, Reconciler, _owe_tag
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -87,6 +88,8 @@ class FakeRegistry:
     def __init__(self, version="1"):
         self.answer: ResolvedModel | ModelResolutionError = ResolvedModel(version, "run", "s3://x")
         self.tags: list[tuple[str, str]] = []
+        self.tag_attempts = 0
+        self.refuses_tags = False
 
     def resolve(self, tracking_uri, ref):
         if isinstance(self.answer, ModelResolutionError):
@@ -94,6 +97,9 @@ class FakeRegistry:
         return self.answer
 
     def set_version_tag(self, tracking_uri, name, version, key, value):
+        self.tag_attempts += 1
+        if self.refuses_tags:
+            raise RegistryError("MLflow answered 503")
         self.tags.append((version, key))
 
 
@@ -193,6 +199,69 @@ def test_failed_smoke_test_rejects_the_version_and_tags_it(world):
     assert kube.deployments["dress-green"]["replicas"] == 0
     assert kube.services["dress"][LABEL_COLOR] == "blue"
     assert "RolledBack" in kube.events
+
+
+def reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock):
+    serve_v1(reconciler, kube, clock)
+    registry.answer = ResolvedModel("2", None, None)
+    registry.refuses_tags = True
+    smoke.passed = False
+    run(reconciler)
+    kube.settle()
+    return run(reconciler).status
+
+
+def test_a_rejection_tag_mlflow_refused_is_owed_in_status(world):
+    reconciler, kube, registry, smoke, clock = world
+    status = reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock)
+    assert status.rejected_versions == ("2",)
+    assert [(t.version, t.key) for t in status.pending_registry_tags] == [
+        ("2", "tryon.dev/rejected")]
+    assert status.pending_registry_tags[0].value.startswith("shop/dress at 2026-01-01")
+
+
+def test_owed_tags_are_not_tried_while_mlflow_cannot_resolve(world):
+    reconciler, kube, registry, smoke, clock = world
+    reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock)
+    registry.answer = ModelResolutionError("MlflowUnavailable", "connection refused")
+    attempts = registry.tag_attempts
+    status = run(reconciler).status
+    assert registry.tag_attempts == attempts
+    assert len(status.pending_registry_tags) == 1
+
+
+def test_owed_tags_are_sent_once_mlflow_answers_again(world):
+    reconciler, kube, registry, smoke, clock = world
+    reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock)
+    registry.refuses_tags = False
+    status = run(reconciler).status
+    assert ("2", "tryon.dev/rejected") in registry.tags
+    assert status.pending_registry_tags == ()
+    assert kube.body["status"]["pendingRegistryTags"] == []
+
+
+def test_an_owed_tag_is_kept_while_mlflow_still_refuses_it(world):
+    reconciler, kube, registry, smoke, clock = world
+    reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock)
+    status = run(reconciler).status
+    assert [(t.version, t.key) for t in status.pending_registry_tags] == [
+        ("2", "tryon.dev/rejected")]
+
+
+def test_a_newer_owed_value_for_the_same_version_and_key_replaces_the_older():
+    status = _owe_tag(TryOnModelStatus(), PendingTag(version="2", key="k", value="old"))
+    status = _owe_tag(status, PendingTag(version="3", key="k", value="other"))
+    status = _owe_tag(status, PendingTag(version="2", key="k", value="new"))
+    assert [(t.version, t.value) for t in status.pending_registry_tags] == [
+        ("3", "other"), ("2", "new")]
+
+
+def test_owed_tags_are_bounded_and_the_oldest_go_first():
+    status = TryOnModelStatus()
+    for n in range(OWED_TAGS_LIMIT + 5):
+        status = _owe_tag(status, PendingTag(version=str(n), key="k", value="v"))
+    versions = [t.version for t in status.pending_registry_tags]
+    assert versions == [str(n) for n in range(5, OWED_TAGS_LIMIT + 5)]
 
 
 def test_promotion_latency_is_measured_from_the_alias_change(world):
