@@ -6,10 +6,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -63,6 +63,7 @@ _T = TypeVar("_T")
 
 TAG_REJECTED = "tryon.dev/rejected"
 TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
+GPU_CAPACITY_TTL_SECONDS = 2.0
 OWED_TAGS_LIMIT = 20  # status stays small; the oldest owed tag is dropped first
 TAG_PROMOTED = "tryon.dev/promoted"
 TAG_STOPPED = "tryon.dev/stopped"
@@ -193,6 +194,7 @@ class Reconciler:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.watched: dict[str, set[tuple[str, str]]] = {}
+        self._gpu_capacity = _Recent[GpuCapacity | None](GPU_CAPACITY_TTL_SECONDS)
 
     def lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
@@ -283,8 +285,9 @@ class Reconciler:
             cluster = self.kube.observe(owner.namespace, owner.name)
             observed = cluster.observed
             # Record each transition at once, so a crash right after it cannot repeat it.
+            status, gpu_note = self._gpu_shortage(owner, spec, status, cluster, now)
             status = self._finish_status(
-                spec, status, desired, cluster, resolution, now, generation
+                spec, status, desired, cluster, resolution, now, generation, gpu_note
             )
             if self._write_status(owner, written, status):
                 written = status
@@ -1231,11 +1234,10 @@ class Reconciler:
     ) -> str:
         resources = spec.renderer.resources
         per_pod = _int_quantity(resources.limits.get(GPU, resources.requests.get(GPU, 0)))
-        try:
-            capacity: GpuCapacity | None = self.kube.gpu_capacity(dict(spec.renderer.node_selector))
-        except KubeError as err:
-            log.warning("could not read GPU capacity: %s", err)
-            capacity = None
+        capacity = self._gpu_capacity.get(
+            tuple(sorted(spec.renderer.node_selector.items())),
+            lambda: self._read_gpu_capacity(dict(spec.renderer.node_selector)),
+        )
         if capacity is None:
             free = "free GPUs unknown"
         elif capacity.free is None:
@@ -1258,6 +1260,13 @@ class Reconciler:
             f"{per_pod}), {preview.gpu_short_pods} pod(s) got none; {free}; "
             f"gpuShortagePolicy {policy}: {plan}"
         )
+
+    def _read_gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity | None:
+        try:
+            return self.kube.gpu_capacity(node_selector)
+        except KubeError as err:
+            log.warning("could not read GPU capacity: %s", err)
+            return None
 
     def _invalid_status(
         self, status: TryOnModelStatus, message: str, now: datetime, generation: int | None
@@ -1311,6 +1320,31 @@ class Reconciler:
                 version=new.active_version,
                 color=new.active_color,
             )
+
+
+class _Recent(Generic[_T]):
+    """Answers read within the last ``ttl`` seconds, shared by all reconciles (thread-safe).
+
+    For GPU capacity, which only goes into messages: a wave of previews short of GPUs would
+    otherwise list every pod in the cluster once per object and reconcile.
+    """
+
+    def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._answers: dict[Hashable, tuple[float, _T]] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: Hashable, read: Callable[[], _T]) -> _T:
+        now = self._monotonic()
+        with self._guard:
+            hit = self._answers.get(key)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        answer = read()
+        with self._guard:
+            self._answers[key] = (now, answer)
+        return answer
 
 
 def _owe_tag(status: TryOnModelStatus, tag: PendingTag) -> TryOnModelStatus:

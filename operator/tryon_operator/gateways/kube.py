@@ -28,6 +28,7 @@ from ..errors import KubeConflictError, KubeError
 from ..models import COLORS, GROUP, KIND, PLURAL, VERSION, Color
 
 T = TypeVar("T")
+JsonObj = dict[str, Any]  # a Kubernetes object as the API server sent it
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ def _api_message(err: ApiException) -> str:
         return str(err.reason)
 
 
+def _raw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One read as plain JSON: the client's model classes cost ~18x more CPU to build."""
+    response = _call(lambda: fn(*args, _preload_content=False, **kwargs))
+    body: dict[str, Any] = json.loads(response.data)
+    return body
+
+
 def _read_or_none(fn: Callable[[], T]) -> T | None:
     try:
         return _call(fn)
@@ -132,20 +140,18 @@ class KubeGateway:
         which is what a wave of simultaneous promotions queues on.
         """
         instance = f"{LABEL_INSTANCE}={name}"
-        pods = _call(
-            lambda: self._core.list_namespaced_pod(namespace, label_selector=instance)
-        ).items
-        deployments: dict[str, Any] = {
+        pods = _items(_raw(self._core.list_namespaced_pod, namespace, label_selector=instance))
+        deployments = {
             _name(d): d
-            for d in _call(
-                lambda: self._apps.list_namespaced_deployment(namespace, label_selector=instance)
-            ).items
+            for d in _items(
+                _raw(self._apps.list_namespaced_deployment, namespace, label_selector=instance)
+            )
         }
-        services: dict[str, Any] = {
+        services = {
             _name(s): s
-            for s in _call(
-                lambda: self._core.list_namespaced_service(namespace, label_selector=instance)
-            ).items
+            for s in _items(
+                _raw(self._core.list_namespaced_service, namespace, label_selector=instance)
+            )
         }
         views: dict[Color, ColorView] = {
             color: self._color_view(
@@ -161,35 +167,35 @@ class KubeGateway:
             hpa=self._hpa_view(namespace, name),
         )
 
-    def _color_view(self, dep: Any, pods: list[Any]) -> ColorView:
+    def _color_view(self, dep: JsonObj | None, pods: list[JsonObj]) -> ColorView:
         if dep is None:
             return ColorView()
-        template_labels = dep.spec.template.metadata.labels or {}
-        version = template_labels.get(LABEL_VERSION)
-        annotations = dep.spec.template.metadata.annotations or {}
-        template_hash = annotations.get(ANNOTATION_TEMPLATE_HASH)
+        template_meta = _at(dep, "spec", "template", "metadata")
+        version = (template_meta.get("labels") or {}).get(LABEL_VERSION)
+        template_hash = (template_meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
         current = [
             p
             for p in pods
-            if (p.metadata.labels or {}).get(LABEL_VERSION) == version
-            and (p.metadata.annotations or {}).get(ANNOTATION_TEMPLATE_HASH) == template_hash
-            and p.metadata.deletion_timestamp is None
+            if (_at(p, "metadata").get("labels") or {}).get(LABEL_VERSION) == version
+            and (_at(p, "metadata").get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
+            == template_hash
+            and not _at(p, "metadata").get("deletionTimestamp")
         ]
         crashlooping = sum(1 for p in current if self._crashlooping(p))
         unschedulable = [m for p in current if (m := _unschedulable(p)) is not None]
-        scheduled = sum(1 for p in current if p.spec is not None and p.spec.node_name)
-        st = dep.status
+        scheduled = sum(1 for p in current if _at(p, "spec").get("nodeName"))
+        st = _at(dep, "status")
         return ColorView(
             exists=True,
-            replicas=int(dep.spec.replicas or 0),
+            replicas=int(_at(dep, "spec").get("replicas") or 0),
             version=version,
             template_hash=template_hash,
-            generation=int(dep.metadata.generation or 0),
-            observed_generation=int(st.observed_generation or 0),
-            status_replicas=int(st.replicas or 0),
-            updated_replicas=int(st.updated_replicas or 0),
-            ready_replicas=int(st.ready_replicas or 0),
-            available_replicas=int(st.available_replicas or 0),
+            generation=int(_at(dep, "metadata").get("generation") or 0),
+            observed_generation=int(st.get("observedGeneration") or 0),
+            status_replicas=int(st.get("replicas") or 0),
+            updated_replicas=int(st.get("updatedReplicas") or 0),
+            ready_replicas=int(st.get("readyReplicas") or 0),
+            available_replicas=int(st.get("availableReplicas") or 0),
             crashlooping_pods=crashlooping,
             unschedulable_pods=len(unschedulable),
             unschedulable_message=unschedulable[0] if unschedulable else "",
@@ -198,42 +204,48 @@ class KubeGateway:
             foreign_template_managers=_foreign_template_managers(dep),
         )
 
-    def _crashlooping(self, pod: Any) -> bool:
-        for cs in (pod.status.container_statuses or []) if pod.status else []:
-            waiting = cs.state.waiting if cs.state else None
-            if waiting is not None and waiting.reason == "CrashLoopBackOff":
+    def _crashlooping(self, pod: JsonObj) -> bool:
+        for cs in _at(pod, "status").get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff":
                 return True
-            if int(cs.restart_count or 0) >= self._crashloop_restarts:
+            if int(cs.get("restartCount") or 0) >= self._crashloop_restarts:
                 return True
         return False
 
     def _hpa_view(self, namespace: str, name: str) -> HpaView:
-        hpa = _read_or_none(
-            lambda: self._autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
-        )
+        read = self._autoscaling.read_namespaced_horizontal_pod_autoscaler
+        hpa = _read_or_none(lambda: _raw(read, name, namespace))
         if hpa is None:
             return HpaView()
+        spec = _at(hpa, "spec")
         return HpaView(
-            True, hpa.spec.scale_target_ref.name, hpa.spec.min_replicas, hpa.spec.max_replicas
+            True,
+            (spec.get("scaleTargetRef") or {}).get("name"),
+            spec.get("minReplicas"),
+            spec.get("maxReplicas"),
         )
 
     def gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity:
         """GPUs on matching nodes and how many no scheduled pod holds (only on a GPU shortage)."""
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
-        nodes: list[Any] = _call(lambda: self._core.list_node(label_selector=label_selector)).items
-        names = {n.metadata.name for n in nodes}
-        allocatable = sum(_quantity((n.status.allocatable or {}).get(GPU)) for n in nodes)
+        nodes = _items(_raw(self._core.list_node, label_selector=label_selector))
+        names = {_name(n) for n in nodes}
+        allocatable = sum(
+            _quantity((_at(n, "status").get("allocatable") or {}).get(GPU)) for n in nodes
+        )
         try:
-            pods = _call(
-                lambda: self._core.list_pod_for_all_namespaces(
-                    field_selector="status.phase!=Succeeded,status.phase!=Failed"
+            pods = _items(
+                _raw(
+                    self._core.list_pod_for_all_namespaces,
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
                 )
-            ).items
+            )
         except KubeError as err:
             if err.status == 403:  # namespaced RBAC: other namespaces' pods are not ours to read
                 return GpuCapacity(len(nodes), allocatable, None)
             raise
-        held = sum(_pod_gpus(p) for p in pods if p.spec is not None and p.spec.node_name in names)
+        held = sum(_pod_gpus(p) for p in pods if _at(p, "spec").get("nodeName") in names)
         return GpuCapacity(len(nodes), allocatable, max(allocatable - held, 0))
 
     # ------------------------------------------------------------------ writes
@@ -246,16 +258,18 @@ class KubeGateway:
         """
         meta = obj["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        live: Any = _call(lambda: self._apps.read_namespaced_deployment(name, namespace))
+        live = _raw(self._apps.read_namespaced_deployment, name, namespace)
         template = json.loads(json.dumps(obj["spec"]["template"]))
-        restarted = (live.spec.template.metadata.annotations or {}).get(RESTARTED_AT)
+        restarted = (_at(live, "spec", "template", "metadata").get("annotations") or {}).get(
+            RESTARTED_AT
+        )
         if restarted is not None:  # `kubectl rollout restart` is allowed, not a hand edit
             template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
         ops = [
             {
                 "op": "test",
                 "path": "/metadata/resourceVersion",
-                "value": live.metadata.resource_version,
+                "value": _at(live, "metadata").get("resourceVersion"),
             },
             {"op": "replace", "path": "/spec/template", "value": template},
         ]
@@ -372,19 +386,17 @@ def _quantity(value: Any) -> int:
         return 0
 
 
-def _pod_gpus(pod: Any) -> int:
+def _pod_gpus(pod: JsonObj) -> int:
     total = 0
-    for container in pod.spec.containers or []:
-        resources = container.resources
-        if resources is None:
-            continue
-        limits = resources.limits or {}
-        requests = resources.requests or {}
+    for container in _at(pod, "spec").get("containers") or []:
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or {}
+        requests = resources.get("requests") or {}
         total += _quantity(limits.get(GPU, requests.get(GPU)))
     return total
 
 
-def _foreign_template_managers(dep: Any) -> tuple[str, ...]:
+def _foreign_template_managers(dep: JsonObj) -> tuple[str, ...]:
     """Field managers other than the operator that own part of the pod template.
 
     Server-side apply records who set each field; anyone else owning a template field (kubectl
@@ -392,12 +404,12 @@ def _foreign_template_managers(dep: Any) -> tuple[str, ...]:
     ``kubectl rollout restart`` is not counted.
     """
     found: set[str] = set()
-    for entry in dep.metadata.managed_fields or []:
-        if entry.manager == MANAGER:
+    for entry in _at(dep, "metadata").get("managedFields") or []:
+        if entry.get("manager") == MANAGER:
             continue
-        template = ((entry.fields_v1 or {}).get("f:spec") or {}).get("f:template")
+        template = ((entry.get("fieldsV1") or {}).get("f:spec") or {}).get("f:template")
         if template and _owns_more_than_restart(template):
-            found.add(str(entry.manager or "unknown"))
+            found.add(str(entry.get("manager") or "unknown"))
     return tuple(sorted(found))
 
 
@@ -420,28 +432,40 @@ def _owns_more_than_restart(template: dict[str, Any]) -> bool:
     return leaves(template, ())
 
 
-def _name(obj: Any) -> str:
-    return str(obj.metadata.name)
+def _items(listing: JsonObj) -> list[JsonObj]:
+    return list(listing.get("items") or [])
 
 
-def _service_view(svc: Any) -> ServiceView:
+def _at(obj: JsonObj, *path: str) -> JsonObj:
+    """The object under ``path``, or an empty one where any step is missing or null."""
+    for key in path:
+        obj = obj.get(key) or {}
+    return obj
+
+
+def _name(obj: JsonObj) -> str:
+    return str(_at(obj, "metadata").get("name"))
+
+
+def _service_view(svc: JsonObj | None) -> ServiceView:
     if svc is None:
         return ServiceView()
-    ports = tuple((int(p.port), str(p.target_port)) for p in svc.spec.ports or [])
-    return ServiceView(True, dict(svc.spec.selector or {}), ports)
+    spec = _at(svc, "spec")
+    ports = tuple((int(p["port"]), str(p.get("targetPort"))) for p in spec.get("ports") or [])
+    return ServiceView(True, dict(spec.get("selector") or {}), ports)
 
 
-def _pod_color(pod: Any) -> str | None:
-    labels: dict[str, str] = pod.metadata.labels or {}
+def _pod_color(pod: JsonObj) -> str | None:
+    labels: dict[str, str] = _at(pod, "metadata").get("labels") or {}
     return labels.get(LABEL_COLOR)
 
 
-def _unschedulable(pod: Any) -> str | None:
-    for cond in (pod.status.conditions or []) if pod.status else []:
+def _unschedulable(pod: JsonObj) -> str | None:
+    for cond in _at(pod, "status").get("conditions") or []:
         if (
-            cond.type == "PodScheduled"
-            and cond.status == "False"
-            and cond.reason == "Unschedulable"
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
         ):
-            return str(cond.message or "Unschedulable")
+            return str(cond.get("message") or "Unschedulable")
     return None

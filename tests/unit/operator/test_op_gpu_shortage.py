@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tryon_operator import decision as d
 from tryon_operator.models import RolloutState, TryOnModelStatus
+from tryon_operator.reconcile import _Recent
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +95,23 @@ def test_a_shortage_that_is_not_about_gpus_is_left_to_the_deadline():
     view = preview()
     view = d.ColorView(**{**view.__dict__, "gpu_short_pods": 0})
     assert isinstance(decide("ShrinkPreview", rolling(), view), d.Wait)
+
+
+def test_gpu_capacity_is_read_once_per_node_selector_within_its_ttl():
+    now = [0.0]
+    reads: list[str] = []
+    recent = _Recent[str](2.0, monotonic=lambda: now[0])
+
+    def read(answer: str):
+        def go() -> str:
+            reads.append(answer)
+            return answer
+        return go
+
+    assert recent.get("pool-a", read("a1")) == "a1"
+    now[0] = 1.5
+    assert recent.get("pool-a", read("a2")) == "a1"
+    assert recent.get("pool-b", read("b1")) == "b1"
+    now[0] = 2.5
+    assert recent.get("pool-a", read("a3")) == "a3"
+    assert reads == ["a1", "b1", "a3"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from tryon_operator.gateways.kube import _foreign_template_managers, _pod_gpus
 from tryon_operator.gateways.smoke import failure_summary
@@ -11,9 +9,9 @@ from tryon_operator.gateways.smoke import failure_summary
 pytestmark = pytest.mark.unit
 
 
-def deployment(*entries: tuple[str, dict]) -> SimpleNamespace:
-    fields = [SimpleNamespace(manager=m, fields_v1=f) for m, f in entries]
-    return SimpleNamespace(metadata=SimpleNamespace(managed_fields=fields))
+def deployment(*entries: tuple[str, dict]) -> dict:
+    fields = [{"manager": m, "operation": "Apply", "fieldsV1": f} for m, f in entries]
+    return {"metadata": {"name": "dress-blue", "managedFields": fields}}
 
 
 OURS = ("tryon-operator", {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}})
@@ -47,11 +45,11 @@ def test_a_template_label_added_by_hand_is_a_hand_edit():
 
 
 def test_pod_gpus_add_up_over_containers():
-    pod = SimpleNamespace(spec=SimpleNamespace(containers=[
-        SimpleNamespace(resources=SimpleNamespace(limits={"nvidia.com/gpu": "2"}, requests=None)),
-        SimpleNamespace(resources=SimpleNamespace(limits=None, requests={"nvidia.com/gpu": "1"})),
-        SimpleNamespace(resources=None),
-    ]))
+    pod = {"spec": {"containers": [
+        {"name": "a", "resources": {"limits": {"nvidia.com/gpu": "2"}}},
+        {"name": "b", "resources": {"limits": None, "requests": {"nvidia.com/gpu": "1"}}},
+        {"name": "c"},
+    ]}}
     assert _pod_gpus(pod) == 3
 
 
