@@ -168,19 +168,26 @@ class KubeGateway:
         )
 
     def _color_view(self, dep: JsonObj | None, pods: list[JsonObj]) -> ColorView:
+        """Pod counts come from the pods themselves, not the Deployment's status.
+
+        The Deployment controller copies pod readiness into its status a moment later (seconds
+        when it is busy); counting pods lets a promotion or a rollback act on what the Service's
+        endpoints already reflect.
+        """
         if dep is None:
             return ColorView()
         template_meta = _at(dep, "spec", "template", "metadata")
         version = (template_meta.get("labels") or {}).get(LABEL_VERSION)
         template_hash = (template_meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
+        running = [p for p in pods if not _at(p, "metadata").get("deletionTimestamp")]
         current = [
             p
-            for p in pods
+            for p in running
             if (_at(p, "metadata").get("labels") or {}).get(LABEL_VERSION) == version
             and (_at(p, "metadata").get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
             == template_hash
-            and not _at(p, "metadata").get("deletionTimestamp")
         ]
+        ready = sum(1 for p in running if _pod_ready(p))
         crashlooping = sum(1 for p in current if self._crashlooping(p))
         unschedulable = [m for p in current if (m := _unschedulable(p)) is not None]
         scheduled = sum(1 for p in current if _at(p, "spec").get("nodeName"))
@@ -192,10 +199,10 @@ class KubeGateway:
             template_hash=template_hash,
             generation=int(_at(dep, "metadata").get("generation") or 0),
             observed_generation=int(st.get("observedGeneration") or 0),
-            status_replicas=int(st.get("replicas") or 0),
-            updated_replicas=int(st.get("updatedReplicas") or 0),
-            ready_replicas=int(st.get("readyReplicas") or 0),
-            available_replicas=int(st.get("availableReplicas") or 0),
+            status_replicas=len(running),
+            updated_replicas=len(current),
+            ready_replicas=ready,
+            available_replicas=ready,  # the builder sets no minReadySeconds
             crashlooping_pods=crashlooping,
             unschedulable_pods=len(unschedulable),
             unschedulable_message=unschedulable[0] if unschedulable else "",
@@ -458,6 +465,13 @@ def _service_view(svc: JsonObj | None) -> ServiceView:
 def _pod_color(pod: JsonObj) -> str | None:
     labels: dict[str, str] = _at(pod, "metadata").get("labels") or {}
     return labels.get(LABEL_COLOR)
+
+
+def _pod_ready(pod: JsonObj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in _at(pod, "status").get("conditions") or []
+    )
 
 
 def _unschedulable(pod: JsonObj) -> str | None:

@@ -211,6 +211,13 @@ class Tom:
         return client.AppsV1Api(self.api).read_namespaced_deployment(
             f"{self.name}-{color}", self.namespace)
 
+    def ready_pods(self, color: str) -> int:
+        """Ready pods of a colour, as the Service's endpoints (and the operator) count them."""
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(
+            self.namespace, label_selector=f"tryon.dev/color={color}").items
+        return sum(1 for p in pods if p.metadata.deletion_timestamp is None and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or []))
+
     def events(self) -> list[str]:
         items = client.CoreV1Api(self.api).list_namespaced_event(self.namespace).items
         return [e.reason for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)

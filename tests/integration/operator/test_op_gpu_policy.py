@@ -87,8 +87,7 @@ def test_shrink_preview_promotes_a_smaller_preview_then_grows_it(
 
     events = tom.wait_events("GPUShortage", "PreviewShrunk", "PreviewGrowing")
     # (Events carry 1-second timestamps, so their order within a second is not checked.)
-    green = tom.deployment("green")
-    assert green.spec.replicas == 2 and green.status.ready_replicas == 2
+    assert tom.deployment("green").spec.replicas == 2 and tom.ready_pods("green") == 2
     assert tom.deployment("blue").spec.replicas == 0
     assert "RolledBack" not in events
 
@@ -102,7 +101,7 @@ def test_in_place_gives_active_pods_to_the_preview_and_flips(
 
     events = tom.wait_events("GPUShortage", "MadeRoomForPreview")
     assert "RolledBack" not in events
-    assert tom.deployment("green").status.ready_replicas == 2
+    assert tom.ready_pods("green") == 2
 
 
 def test_in_place_restores_the_active_colour_when_the_preview_is_rolled_back(

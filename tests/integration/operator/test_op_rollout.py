@@ -47,7 +47,7 @@ def test_moving_the_alias_promotes_green_and_scales_blue_down(operator_factory, 
 
     def progress() -> bool:
         green = tom.deployment("green")
-        if "green Ready" not in timeline and (green.status.ready_replicas or 0) >= 1 and \
+        if "green Ready" not in timeline and tom.ready_pods("green") >= 1 and \
                 green.spec.template.metadata.labels["tryon.dev/model-version"] == v2:
             timeline["green Ready"] = round(time.monotonic() - start, 2)
         if "traffic flipped" not in timeline and tom.selector_color() == "green":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tryon_operator.gateways.kube import _foreign_template_managers, _pod_gpus
+from kubernetes import client
+from tryon_operator.gateways.kube import KubeGateway, _foreign_template_managers, _pod_gpus
 from tryon_operator.gateways.smoke import failure_summary
 
 pytestmark = pytest.mark.unit
@@ -67,3 +68,37 @@ def test_smoke_failure_names_the_failed_checks_not_the_raw_json():
 
 def test_smoke_failure_without_checks_uses_the_reason():
     assert failure_summary({"passed": False, "reason": "model not loaded"}) == "model not loaded"
+
+
+def _pod(version: str, template: str, ready: bool, deleting: bool = False) -> dict:
+    meta = {"labels": {"tryon.dev/model-version": version},
+            "annotations": {"tryon.dev/template-hash": template}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-22T10:00:00Z"
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {"metadata": meta, "spec": {"nodeName": "n1"}, "status": {"conditions": conditions}}
+
+
+def _dep(version: str, template: str, replicas: int, ready_in_status: int) -> dict:
+    return {"metadata": {"name": "dress-green", "generation": 2},
+            "spec": {"replicas": replicas, "template": {"metadata": {
+                "labels": {"tryon.dev/model-version": version},
+                "annotations": {"tryon.dev/template-hash": template}}}},
+            "status": {"observedGeneration": 2, "replicas": 0, "readyReplicas": ready_in_status}}
+
+
+def test_pod_counts_come_from_the_pods_before_the_deployment_status_catches_up():
+    gateway = KubeGateway(client.ApiClient())
+    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=0),
+                               [_pod("2", "h2", True), _pod("2", "h2", True)])
+    assert (view.ready_replicas, view.updated_replicas, view.status_replicas) == (2, 2, 2)
+    assert view.rolled_out("2", "h2", 2)
+
+
+def test_terminating_and_older_template_pods_do_not_count_as_the_new_template():
+    gateway = KubeGateway(client.ApiClient())
+    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=2), [
+        _pod("2", "h2", True), _pod("2", "h2", False), _pod("1", "h1", True),
+        _pod("2", "h2", True, deleting=True)])
+    assert (view.ready_replicas, view.updated_replicas, view.status_replicas) == (2, 2, 3)
+    assert not view.rolled_out("2", "h2", 2)
