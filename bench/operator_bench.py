@@ -585,8 +585,11 @@ class Bench:
             "CRD tryonmodels established", lambda: self._established(f"{PLURAL}.{GROUP}"), 60
         )
         webhook_port = _free_port()
+        self.metrics_port = _free_port()
         env = {
             "KUBECONFIG": self.info.kubeconfig,
+            "TRYON_METRICS_PORT": str(self.metrics_port),
+            "TRYON_METRICS_HOST": "127.0.0.1",
             "TRYON_MLFLOW_TRACKING_URI": self.mlflow_server.tracking_uri,
             "TRYON_SERVICE_URL_TEMPLATE": f"http://127.0.0.1:{self.stub.port}/{{namespace}}/{{service}}",
             "TRYON_WEBHOOK_PORT": str(webhook_port),
@@ -663,9 +666,13 @@ class Bench:
             if mode == "webhook":
                 send_webhook(webhook_port, o.model, v)
 
+        reconciles_before = self.our_reconciles(objs)
         t0 = time.monotonic()
         self.run_all([lambda o=o, v=v: move(o, v) for o, v in zip(objs, versions, strict=True)])
         flips = self.wait_flips(objs, t0, f"ours {mode}")
+        reconciles = [
+            after - reconciles_before[key] for key, after in self.our_reconciles(objs).items()
+        ]
         t_all = max((f.at for f in flips.values()), default=math.nan) - t0
         cpu, peak, _ = ctl.sampler.window(t0, time.monotonic()) if ctl.sampler else (0, 0, 0)
         overhead, trigger_to_flip, to_deploy, ready_to_smoke, smoke_to_flip = [], [], [], [], []
@@ -692,9 +699,25 @@ class Bench:
             "trigger_to_deploy": to_deploy,
             "ready_to_smoke": ready_to_smoke,
             "smoke_to_flip": smoke_to_flip,
+            "reconciles_to_flip": reconciles,
             "cpu": cpu,
             "rss_peak": peak,
         }
+
+    def our_reconciles(self, objs: list[Obj]) -> dict[tuple[str, str], float]:
+        """Reconciles run so far per object, from the operator's own histogram count."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        counts: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            if not line.startswith("tryon_reconcile_duration_seconds_count{"):
+                continue
+            labels = dict(
+                part.split("=", 1)
+                for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            key = (labels["namespace"].strip('"'), labels["name"].strip('"'))
+            counts[key] = float(line.rsplit(" ", 1)[1])
+        return {(o.namespace, o.name): counts.get((o.namespace, o.name), 0.0) for o in objs}
 
     def _first_scale_up(self, o: Obj, since: float, version: str) -> float | None:
         with self.tracker.lock:
@@ -977,6 +1000,16 @@ class Bench:
             ):
                 p50, p95, n = dist(res.get(key))
                 rows.append([title, label, p50, p95, n])
+            counts = res.get("reconciles_to_flip") or []
+            rows.append(
+                [
+                    "reconciles per object during the wave",
+                    label,
+                    fmt(percentile(counts, 0.5), ""),
+                    fmt(percentile(counts, 0.95), ""),
+                    str(len(counts)),
+                ]
+            )
         for label, res in (("ours, polling", ow_p), ("ours, webhook", ow_h), ("argo-rollouts", aw)):
             rows.append(
                 [

@@ -28,6 +28,7 @@ from .reconcile import Reconciler
 from .registry_poll import RegistryPoller
 from .resync import Resyncer
 from .settings import OperatorSettings
+from .wakeups import ChildChanges
 from .webhook import WebhookVerifier, make_app, serve
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         api_client = make_api_client(pool_size=workers + KOPF_WORKERS + 8)
         reconciler = build_reconciler(operator_settings, api_client)
         memo.reconciler = reconciler
+        memo.child_changes = ChildChanges()
         memo.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         memo.resyncer = Resyncer(
             reconciler.reconcile,
@@ -201,9 +203,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED_LABELS, registry=registry)
     @kopf.on.event("v1", "services", labels=OWNED_LABELS, registry=registry)
     @kopf.on.event("v1", "pods", labels=POD_LABELS, registry=registry)
-    async def on_child_event(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
-        """A child changed (pod readiness, Deployment status, a hand edit): reconcile its owner."""
+    async def on_child_event(
+        body: kopf.Body, type: str | None, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        """A child changed (pod readiness, a hand edit, a deletion): reconcile its owner."""
         owner = owner_of(body.get("metadata") or {})
         resyncer: Resyncer | None = getattr(memo, "resyncer", None)
-        if owner and resyncer is not None:
+        changes: ChildChanges | None = getattr(memo, "child_changes", None)
+        if not owner or resyncer is None:
+            return
+        if changes is None or changes.worth_a_reconcile(type, body):
             resyncer.poke(namespace or "", owner)

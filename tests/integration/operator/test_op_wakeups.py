@@ -68,6 +68,42 @@ def test_a_hand_edited_selector_is_put_back_within_seconds(operator_factory, reg
     wait_for(lambda: tom.selector_color() == "blue", 5, "selector back on blue", interval=0.05)
 
 
+def test_a_hand_edited_pod_template_is_put_back_within_seconds(operator_factory, registry,
+                                                               create_tom, smoke, healthy_on,
+                                                               kube_cluster):
+    v1 = registry.add_version()
+    registry.set_alias("production", v1)
+    operator_factory(smoke.url, **LONG_RESYNC)
+    tom = create_tom("dress", registry.name)
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+
+    kube_cluster.kubectl("-n", tom.namespace, "set", "image", "deployment/dress-blue",
+                         "renderer=evil/renderer:latest")
+
+    wait_for(lambda: tom.deployment("blue").spec.template.spec.containers[0].image
+             == "tryon-renderer:test", 5, "image restored", interval=0.05)
+
+
+def test_a_crash_loop_after_the_flip_sends_traffic_back_within_seconds(
+        operator_factory, registry, create_tom, smoke, healthy_on, kube_api):
+    v1, v2 = registry.add_version(), registry.add_version()
+    registry.set_alias("production", v1)
+    operator_factory(smoke.url, **LONG_RESYNC)
+    tom = create_tom("dress", registry.name,
+                     rollout={"postPromotionSeconds": 60, "scaleDownDelaySeconds": 60})
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    registry.set_alias("production", v2)
+    tom.wait(lambda s: s.get("activeColor") == "green", 60, "v2 promoted to green")
+
+    core = client.CoreV1Api(kube_api)
+    for pod in core.list_namespaced_pod(tom.namespace,
+                                        label_selector="tryon.dev/color=green").items:
+        core.patch_namespaced_pod(pod.metadata.name, tom.namespace,
+                                  {"metadata": {"labels": {"sim.tryon.dev/fault": "crashloop"}}})
+
+    wait_for(lambda: tom.selector_color() == "blue", 10, "traffic back on blue", interval=0.05)
+
+
 def test_watching_the_children_writes_nothing_to_them(operator_factory, registry, create_tom,
                                                       smoke, healthy_on, kube_api):
     v1 = registry.add_version()
