@@ -670,8 +670,14 @@ class Bench:
         t0 = time.monotonic()
         self.run_all([lambda o=o, v=v: move(o, v) for o, v in zip(objs, versions, strict=True)])
         flips = self.wait_flips(objs, t0, f"ours {mode}")
+        reconciles_after = self.our_reconciles(objs)
         reconciles = [
-            after - reconciles_before[key] for key, after in self.our_reconciles(objs).items()
+            after[0] - reconciles_before[key][0] for key, after in reconciles_after.items()
+        ]
+        reconcile_seconds = [
+            (after[1] - reconciles_before[key][1]) / (after[0] - reconciles_before[key][0])
+            for key, after in reconciles_after.items()
+            if after[0] > reconciles_before[key][0]
         ]
         t_all = max((f.at for f in flips.values()), default=math.nan) - t0
         cpu, peak, _ = ctl.sampler.window(t0, time.monotonic()) if ctl.sampler else (0, 0, 0)
@@ -700,24 +706,32 @@ class Bench:
             "ready_to_smoke": ready_to_smoke,
             "smoke_to_flip": smoke_to_flip,
             "reconciles_to_flip": reconciles,
+            "reconcile_seconds": reconcile_seconds,
             "cpu": cpu,
             "rss_peak": peak,
         }
 
-    def our_reconciles(self, objs: list[Obj]) -> dict[tuple[str, str], float]:
-        """Reconciles run so far per object, from the operator's own histogram count."""
+    def our_reconciles(self, objs: list[Obj]) -> dict[tuple[str, str], tuple[float, float]]:
+        """(reconciles run, seconds spent in them) so far per object, from the operator's own
+        ``tryon_reconcile_duration_seconds`` histogram."""
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        counts: dict[tuple[str, str], float] = {}
+        found: dict[tuple[str, tuple[str, str]], float] = {}
         for line in text.splitlines():
-            if not line.startswith("tryon_reconcile_duration_seconds_count{"):
-                continue
-            labels = dict(
-                part.split("=", 1)
-                for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            for part in ("count", "sum"):
+                if line.startswith(f"tryon_reconcile_duration_seconds_{part}{{"):
+                    labels = dict(
+                        kv.split("=", 1)
+                        for kv in line[line.index("{") + 1 : line.index("}")].split(",")
+                    )
+                    key = (labels["namespace"].strip('"'), labels["name"].strip('"'))
+                    found[(part, key)] = float(line.rsplit(" ", 1)[1])
+        return {
+            (o.namespace, o.name): (
+                found.get(("count", (o.namespace, o.name)), 0.0),
+                found.get(("sum", (o.namespace, o.name)), 0.0),
             )
-            key = (labels["namespace"].strip('"'), labels["name"].strip('"'))
-            counts[key] = float(line.rsplit(" ", 1)[1])
-        return {(o.namespace, o.name): counts.get((o.namespace, o.name), 0.0) for o in objs}
+            for o in objs
+        }
 
     def _first_scale_up(self, o: Obj, since: float, version: str) -> float | None:
         with self.tracker.lock:
@@ -1010,6 +1024,8 @@ class Bench:
                     str(len(counts)),
                 ]
             )
+            p50, p95, n = dist(res.get("reconcile_seconds"))
+            rows.append(["mean time in one reconcile, per object", label, p50, p95, n])
         for label, res in (("ours, polling", ow_p), ("ours, webhook", ow_h), ("argo-rollouts", aw)):
             rows.append(
                 [

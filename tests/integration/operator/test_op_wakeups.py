@@ -19,6 +19,21 @@ LONG_RESYNC = {"TRYON_RESYNC_SECONDS": "300"}
 SLOW_READY = {"podAnnotations": {"sim.tryon.dev/ready-delay": "3s"}}
 
 
+@pytest.fixture
+def serving_v1(operator_factory, registry, create_tom, smoke, healthy_on):
+    """An operator with a 300 s resync and a TryOnModel Healthy on v1 (blue)."""
+
+    def make(**spec):
+        v1 = registry.add_version()
+        registry.set_alias("production", v1)
+        operator_factory(smoke.url, **LONG_RESYNC)
+        tom = create_tom("dress", registry.name, **spec)
+        tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+        return tom
+
+    return make
+
+
 def test_pods_turning_ready_flip_traffic_within_seconds(operator_factory, registry, create_tom,
                                                         smoke, healthy_on):
     v1 = registry.add_version()
@@ -37,14 +52,8 @@ def test_pods_turning_ready_flip_traffic_within_seconds(operator_factory, regist
     tom.wait(healthy_on(v1, "blue"), 10, "Healthy on v1")
 
 
-def test_a_hand_scaled_deployment_is_restored_within_seconds(operator_factory, registry,
-                                                             create_tom, smoke, healthy_on,
-                                                             kube_api):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    operator_factory(smoke.url, **LONG_RESYNC)
-    tom = create_tom("dress", registry.name, renderer={"replicas": 2})
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+def test_a_hand_scaled_deployment_is_restored_within_seconds(serving_v1, kube_api):
+    tom = serving_v1(renderer={"replicas": 2})
 
     client.AppsV1Api(kube_api).patch_namespaced_deployment_scale(
         "dress-blue", tom.namespace, {"spec": {"replicas": 0}})
@@ -53,14 +62,8 @@ def test_a_hand_scaled_deployment_is_restored_within_seconds(operator_factory, r
              interval=0.05)
 
 
-def test_a_hand_edited_selector_is_put_back_within_seconds(operator_factory, registry,
-                                                           create_tom, smoke, healthy_on,
-                                                           kube_api):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    operator_factory(smoke.url, **LONG_RESYNC)
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+def test_a_hand_edited_selector_is_put_back_within_seconds(serving_v1, kube_api):
+    tom = serving_v1()
 
     client.CoreV1Api(kube_api).patch_namespaced_service(
         "dress", tom.namespace, {"spec": {"selector": {"tryon.dev/color": "green"}}})
@@ -68,14 +71,8 @@ def test_a_hand_edited_selector_is_put_back_within_seconds(operator_factory, reg
     wait_for(lambda: tom.selector_color() == "blue", 5, "selector back on blue", interval=0.05)
 
 
-def test_a_hand_edited_pod_template_is_put_back_within_seconds(operator_factory, registry,
-                                                               create_tom, smoke, healthy_on,
-                                                               kube_cluster):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    operator_factory(smoke.url, **LONG_RESYNC)
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+def test_a_hand_edited_pod_template_is_put_back_within_seconds(serving_v1, kube_cluster):
+    tom = serving_v1()
 
     kube_cluster.kubectl("-n", tom.namespace, "set", "image", "deployment/dress-blue",
                          "renderer=evil/renderer:latest")
@@ -85,14 +82,9 @@ def test_a_hand_edited_pod_template_is_put_back_within_seconds(operator_factory,
 
 
 def test_a_crash_loop_after_the_flip_sends_traffic_back_within_seconds(
-        operator_factory, registry, create_tom, smoke, healthy_on, kube_api):
-    v1, v2 = registry.add_version(), registry.add_version()
-    registry.set_alias("production", v1)
-    operator_factory(smoke.url, **LONG_RESYNC)
-    tom = create_tom("dress", registry.name,
-                     rollout={"postPromotionSeconds": 60, "scaleDownDelaySeconds": 60})
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
-    registry.set_alias("production", v2)
+        serving_v1, registry, kube_api):
+    tom = serving_v1(rollout={"postPromotionSeconds": 60, "scaleDownDelaySeconds": 60})
+    registry.set_alias("production", registry.add_version())
     tom.wait(lambda s: s.get("activeColor") == "green", 60, "v2 promoted to green")
 
     core = client.CoreV1Api(kube_api)
@@ -104,13 +96,8 @@ def test_a_crash_loop_after_the_flip_sends_traffic_back_within_seconds(
     wait_for(lambda: tom.selector_color() == "blue", 10, "traffic back on blue", interval=0.05)
 
 
-def test_watching_the_children_writes_nothing_to_them(operator_factory, registry, create_tom,
-                                                      smoke, healthy_on, kube_api):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    operator_factory(smoke.url, **LONG_RESYNC)
-    tom = create_tom("dress", registry.name, renderer={"replicas": 2})
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+def test_watching_the_children_writes_nothing_to_them(serving_v1, kube_api):
+    tom = serving_v1(renderer={"replicas": 2})
     time.sleep(2)  # let kopf see (and, if it would, annotate) every child
 
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
