@@ -123,6 +123,9 @@ def render_status(
     if status.rejected_template_hash and status.active_version:
         rejected.append(f"pod template {status.rejected_template_hash} of {status.active_version}")
     lines.append(f"Rejected:    {', '.join(rejected) or '-'}")
+    if status.pending_registry_tags:
+        owed = ", ".join(f"{t.key} on {t.version}" for t in status.pending_registry_tags)
+        lines.append(f"MLflow tags: {owed} (not sent yet: MLflow was unreachable)")
     annotations: Mapping[str, str] = meta.get("annotations") or {}
     pending = [f"{k}={annotations[k]}" for k in REQUEST_ANNOTATIONS if k in annotations]
     if pending:

@@ -88,6 +88,16 @@ def test_a_rejected_template_of_the_serving_version_is_listed():
     assert "Rejected:    pod template abc of 6" in text
 
 
+def test_tags_owed_to_mlflow_are_listed():
+    owed = [{"version": "7", "key": "tryon.dev/rejected", "value": "shop/dress: smoke"}]
+    text = views.render_status(tom(pendingRegistryTags=owed), {}, [], NOW)
+    assert "MLflow tags: tryon.dev/rejected on 7 (not sent yet: MLflow was unreachable)" in text
+
+
+def test_nothing_owed_prints_no_mlflow_tag_line():
+    assert "MLflow tags:" not in views.render_status(tom(), {}, [], NOW)
+
+
 @pytest.mark.parametrize(("body", "line"), [
     (tom("Healthy"), "Healthy - version 6 serves on blue"),
     (tom("Degraded", conditions=[condition("Degraded", "True", "SmokeTestFailed", "blank")]),
