@@ -248,6 +248,7 @@ class HistoryEntry(_Status):
 class PendingTag(_Status):
     """An MLflow model-version tag the operator owes the registry (it was down when decided)."""
 
+    registered_model: str
     version: str
     key: str
     value: str

@@ -894,7 +894,12 @@ class Reconciler:
         value: str,
     ) -> TryOnModelStatus:
         """Tags a model version; if MLflow is down the tag is owed in status and sent later."""
-        owed = PendingTag(version=version, key=key, value=value[:TAG_VALUE_LIMIT])
+        owed = PendingTag(
+            registered_model=spec.model.registered_model,
+            version=version,
+            key=key,
+            value=value[:TAG_VALUE_LIMIT],
+        )
         try:
             self.registry.set_version_tag(
                 tracking_uri, spec.model.registered_model, version, key, owed.value
@@ -907,14 +912,25 @@ class Reconciler:
     def _pay_owed_tags(
         self, status: TryOnModelStatus, tracking_uri: str, spec: TryOnModelSpec
     ) -> TryOnModelStatus:
-        """Sends tags owed from an outage, oldest first; stops at the first failure."""
-        owed = list(status.pending_registry_tags)
+        """Sends tags owed from an outage, oldest first; stops at the first failure.
+
+        A tag owed to a model the spec no longer names is dropped: this object no longer manages
+        that model, and its tracking server may be another one.
+        """
+        model = spec.model.registered_model
+        for gone in (t for t in status.pending_registry_tags if t.registered_model != model):
+            log.warning(
+                "dropping owed MLflow tag %s on %s v%s: the spec now names %s",
+                gone.key,
+                gone.registered_model,
+                gone.version,
+                model,
+            )
+        owed = [t for t in status.pending_registry_tags if t.registered_model == model]
         while owed:
             tag = owed[0]
             try:
-                self.registry.set_version_tag(
-                    tracking_uri, spec.model.registered_model, tag.version, tag.key, tag.value
-                )
+                self.registry.set_version_tag(tracking_uri, model, tag.version, tag.key, tag.value)
             except RegistryError as err:
                 log.warning(
                     "owed MLflow tag %s on version %s still not sent: %s", tag.key, tag.version, err

@@ -89,7 +89,8 @@ def test_a_rejected_template_of_the_serving_version_is_listed():
 
 
 def test_tags_owed_to_mlflow_are_listed():
-    owed = [{"version": "7", "key": "tryon.dev/rejected", "value": "shop/dress: smoke"}]
+    owed = [{"registeredModel": "tryon-vton", "version": "7", "key": "tryon.dev/rejected",
+             "value": "shop/dress: smoke"}]
     text = views.render_status(tom(pendingRegistryTags=owed), {}, [], NOW)
     assert "MLflow tags: tryon.dev/rejected on 7 (not sent yet: MLflow was unreachable)" in text
 

@@ -248,10 +248,14 @@ def test_an_owed_tag_is_kept_while_mlflow_still_refuses_it(world):
         ("2", "tryon.dev/rejected")]
 
 
+def owed(version: str, value: str) -> PendingTag:
+    return PendingTag(registered_model="m", version=version, key="k", value=value)
+
+
 def test_a_newer_owed_value_for_the_same_version_and_key_replaces_the_older():
-    status = _owe_tag(TryOnModelStatus(), PendingTag(version="2", key="k", value="old"))
-    status = _owe_tag(status, PendingTag(version="3", key="k", value="other"))
-    status = _owe_tag(status, PendingTag(version="2", key="k", value="new"))
+    status = _owe_tag(TryOnModelStatus(), owed("2", "old"))
+    status = _owe_tag(status, owed("3", "other"))
+    status = _owe_tag(status, owed("2", "new"))
     assert [(t.version, t.value) for t in status.pending_registry_tags] == [
         ("3", "other"), ("2", "new")]
 
@@ -259,9 +263,20 @@ def test_a_newer_owed_value_for_the_same_version_and_key_replaces_the_older():
 def test_owed_tags_are_bounded_and_the_oldest_go_first():
     status = TryOnModelStatus()
     for n in range(OWED_TAGS_LIMIT + 5):
-        status = _owe_tag(status, PendingTag(version=str(n), key="k", value="v"))
+        status = _owe_tag(status, owed(str(n), "v"))
     versions = [t.version for t in status.pending_registry_tags]
     assert versions == [str(n) for n in range(5, OWED_TAGS_LIMIT + 5)]
+
+
+def test_a_tag_owed_to_a_model_the_spec_no_longer_names_is_dropped_not_sent(world):
+    reconciler, kube, registry, smoke, clock = world
+    reject_v2_while_mlflow_refuses_tags(reconciler, kube, registry, smoke, clock)
+    kube.body["spec"]["model"]["registeredModel"] = "other"
+    registry.refuses_tags = False
+    registry.answer = ResolvedModel("2", None, None)
+    status = run(reconciler).status
+    assert ("2", "tryon.dev/rejected") not in registry.tags
+    assert status.pending_registry_tags == ()
 
 
 def test_promotion_latency_is_measured_from_the_alias_change(world):
