@@ -116,7 +116,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         kopf_settings.posting.level = logging.WARNING
         kopf_settings.execution.max_workers = KOPF_WORKERS
         workers = operator_settings.reconcile_workers
-        # Resync loops, kopf's handlers and webhook reconciles (default executor) share one pool.
+        # One connection per thread that may call the API: reconcile workers, kopf's handler
+        # threads, and a margin for the registry poller and Events.
         api_client = make_api_client(pool_size=workers + KOPF_WORKERS + 8)
         reconciler = build_reconciler(operator_settings, api_client)
         memo.reconciler = reconciler

@@ -4,8 +4,8 @@ kopf timers and daemons put a finalizer on every object, which blocks deletion w
 is down. This loop runs beside kopf instead: one asyncio task per known object, fed by kopf's watch
 events (which need no finalizer), sleeping ``interval`` seconds between reconciles (less while a
 rollout asks to be looked at sooner). ``poke`` cuts the sleep short when a child changed (a pod
-turned Ready, a Deployment's status moved), so progress follows the cluster instead of the clock
-and the interval is only a safety net.
+turned Ready or crash-looped, a hand edit; see ``wakeups.py``), so progress follows the cluster
+instead of the clock and the interval is only a safety net.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Resyncer:
     """One reconcile loop per TryOnModel.
 
     ``coalesce`` is how long a woken loop waits for more pokes before it reconciles, so a burst of
-    pod and Deployment events (two pods Ready, then the Deployment status) costs one reconcile.
+    child events (two pods turning Ready together) costs one reconcile.
     ``executor`` runs the blocking reconciles (default: asyncio's shared one), ``workers`` at a
     time. Woken reconciles (a poke, a rollout's requeue) go before periodic resyncs: at 1,000
     objects the resyncs alone can fill the workers, and a pod turning Ready must not queue behind

@@ -172,20 +172,20 @@ class KubeGateway:
 
         The Deployment controller copies pod readiness into its status a moment later (seconds
         when it is busy); counting pods lets a promotion or a rollback act on what the Service's
-        endpoints already reflect.
+        endpoints already reflect. A field read here must also be in ``wakeups.child_signature``,
+        or a change to it waits for the periodic resync.
         """
         if dep is None:
             return ColorView()
-        template_meta = _at(dep, "spec", "template", "metadata")
-        version = (template_meta.get("labels") or {}).get(LABEL_VERSION)
-        template_hash = (template_meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
+        template = _at(dep, "spec", "template")
+        version = _labels(template).get(LABEL_VERSION)
+        template_hash = _annotations(template).get(ANNOTATION_TEMPLATE_HASH)
         running = [p for p in pods if not _at(p, "metadata").get("deletionTimestamp")]
         current = [
             p
             for p in running
-            if (_at(p, "metadata").get("labels") or {}).get(LABEL_VERSION) == version
-            and (_at(p, "metadata").get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH)
-            == template_hash
+            if _labels(p).get(LABEL_VERSION) == version
+            and _annotations(p).get(ANNOTATION_TEMPLATE_HASH) == template_hash
         ]
         ready = sum(1 for p in running if _pod_ready(p))
         crashlooping = sum(1 for p in current if self._crashlooping(p))
@@ -267,9 +267,7 @@ class KubeGateway:
         name, namespace = meta["name"], meta["namespace"]
         live = _raw(self._apps.read_namespaced_deployment, name, namespace)
         template = json.loads(json.dumps(obj["spec"]["template"]))
-        restarted = (_at(live, "spec", "template", "metadata").get("annotations") or {}).get(
-            RESTARTED_AT
-        )
+        restarted = _annotations(_at(live, "spec", "template")).get(RESTARTED_AT)
         if restarted is not None:  # `kubectl rollout restart` is allowed, not a hand edit
             template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
         ops = [
@@ -450,6 +448,16 @@ def _at(obj: JsonObj, *path: str) -> JsonObj:
     return obj
 
 
+def _labels(obj: JsonObj) -> dict[str, str]:
+    labels: dict[str, str] = _at(obj, "metadata").get("labels") or {}
+    return labels
+
+
+def _annotations(obj: JsonObj) -> dict[str, str]:
+    annotations: dict[str, str] = _at(obj, "metadata").get("annotations") or {}
+    return annotations
+
+
 def _name(obj: JsonObj) -> str:
     return str(_at(obj, "metadata").get("name"))
 
@@ -463,8 +471,7 @@ def _service_view(svc: JsonObj | None) -> ServiceView:
 
 
 def _pod_color(pod: JsonObj) -> str | None:
-    labels: dict[str, str] = _at(pod, "metadata").get("labels") or {}
-    return labels.get(LABEL_COLOR)
+    return _labels(pod).get(LABEL_COLOR)
 
 
 def _pod_ready(pod: JsonObj) -> bool:

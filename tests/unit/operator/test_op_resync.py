@@ -17,6 +17,12 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]
 STEADY = ReconcileResult(TryOnModelStatus(), "Steady", None, False)
 
 
+def recording(**options) -> tuple[Resyncer, list[str]]:
+    """A Resyncer whose reconcile only records the names it was called for."""
+    calls: list[str] = []
+    return Resyncer(lambda ns, n: calls.append(n) or STEADY, **options), calls
+
+
 async def until(check, seconds=3.0):
     async with asyncio.timeout(seconds):
         while not check():  # noqa: ASYNC110 - polling a plain predicate, bounded by timeout
@@ -39,8 +45,7 @@ async def test_a_gone_object_ends_its_loop():
 
 
 async def test_forget_stops_reconciling():
-    calls: list[str] = []
-    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=0.01)
+    resyncer, calls = recording(interval=0.01)
     resyncer.ensure("shop", "dress")
     await until(lambda: calls)
     resyncer.forget("shop", "dress")
@@ -68,8 +73,7 @@ async def test_errors_are_retried_not_fatal():
 
 
 async def test_a_poke_reconciles_at_once_despite_a_long_interval():
-    calls: list[str] = []
-    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.01)
+    resyncer, calls = recording(interval=60, coalesce=0.01)
     resyncer.ensure("shop", "dress")
     await asyncio.sleep(0.05)
     assert calls == []
@@ -80,8 +84,7 @@ async def test_a_poke_reconciles_at_once_despite_a_long_interval():
 
 
 async def test_a_burst_of_pokes_costs_one_reconcile():
-    calls: list[str] = []
-    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.1)
+    resyncer, calls = recording(interval=60, coalesce=0.1)
     resyncer.ensure("shop", "dress")
     await asyncio.sleep(0)
     for _ in range(5):  # two pods Ready, then the Deployment's status, ...
@@ -117,8 +120,7 @@ async def test_a_poke_during_a_reconcile_brings_exactly_one_more():
 
 
 async def test_a_poke_wakes_only_its_own_object():
-    calls: list[str] = []
-    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=60, coalesce=0.01)
+    resyncer, calls = recording(interval=60, coalesce=0.01)
     resyncer.ensure("shop", "dress")
     resyncer.ensure("shop", "shirt")
     resyncer.poke("shop", "shirt")
@@ -149,8 +151,7 @@ async def test_reconciles_run_on_the_given_executor():
 
 
 async def test_jitter_spreads_the_first_resync_within_one_interval():
-    calls: list[str] = []
-    resyncer = Resyncer(lambda ns, n: calls.append(n) or STEADY, interval=0.2, jitter=True)
+    resyncer, calls = recording(interval=0.2, jitter=True)
     for i in range(20):
         resyncer.ensure("shop", f"o{i}")
     await asyncio.sleep(0.1)
