@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control-plane binaries from Go modules into a cache outside the repo.
 # Each tool lands in $TRYON_TOOLS_CACHE/<tool>-<version>/, so a pinned version is built once
-# and a warm start costs nothing. Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm ...]
+# and a warm start costs nothing.
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,6 +11,8 @@ k8s_version="v1.36.3"
 etcd_version="v3.6.16"
 kwok_version="v0.8.0"
 helm_version="v3.22.0"
+coredns_version="v1.15.0"
+containerd_version="v2.4.2"
 
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 export CGO_ENABLED=0
@@ -38,7 +41,39 @@ build_kubernetes() {
 # The main package over etcdmain builds as "etcd", the last element of its module path.
 build_etcd() { go_build etcd "$cache/etcd-$etcd_version" "" .; }
 build_kwok() { go_build kwok "$cache/kwok-$kwok_version" "-X sigs.k8s.io/kwok/pkg/consts.Version=$kwok_version" sigs.k8s.io/kwok/cmd/kwok; }
+# The real node's programs: kubelet, kube-proxy and the fake-GPU device plugin from the same
+# Kubernetes module (so a warm control-plane build makes this quick), and the pause binary from
+# that module's C source (static, so the pause image needs nothing else).
+build_node() {
+  local minor="${k8s_version#v1.}"; minor="${minor%%.*}"
+  local v="k8s.io/component-base/version"
+  local ld="-X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  local out="$cache/kubernetes-node-$k8s_version"
+  go_build kubernetes "$out" "$ld" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy ./gpustub
+  if [[ ! -x "$out/pause" ]]; then
+    local src
+    src="$(cd "$here/tools/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+    gcc -Os -static -o "$out/pause.partial" "$src" -DVERSION=3.10-tryon
+    mv "$out/pause.partial" "$out/pause"
+  fi
+}
+# containerd v2 with its runc shim and ctr; no cgo, no btrfs/zfs/devmapper snapshotters.
+build_containerd() {
+  local out="$cache/containerd-$containerd_version"
+  if [[ -f "$out/.complete" ]]; then return 0; fi
+  echo "building containerd-$containerd_version (first time only; cached in $out)" >&2
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  local m="github.com/containerd/containerd/v2"
+  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" go install -tags "no_btrfs no_zfs no_devmapper" \
+    -ldflags "-s -w -X $m/version.Version=$containerd_version" \
+    "$m/cmd/containerd@$containerd_version" "$m/cmd/containerd-shim-runc-v2@$containerd_version" \
+    "$m/cmd/ctr@$containerd_version"
+  touch "$out.partial/.complete"
+  rm -rf "$out" && mv "$out.partial" "$out"
+}
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
+# CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
+build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
 
 # One build at a time per cache: parallel test runs would otherwise clobber each other's output.
 mkdir -p "$cache"
@@ -46,9 +81,10 @@ exec 9>"$cache/.lock"
 flock 9
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd); fi
 for t in "${tools[@]}"; do "build_$t"; done
 
 # Print the directories so callers can put them on PATH.
 printf '%s\n' "$cache/kubernetes-$k8s_version" "$cache/etcd-$etcd_version" \
-  "$cache/kwok-$kwok_version" "$cache/helm-$helm_version"
+  "$cache/kwok-$kwok_version" "$cache/helm-$helm_version" \
+  "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version"

@@ -5,19 +5,20 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstrea
 built from Go modules by ``hack/build-tools.sh``; kwok stands in for kubelets so nodes (some
 with ``nvidia.com/gpu``) and pod lifecycles, failures included, exist without containers.
 Everything binds to 127.0.0.1 on free ports; each ``up`` starts from an empty etcd, so runs
-never see each other's state.
+never see each other's state. With ``--real-node`` (what ``make cluster-up`` does) a real kubelet
+node, ``real-node-1``, joins next to the kwok nodes (``realnode.py``): the API server then binds to
+the node's bridge address instead, so pods reach it as ``kubernetes.default``.
 
 Only the standard library, ``openssl`` and the built binaries are used, so ``make cluster-up``
 works before any Python package is installed.
 
-    python3 hack/localcluster/cluster.py up [--state-dir .cluster]
+    python3 hack/localcluster/cluster.py up [--state-dir .cluster] [--real-node]
     python3 hack/localcluster/cluster.py status | down
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -32,6 +33,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import nodeconfig
+import pki as pki_files
+import realnode
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -55,17 +60,30 @@ class Binaries:
     kube_scheduler: Path
     kubectl: Path
     kwok: Path
+    node: realnode.NodeBinaries | None = None
 
     @classmethod
-    def build_or_find(cls) -> Binaries:
+    def build_or_find(cls, real_node: bool = False) -> Binaries:
         """Runs the (cached) Go build and returns where each program landed."""
+        tools = ["etcd", "kwok", "kubernetes"] + (["node", "containerd", "coredns"] if real_node else [])
         out = subprocess.run(
-            ["bash", str(REPO_ROOT / "hack" / "build-tools.sh"), "etcd", "kwok", "kubernetes"],
+            ["bash", str(REPO_ROOT / "hack" / "build-tools.sh"), *tools],
             check=True,
             stdout=subprocess.PIPE,
             text=True,
         ).stdout.split()
         kube_dir, etcd_dir, kwok_dir = Path(out[0]), Path(out[1]), Path(out[2])
+        node = None
+        if real_node:
+            node_dir, containerd_dir, coredns_dir = Path(out[4]), Path(out[5]), Path(out[6])
+            node = realnode.NodeBinaries(
+                kubelet=node_dir / "kubelet",
+                kube_proxy=node_dir / "kube-proxy",
+                gpustub=node_dir / "gpustub",
+                pause=node_dir / "pause",
+                containerd_dir=containerd_dir,
+                coredns=coredns_dir / "coredns",
+            )
         return cls(
             etcd=etcd_dir / "etcd",
             kube_apiserver=kube_dir / "kube-apiserver",
@@ -73,6 +91,7 @@ class Binaries:
             kube_scheduler=kube_dir / "kube-scheduler",
             kubectl=kube_dir / "kubectl",
             kwok=kwok_dir / "kwok",
+            node=node,
         )
 
 
@@ -85,6 +104,7 @@ class ClusterInfo:
     server: str
     kubectl: str
     pids: dict[str, int]
+    real_node: bool = False
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterInfo | None:
@@ -97,7 +117,13 @@ class ClusterInfo:
         Path(self.state_dir, "cluster.json").write_text(json.dumps(asdict(self), indent=2))
 
     def alive(self) -> bool:
-        return bool(self.pids) and all(_pid_alive(pid) for pid in self.pids.values())
+        pids = dict(self.pids)
+        if self.real_node:
+            record = realnode.HostRecord.load()
+            if record is None or record.state_dir != self.state_dir:
+                return False
+            pids |= {f"node-{name}": pid for name, pid in record.pids.items()}
+        return bool(pids) and all(_pid_alive(pid) for pid in pids.values())
 
 
 # --- small helpers ---
@@ -169,7 +195,7 @@ def make_pki(pki: Path) -> None:
         cwd=pki,
     )
     (pki / "san.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+        f"subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:{nodeconfig.NODE_IP},DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth\n"
     )
@@ -214,36 +240,8 @@ def make_pki(pki: Path) -> None:
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """A kubeconfig with everything inline, so it can be copied anywhere."""
-
-    def b64(name: str) -> str:
-        return base64.b64encode((pki / name).read_bytes()).decode()
-
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "tryon-local",
-                "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": "tryon-admin",
-                "user": {
-                    "client-certificate-data": b64("admin.crt"),
-                    "client-key-data": b64("admin.key"),
-                },
-            }
-        ],
-        "contexts": [
-            {"name": "tryon-local", "context": {"cluster": "tryon-local", "user": "tryon-admin"}}
-        ],
-        "current-context": "tryon-local",
-    }
-    path.write_text(json.dumps(config, indent=2))
-    path.chmod(0o600)
+    """The admin kubeconfig, with everything inline, so it can be copied anywhere."""
+    pki_files.write_kubeconfig(path, server, pki, "admin")
 
 
 def _https_ok(url: str, pki: Path) -> bool:
@@ -310,8 +308,9 @@ DEFAULT_NODES: tuple[tuple[str, int], ...] = (
 class LocalCluster:
     """Starts and stops the control plane whose files live in ``state_dir``."""
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, real_node: bool = False) -> None:
         self.state_dir = state_dir.resolve()
+        self.real_node = real_node
         self.pki = self.state_dir / "pki"
         self.logs = self.state_dir / "logs"
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -322,24 +321,31 @@ class LocalCluster:
         if existing is not None and existing.alive():
             return existing
         self.down()
-        binaries = Binaries.build_or_find()
+        binaries = Binaries.build_or_find(self.real_node)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         make_pki(self.pki)
         pids: dict[str, int] = {}
         info = ClusterInfo(
-            str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids
-        )
+            str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids,
+            self.real_node,
+        )  # fmt: skip
         try:
+            if self.real_node:
+                realnode.prepare_host(self.state_dir)
             etcd_url = self._start_etcd(binaries, pids, timeout)
             server = self._start_apiserver(binaries, etcd_url, pids, timeout)
             info = ClusterInfo(
-                str(self.state_dir), str(self.kubeconfig), server, str(binaries.kubectl), pids
-            )
+                str(self.state_dir), str(self.kubeconfig), server, str(binaries.kubectl), pids,
+                self.real_node,
+            )  # fmt: skip
             info.save()
             write_kubeconfig(self.kubeconfig, server, self.pki)
             self._start_controllers(binaries, pids)
             self._add_nodes(binaries, timeout)
+            if binaries.node is not None:
+                node = realnode.RealNode(self.state_dir, self.pki, server, self.kubectl, binaries.node)
+                node.up(timeout)
         except BaseException:
             info.save()
             self.down()
@@ -349,6 +355,10 @@ class LocalCluster:
 
     def down(self) -> None:
         """Stops every process this state dir started; nothing is left running."""
+        record = realnode.HostRecord.load()
+        if record is not None and record.state_dir == str(self.state_dir):
+            # The node first, in order (kubelet before containerd), while the API still answers.
+            realnode.teardown()
         info = ClusterInfo.load(self.state_dir)
         if info is None:
             return
@@ -418,15 +428,25 @@ class LocalCluster:
         self, binaries: Binaries, etcd_url: str, pids: dict[str, int], timeout: float
     ) -> str:
         port = _free_port()
-        server = f"https://127.0.0.1:{port}"
+        # With a real node, pods reach the API server through the kubernetes Service, whose
+        # endpoint (kept by the lease reconciler) must be an address they can route to.
+        host = nodeconfig.NODE_IP if self.real_node else "127.0.0.1"
+        server = f"https://{host}:{port}"
         pki = self.pki
+        node_flags = [
+            "--endpoint-reconciler-type=lease",
+            # real-node-1 is not in any resolver: reach kubelets by their InternalIP.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+        ]
         self._spawn(
             "kube-apiserver",
             [
                 str(binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -437,10 +457,10 @@ class LocalCluster:
                 "--authorization-mode=RBAC",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",
                 "--event-ttl=1h",
+                *(node_flags if self.real_node else ["--endpoint-reconciler-type=none"]),
             ],
             pids,
         )
@@ -554,13 +574,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start real-node-1 (kubelet + containerd; root, one per host)",
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(args.state_dir)
+    cluster = LocalCluster(args.state_dir, real_node=args.real_node)
     if args.command == "up":
         started = time.monotonic()
         try:
             info = cluster.up()
-        except (ClusterError, subprocess.CalledProcessError) as err:
+        except (ClusterError, realnode.NodeError, subprocess.CalledProcessError) as err:
             print(f"cluster-up failed: {err}", file=sys.stderr)
             return 1
         print(f"control plane up in {time.monotonic() - started:.1f}s at {info.server}")

@@ -3,7 +3,8 @@
 Why real servers: SigV4 signing, presigned URLs, path-style addressing and the MLflow registry
 REST semantics are exactly what breaks in production, and fakes do not reproduce them.
 
-Both servers bind to 127.0.0.1 on free ports, keep their logs in files under their work dir
+Both servers bind to 127.0.0.1 on free ports (or to the real node's bridge address when pods must
+reach them, ``host=``), keep their logs in files under their work dir
 (printed when startup fails) and are stopped by their callers (pytest finalizers, the demo's exit
 stack). Readiness is polled with deadlines.
 """
@@ -189,17 +190,19 @@ def _clean_env() -> dict[str, str]:
     for key in list(env):
         if key.lower().endswith("_proxy") or key.startswith(("AWS_", "MLFLOW_")):
             env.pop(key)
-    env["NO_PROXY"] = "127.0.0.1,localhost"
+    env["NO_PROXY"] = "127.0.0.1,localhost,10.85.0.1"
     return env
 
 
-def _weed_argv(data_dir: Path, config_path: Path, ports: dict[str, int]) -> list[str]:
-    """Command line for `weed mini` with every listener pinned to loopback and a free port."""
+def _weed_argv(
+    data_dir: Path, config_path: Path, ports: dict[str, int], host: str = "127.0.0.1"
+) -> list[str]:
+    """Command line for `weed mini` with every listener pinned to ``host`` and a free port."""
     argv = [
         _find_binary("weed"),
         "mini",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         "-master.telemetry=false",
         f"-dir={data_dir}",
         f"-s3.config={config_path}",
@@ -223,7 +226,7 @@ def _weed_ports() -> dict[str, int]:
     return ports
 
 
-def start_s3_server(workdir: Path) -> S3Server:
+def start_s3_server(workdir: Path, host: str = "127.0.0.1") -> S3Server:
     """Start seaweedfs `weed mini` with one static identity and wait until S3 answers."""
     access_key, secret_key = "tryon-test-access", "tryon-test-secret-0123456789"
     config_path = workdir / "s3.json"
@@ -238,13 +241,13 @@ def start_s3_server(workdir: Path) -> S3Server:
     ports = _weed_ports()
     proc = ManagedProcess(
         name="seaweedfs",
-        argv=_weed_argv(data_dir, config_path, ports),
+        argv=_weed_argv(data_dir, config_path, ports, host),
         env=_clean_env(),
         log_path=workdir / "weed.log",
         cwd=workdir,
     )
     server = S3Server(
-        endpoint_url=f"http://127.0.0.1:{ports['s3.port']}",
+        endpoint_url=f"http://{host}:{ports['s3.port']}",
         access_key=access_key,
         secret_key=secret_key,
         region="us-east-1",
@@ -300,11 +303,15 @@ class MlflowServer:
         return _http_ok(f"{self.tracking_uri}/health")
 
 
-def start_mlflow_server(workdir: Path, s3: S3Server) -> MlflowServer:
-    """Start `mlflow server` with sqlite metadata and an s3:// default artifact root."""
+def start_mlflow_server(workdir: Path, s3: S3Server, host: str = "127.0.0.1") -> MlflowServer:
+    """Start `mlflow server` with sqlite metadata and an s3:// default artifact root.
+
+    ``allowed_hosts`` widens MLflow's Host-header check (DNS-rebinding protection) to the
+    in-cluster Service name when pods call it through a Service.
+    """
     s3.create_bucket(MLFLOW_ARTIFACT_BUCKET)
     port = free_port()
-    tracking_uri = f"http://127.0.0.1:{port}"
+    tracking_uri = f"http://{host}:{port}"
     artifact_root = f"s3://{MLFLOW_ARTIFACT_BUCKET}/"
     client_env = {
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -327,12 +334,15 @@ def start_mlflow_server(workdir: Path, s3: S3Server) -> MlflowServer:
         artifact_root,
         "--no-serve-artifacts",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--workers",
         "1",
     ]
+    if host != "127.0.0.1":
+        # Pods call it as <service>.<namespace>.svc...: MLflow's Host-header check must allow it.
+        argv += ["--allowed-hosts", "*"]
     proc = ManagedProcess(
         name="mlflow", argv=argv, env=server_env, log_path=workdir / "mlflow.log", cwd=workdir
     )

@@ -1,0 +1,176 @@
+"""What the real node changes on the host, and how each change is undone.
+
+A kubelet node is not contained in its state dir: the kubelet, containerd and the CNI plugins
+write to fixed host paths, mount, create cgroups and a bridge, and change sysctls. Each of those
+is listed here once, so ``up`` records the host as it was and ``down`` (also after a crash, from
+the record alone) puts it back. ``snapshot()`` is what the teardown test compares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nodeconfig import BRIDGE, NODE_IP, forward_guard_rules
+
+# Written by the kubelet, containerd and libcni whatever their root dirs say.
+FIXED_HOST_PATHS = (
+    "/var/lib/kubelet",
+    "/var/log/containers",
+    "/var/log/pods",
+    "/run/containerd",
+    "/run/netns",
+    "/var/lib/cni",
+)
+# The kubelet sets these at start (kernel defaults it wants); they are restored once it is Ready.
+KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
+NFT_TABLES = (("inet", "tryon-realnode"), ("ip", "kube-proxy"), ("ip6", "kube-proxy"))
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_NAMES = ("kubepods", "kubepods.slice")
+RECORD = Path("/run/tryon-realnode.json")
+LOCK = Path("/run/tryon-realnode.lock")
+
+
+@dataclass
+class HostRecord:
+    """The host as it was before ``up``: written first, read by ``down`` even after a crash."""
+
+    state_dir: str
+    sysctls: dict[str, str]
+    preexisting_paths: list[str]
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def save(self) -> None:
+        RECORD.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls) -> HostRecord | None:
+        try:
+            return cls(**json.loads(RECORD.read_text()))
+        except FileNotFoundError:
+            return None
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+
+
+def read_sysctl(name: str) -> str:
+    return Path("/proc/sys", *name.split(".")).read_text().strip()
+
+
+def write_sysctl(name: str, value: str) -> None:
+    Path("/proc/sys", *name.split(".")).write_text(value + "\n")
+
+
+def record_host(state_dir: Path) -> HostRecord:
+    return HostRecord(
+        state_dir=str(state_dir),
+        sysctls={name: read_sysctl(name) for name in KUBELET_SYSCTLS},
+        preexisting_paths=[p for p in FIXED_HOST_PATHS if os.path.lexists(p)],
+    )
+
+
+def restore_sysctls(record: HostRecord) -> None:
+    for name, value in record.sysctls.items():
+        if read_sysctl(name) != value:
+            write_sysctl(name, value)
+
+
+# --- network ---
+
+
+def bridge_up() -> None:
+    """The node IP lives on the CNI bridge: the kernel has no dummy links, and loopback is refused."""
+    if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    addrs = _run("ip", "-o", "-4", "addr", "show", "dev", BRIDGE).stdout
+    if f" {NODE_IP}/" not in addrs:
+        _run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
+    _run("ip", "link", "set", BRIDGE, "up")
+    delete_nft_table("inet", "tryon-realnode")
+    subprocess.run(["nft", "-f", "-"], input=forward_guard_rules(), text=True, check=True)
+
+
+def delete_nft_table(family: str, name: str) -> None:
+    _run("nft", "delete", "table", family, name, check=False)
+
+
+def bridge_down() -> None:
+    _run("ip", "link", "del", BRIDGE, check=False)
+    for family, name in NFT_TABLES:
+        delete_nft_table(family, name)
+
+
+# --- mounts and cgroups ---
+
+
+def mounts_under(prefixes: list[str]) -> list[str]:
+    """Mount points below any prefix, deepest first (so nested mounts go before their parents)."""
+    points: list[str] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+            points.append(point)
+    return sorted(set(points), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_all(prefixes: list[str]) -> None:
+    # A mount can hide another at the same point (the kubelet's rshared self-bind), so repeat.
+    for _ in range(5):
+        points = mounts_under(prefixes)
+        if not points:
+            return
+        for point in points:
+            if _run("umount", point, check=False).returncode != 0:
+                _run("umount", "-l", point, check=False)
+
+
+def kubepods_cgroups() -> list[Path]:
+    """Every kubepods cgroup in every hierarchy (v1 controllers and the unified one), deepest first."""
+    found: list[Path] = []
+    if not CGROUP_ROOT.is_dir():
+        return found
+    for hierarchy in CGROUP_ROOT.iterdir():
+        for name in CGROUP_NAMES:
+            top = hierarchy / name
+            if top.is_dir():
+                found.extend(p for p in top.rglob("*") if p.is_dir())
+                found.append(top)
+    return sorted(found, key=lambda p: -len(p.parts))
+
+
+def remove_cgroups() -> None:
+    for cgroup in kubepods_cgroups():
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+
+
+def remove_created_paths(record: HostRecord) -> None:
+    for path in FIXED_HOST_PATHS:
+        if path not in record.preexisting_paths:
+            _run("rm", "-rf", "--one-file-system", path, check=False)
+
+
+# --- for the teardown test ---
+
+
+def snapshot() -> dict[str, object]:
+    """What the teardown must leave as it found: links, nft tables, mounts, cgroups, paths, sysctls."""
+    links = sorted(
+        line.split()[0] for line in _run("ip", "-br", "link").stdout.splitlines() if line.strip()
+    )
+    tables = sorted(_run("nft", "list", "tables", check=False).stdout.splitlines())
+    mounts = sorted({line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()})
+    return {
+        "links": links,
+        "nft_tables": tables,
+        "mounts": mounts,
+        "kubepods_cgroups": sorted(str(p) for p in kubepods_cgroups()),
+        "fixed_paths": sorted(p for p in FIXED_HOST_PATHS if os.path.lexists(p)),
+        "sysctls": {name: read_sysctl(name) for name in KUBELET_SYSCTLS},
+    }

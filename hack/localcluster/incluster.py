@@ -1,0 +1,194 @@
+"""The product on the real node: dev MLflow + S3 reached by Service names, the chart, renderer specs.
+
+Shared by ``make demo`` and ``make e2e`` so both run exactly the same installation. MLflow and
+SeaweedFS run on the host, bound to the node's bridge address, and are published in the cluster
+as selector-less Services with an EndpointSlice (the usual way to give an outside database a
+cluster name), so the operator and the renderer pods use DNS names only, never host addresses.
+The operator itself runs in a pod, installed by the project's Helm chart.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devservers import MlflowServer, S3Server, start_mlflow_server, start_s3_server
+from nodeconfig import NODE_IP, NODE_LABEL
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tryon-operator"
+DEV_NAMESPACE = "tryon-dev"
+OPERATOR_NAMESPACE = "tryon-system"
+RELEASE = "tryon-operator"
+IMAGE_REGISTRY = "localhost/tryon"
+MLFLOW_SERVICE, MLFLOW_PORT = "mlflow", 5000
+S3_SERVICE, S3_PORT = "s3", 8333
+S3_SECRET = "s3-credentials"
+HARNESS_LABEL = "tryon.dev/local-harness"
+
+Kubectl = Callable[..., str]
+
+
+def image(name: str, tag: str = "dev") -> str:
+    """Where ``make images`` puts the project's images (imported into the node, never pulled)."""
+    return f"{IMAGE_REGISTRY}/{name}:{tag}"
+
+
+def service_dns(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def host_service_manifests(name: str, namespace: str, port: int, host_port: int) -> list[dict[str, Any]]:
+    """A Service without selector plus the EndpointSlice that points it at a host process."""
+    labels = {HARNESS_LABEL: "true"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"ports": [{"name": "http", "port": port, "targetPort": host_port}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{name}-host",
+                "namespace": namespace,
+                "labels": {**labels, "kubernetes.io/service-name": name},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": host_port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+        },
+    ]
+
+
+def namespace_manifest(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def apply(kubectl: Kubectl, *objects: dict[str, Any]) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    kubectl("apply", "-f", "-", input_text=json.dumps(doc))
+
+
+@dataclass
+class DevBackends:
+    """Host-side MLflow and S3, with the names pods use for them."""
+
+    s3: S3Server
+    mlflow: MlflowServer
+
+    @property
+    def tracking_uri_in_cluster(self) -> str:
+        return f"http://{service_dns(MLFLOW_SERVICE, DEV_NAMESPACE)}:{MLFLOW_PORT}"
+
+    @property
+    def s3_url_in_cluster(self) -> str:
+        return f"http://{service_dns(S3_SERVICE, DEV_NAMESPACE)}:{S3_PORT}"
+
+    def stop(self) -> None:
+        self.mlflow.stop()
+        self.s3.process.stop()
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def start_dev_backends(workdir: Path, kubectl: Kubectl) -> DevBackends:
+    """S3 and MLflow on the node address, published as ``s3`` and ``mlflow`` in ``tryon-dev``."""
+    s3 = start_s3_server(workdir / "s3", host=NODE_IP)
+    try:
+        mlflow = start_mlflow_server(workdir / "mlflow", s3, host=NODE_IP)
+    except BaseException:
+        s3.process.stop()
+        raise
+    backends = DevBackends(s3, mlflow)
+    apply(
+        kubectl,
+        namespace_manifest(DEV_NAMESPACE),
+        *host_service_manifests(MLFLOW_SERVICE, DEV_NAMESPACE, MLFLOW_PORT, _port_of(mlflow.tracking_uri)),
+        *host_service_manifests(S3_SERVICE, DEV_NAMESPACE, S3_PORT, _port_of(s3.endpoint_url)),
+    )
+    return backends
+
+
+def s3_secret(namespace: str, s3: S3Server) -> dict[str, Any]:
+    """The renderer reads model artifacts from S3 itself; it gets the key pair by reference."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": S3_SECRET, "namespace": namespace},
+        "type": "Opaque",
+        "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+    }
+
+
+def operator_values(tracking_uri: str, tag: str = "dev") -> dict[str, Any]:
+    """Chart values for the local real node: local image, never pulled, quick polling."""
+    return {
+        "image": {
+            "repository": f"{IMAGE_REGISTRY}/tryon-operator",
+            "tag": tag,
+            "pullPolicy": "Never",
+        },
+        "mlflow": {"trackingUri": tracking_uri, "pollSeconds": 2},
+        "operator": {"resyncSeconds": 5},
+        "nodeSelector": {NODE_LABEL: "true"},
+    }
+
+
+def helm_install_operator(
+    helm: str, kubeconfig: str, values: dict[str, Any], workdir: Path, timeout_s: int = 240
+) -> None:
+    """``helm upgrade --install`` of the project's chart; waits until the operator pod is Ready."""
+    values_file = workdir / "operator-values.json"
+    values_file.write_text(json.dumps(values, indent=2))
+    subprocess.run(
+        [helm, "upgrade", "--install", RELEASE, str(CHART), "--kubeconfig", kubeconfig,
+         "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--values", str(values_file),
+         "--wait", "--timeout", f"{timeout_s}s"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def renderer_spec(backends: DevBackends, tag: str = "dev", replicas: int = 1) -> dict[str, Any]:
+    """``spec.renderer`` for real pods on real-node-1: CPU inference, fake GPU from the plugin."""
+
+    def secret_env(key: str) -> dict[str, Any]:
+        return {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key}}}
+
+    return {
+        "image": image("tryon-renderer", tag),
+        "imagePullPolicy": "Never",
+        "replicas": replicas,
+        "nodeSelector": {NODE_LABEL: "true"},
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "1Gi"},
+            "limits": {"memory": "3Gi", "nvidia.com/gpu": 1},
+        },
+        "env": [
+            {"name": "TRYON_DEVICE", "value": "cpu"},
+            {"name": "MLFLOW_S3_ENDPOINT_URL", "value": backends.s3_url_in_cluster},
+            {"name": "AWS_DEFAULT_REGION", "value": backends.s3.region},
+            secret_env("AWS_ACCESS_KEY_ID"),
+            secret_env("AWS_SECRET_ACCESS_KEY"),
+        ],
+    }
+
+
+def pods_table(kubectl: Kubectl, namespace: str) -> str:
+    """``kubectl get pods -o wide`` plus each pod's containerd container ID: proof they are real."""
+    wide = kubectl("get", "pods", "-n", namespace, "-o", "wide")
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+    ids = [
+        f"{pod['metadata']['name']}  {status.get('containerID', '(not started)')}"
+        for pod in pods
+        for status in pod.get("status", {}).get("containerStatuses", [])
+    ]
+    return wide + "\n".join(ids)
