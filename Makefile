@@ -6,10 +6,13 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+doctor: ## preflight in seconds: versions, registries, disk, kernel, packages, what a run will build
+	$(PYTHON) hack/doctor.py
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: venv tools ## the main job: train, deploy, flip blue/green, roll back a broken model (DEMO_ARGS=--keep)
+demo: doctor venv tools ## the main job: train, deploy, flip blue/green, roll back a broken model (DEMO_ARGS=--keep)
 	$(PY) hack/demo.py $(DEMO_ARGS)
 
 demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
@@ -27,6 +30,9 @@ venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dep
 
 tools: ## build (or reuse) etcd, Kubernetes, kwok and helm into ~/.cache/tryon-operator
 	bash hack/build-tools.sh
+
+images: ## build the operator and renderer images with buildah, no registry (root; IMAGE_TAG=dev)
+	bash hack/images/build.sh
 
 cluster-up: ## start the local control plane; kubeconfig in .cluster/kubeconfig
 	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR)
@@ -43,7 +49,7 @@ lint: venv ## ruff
 typecheck: venv ## mypy (strict) on the packages
 	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer training/tryon_model
 
-test: venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
+test: doctor venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## fast tests that start no server
