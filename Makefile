@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images
+.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,9 +30,6 @@ venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dep
 
 tools: ## build (or reuse) etcd, Kubernetes, kwok and helm into ~/.cache/tryon-operator
 	bash hack/build-tools.sh
-
-images: ## build the operator and renderer images with buildah, no registry (root; IMAGE_TAG=dev)
-	bash hack/images/build.sh
 
 cluster-up: ## start the local control plane; kubeconfig in .cluster/kubeconfig
 	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR)
