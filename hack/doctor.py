@@ -483,7 +483,7 @@ def check_cache(cache: CacheProbe, cores: int) -> list[Verdict]:
         verdicts.append(ok("build", "nothing to build: a run starts at once"))
         return verdicts
     minutes = sum(m for _, m in plan)
-    basis = f"as measured on {CORES_MEASURED} cores"
+    basis = f"on {CORES_MEASURED} cores; figures in hack/doctor.py"
     if cores < CORES_MEASURED:
         minutes *= CORES_MEASURED / max(cores, 1)
         basis = f"scaled to {cores} core(s)"
