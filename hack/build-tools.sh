@@ -12,7 +12,6 @@ etcd_version="v3.6.16"
 kwok_version="v0.8.0"
 helm_version="v3.22.0"
 coredns_version="v1.15.0"
-coredns_version="v1.15.0"
 containerd_version="v2.4.2"
 
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
@@ -73,8 +72,6 @@ build_containerd() {
   rm -rf "$out" && mv "$out.partial" "$out"
 }
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
-# CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
-build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
 build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
 
