@@ -157,6 +157,15 @@ def helm_install_operator(
     )  # fmt: skip
 
 
+def helm_binary() -> str:
+    """helm from the tool cache (built by hack/build-tools.sh like the cluster's programs)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-tools.sh"), "helm"],
+        check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout.split()  # fmt: skip
+    return str(Path(out[3]) / "helm")
+
+
 def renderer_spec(backends: DevBackends, tag: str = "dev", replicas: int = 1) -> dict[str, Any]:
     """``spec.renderer`` for real pods on real-node-1: CPU inference, fake GPU from the plugin."""
 

@@ -143,7 +143,7 @@ class RealNode:
             corefile.write_text(clusterdns.corefile(
                 cfg.NODE_IP, DNS_PORT, self.paths.state / "coredns.kubeconfig",
                 DNS_HEALTH_PORT, DNS_READY_PORT))  # fmt: skip
-            self._spawn(record, "coredns", clusterdns.argv(self.bin.coredns, corefile))
+            self._spawn(record, "coredns", clusterdns.coredns_argv(self.bin.coredns, corefile))
         with step("start the kubelet and the GPU device plugin"):
             self._spawn(record, "kubelet", cfg.kubelet_argv(
                 self.bin.kubelet, self.paths, self.paths.state / "kubelet.json",
@@ -158,8 +158,10 @@ class RealNode:
                   self.logs / "kube-proxy.log")  # fmt: skip
         with step(f"wait for {cfg.FAKE_GPUS} nvidia.com/gpu from the device plugin and DNS"):
             _wait("nvidia.com/gpu allocatable", self._gpus_allocatable, 60, self.logs / "gpustub.log")
-            _wait("CoreDNS ready", lambda: clusterdns.is_ready(DNS_READY_PORT), 60,
-                  self.logs / "coredns.log")  # fmt: skip
+            try:
+                clusterdns.wait_ready(DNS_READY_PORT, timeout=60)
+            except TimeoutError as err:
+                raise NodeError(f"{err} (log: {self.logs / 'coredns.log'})") from err
         print(f"real node {cfg.NODE_NAME} up in {time.monotonic() - started:.1f}s", flush=True)
 
     # -- steps --
@@ -181,7 +183,7 @@ class RealNode:
         identities = {
             "kubelet": f"/O=system:nodes/CN=system:node:{cfg.NODE_NAME}",
             "kube-proxy": "/CN=system:kube-proxy",
-            "coredns": f"/CN={clusterdns.DNS_USER}",
+            "coredns": f"/CN={clusterdns.COREDNS_USER}",
         }
         for name, subject in identities.items():
             issue_client_cert(self.pki, f"realnode-{name}", subject)

@@ -31,7 +31,7 @@ from .batching import BatchingWorker, BatchRunner, pick_device
 from .contract import ContractError
 from .errors import ApiError, ImageError, ModelOutputError, NotReadyError
 from .images import ImageLimits, decode_image, encode_image, to_tensor
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, ModelIncompatibleError, load_model
 from .metrics import Metrics
 from .s3 import S3Gateway, make_client
 from .settings import Settings
@@ -191,6 +191,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 # --- model lifecycle ------------------------------------------------------------------------
 
 
+EXIT_INCOMPATIBLE_MODEL = 3
+
+
 async def _load_and_warm(state: RendererState) -> None:
     """Load the model (retrying with backoff), start the worker, warm up, then mark ready."""
     settings = state.settings
@@ -198,6 +201,15 @@ async def _load_and_warm(state: RendererState) -> None:
     while state.loaded is None and not state.draining:
         try:
             state.loaded = await asyncio.to_thread(_load_blocking, state)
+        except ModelIncompatibleError as err:
+            state.load_error = str(err)
+            if settings.exit_on_incompatible_model:
+                # Waiting would hide it: exiting makes it a CrashLoopBackOff the operator acts on.
+                log.critical("model can never load here, exiting: %s", err)
+                logging.shutdown()
+                os._exit(EXIT_INCOMPATIBLE_MODEL)
+            log.error("model can never load here (not retrying): %s", err)
+            return
         except Exception as err:
             state.load_error = str(err)
             log.warning("model load failed, retrying in %.0fs: %s", delay, err)

@@ -41,6 +41,10 @@ class ModelLoadError(RuntimeError):
     """The model could not be resolved, downloaded, verified or built."""
 
 
+class ModelIncompatibleError(ModelLoadError):
+    """The artifact arrived intact but this renderer can never build it; retrying cannot help."""
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A parsed `models:/` URI."""
@@ -194,6 +198,8 @@ def _load_native(
         model = build_model(index["arch"], state)
     except ModelLoadError:
         raise
+    except (ValueError, KeyError) as err:
+        raise ModelIncompatibleError(f"cannot build native model: {err}") from err
     except Exception as err:
         raise ModelLoadError(f"cannot build native model: {err}") from err
     meta = {"format": NATIVE_FORMAT, "arch": index["arch"]}

@@ -27,7 +27,10 @@ import torch.nn.functional as F  # noqa: N812 - conventional alias
 from torch import Tensor, nn
 
 ARCH_NAME = "tryon-afn-v1"
-FAILURE_MODES = ("nan", "blank")
+FAILURE_MODES = ("nan", "blank", "unloadable")
+# "unloadable" models fail to build in every renderer: what an export for a newer architecture
+# looks like. The renderer exits on them (CrashLoopBackOff) instead of retrying forever.
+OUTPUT_FAILURE_MODES = ("nan", "blank")
 
 
 @dataclass(frozen=True)
@@ -189,8 +192,8 @@ class FaultyOutput(nn.Module):
 
     def __init__(self, inner: nn.Module, mode: str) -> None:
         super().__init__()
-        if mode not in FAILURE_MODES:
-            raise ValueError(f"failure mode must be one of {FAILURE_MODES}, got {mode!r}")
+        if mode not in OUTPUT_FAILURE_MODES:
+            raise ValueError(f"failure mode must be one of {OUTPUT_FAILURE_MODES}, got {mode!r}")
         self.inner = inner
         self.mode = mode
 
@@ -205,8 +208,10 @@ def build_model(arch: dict[str, Any], state_dict: dict[str, Tensor] | None = Non
     """Rebuild a model from its stored architecture description (and weights, if given)."""
     if arch.get("name") != ARCH_NAME:
         raise ValueError(f"unknown architecture {arch.get('name')!r}, expected {ARCH_NAME!r}")
+    failure_mode = arch.get("failure_mode")
+    if failure_mode == "unloadable":
+        raise ValueError("this model was exported as deliberately unloadable (failure_mode)")
     net = TryOnNet(TryOnConfig.from_dict(arch.get("config", {})))
     if state_dict is not None:
         net.load_state_dict(state_dict)
-    failure_mode = arch.get("failure_mode")
     return FaultyOutput(net, str(failure_mode)) if failure_mode else net

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0)
     warmup_iterations: int = Field(2, ge=1)
     load_retry_max_s: float = Field(30.0, gt=0)  # cap of the load retry backoff
+    # A model this renderer can never build (unknown format/architecture) ends the process.
+    exit_on_incompatible_model: bool = True
     output_format: str = Field("PNG", pattern="^(PNG|JPEG|WEBP)$")
 
     # Input limits.

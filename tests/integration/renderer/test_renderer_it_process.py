@@ -207,3 +207,22 @@ def test_fuzz_openapi_never_5xx(renderer: RendererProcess) -> None:
     assert counts.get("POST /v1/tryon", 0) >= 10
     assert renderer.proc.poll() is None
     assert httpx.get(f"{renderer.base_url}/readyz").status_code == 200
+
+
+def test_model_that_can_never_load_ends_the_process_with_exit_code_3(tmp_path: Path) -> None:
+    """An incompatible model becomes a visible CrashLoopBackOff, not a pod that is never Ready."""
+    model_dir = write_model_dir(TryOnNet(), tmp_path / "model", failure_mode="unloadable")
+    port = free_port()
+    env = {**os.environ, "TRYON_MODEL_PATH": str(model_dir), "TRYON_PORT": str(port),
+           "TRYON_HOST": "127.0.0.1", "TRYON_CACHE_DIR": str(tmp_path / "cache")}  # fmt: skip
+    log_path = tmp_path / "renderer.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tryon_renderer"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 3, log_path.read_text(errors="replace")[-3000:]
+    assert "can never load" in log_path.read_text(errors="replace")

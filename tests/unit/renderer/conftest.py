@@ -50,7 +50,7 @@ def broken_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     root = tmp_path_factory.mktemp("broken")
     return {
         mode: write_model_dir(tiny_net(), root / mode, contract=SMALL, failure_mode=mode)
-        for mode in ("nan", "blank")
+        for mode in ("nan", "blank", "unloadable")
     }
 
 

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from tryon_renderer.errors import StorageError
 from tryon_renderer.loading import (
     FAST_FAIL_MLFLOW_ENV,
+    ModelIncompatibleError,
     ModelLoadError,
     fetch_model,
     load_from_dir,
@@ -83,6 +84,13 @@ def test_package_layout_and_checksums(model_dir: Path) -> None:
 def test_broken_model_loads_as_faulty(broken_model_dirs: dict[str, Path]) -> None:
     model, _, meta = load_from_dir(broken_model_dirs["nan"])
     assert isinstance(model, FaultyOutput) and meta["arch"]["failure_mode"] == "nan"
+
+
+def test_unloadable_model_is_reported_as_incompatible_not_transient(
+    broken_model_dirs: dict[str, Path],
+) -> None:
+    with pytest.raises(ModelIncompatibleError, match="deliberately unloadable"):
+        load_from_dir(broken_model_dirs["unloadable"])
 
 
 def test_tampered_file_fails_checksum(tmp_path: Path, model_dir: Path) -> None:
