@@ -1,9 +1,12 @@
 """``make demo``: the whole product on one machine, from an empty registry to a rollback.
 
-Starts the local control plane, a real S3 server and a real MLflow server; trains and promotes
-v1; runs the operator; applies a TryOnModel; promotes a better v2 and shows the blue/green flip;
-promotes a broken v3 and shows the automatic rollback; prints a timeline. Shoppers' requests go
-through the Services to real renderer processes (see hack/localcluster/service_proxy.py).
+Starts the local control plane with a real kubelet node (real-node-1: containerd, CNI bridge,
+kube-proxy, CoreDNS) next to the kwok nodes, a real S3 server and a real MLflow server published
+in the cluster by name; trains and promotes v1; installs the operator with the Helm chart (it runs
+in a pod); applies a TryOnModel whose renderer pods run on real-node-1; promotes a better v2 and
+shows the blue/green flip; promotes a broken v3 and shows the smoke gate's rollback; prints the
+pods with their node and containerd IDs, and a timeline. Shoppers' requests go to the Service's
+ClusterIP, through kube-proxy, to the renderer containers. Needs root and `make images`.
 
     python hack/demo.py [--keep] [--workdir .demo]
 """
@@ -26,6 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
+import incluster  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
 NAMESPACE = "demo"
@@ -111,7 +115,7 @@ class Cluster:
         return (svc["spec"].get("selector") or {}).get("tryon.dev/color")
 
 
-def tryonmodel_manifest() -> str:
+def tryonmodel_manifest(backends: incluster.DevBackends) -> str:
     return json.dumps(
         {
             "apiVersion": "tryon.dev/v1alpha1",
@@ -119,15 +123,11 @@ def tryonmodel_manifest() -> str:
             "metadata": {"name": NAME, "namespace": NAMESPACE},
             "spec": {
                 "model": {"registeredModel": MODEL, "alias": "production"},
-                "renderer": {
-                    "image": "registry.example.com/tryon-renderer:demo",
-                    "replicas": 2,
-                    "resources": {"limits": {"nvidia.com/gpu": 1}},
-                },
+                "renderer": incluster.renderer_spec(backends, replicas=1),
                 "service": {"port": 80},
                 "rollout": {
                     "autoPromote": True,
-                    "progressDeadlineSeconds": 120,
+                    "progressDeadlineSeconds": 300,
                     "scaleDownDelaySeconds": 10,
                     "postPromotionSeconds": 3,
                     "smokeTest": {"enabled": True},
@@ -137,13 +137,13 @@ def tryonmodel_manifest() -> str:
     )
 
 
-def shopper_request(proxy_template: str, data: Path, out: Path) -> str:
-    """Sends one held-out pair through the active Service, as a shop backend would."""
+def shopper_request(cluster_ip: str, data: Path, out: Path) -> str:
+    """Sends one held-out pair to the active Service's ClusterIP, as a shop backend would."""
     import httpx
 
     person = sorted((data / "test" / "person").iterdir())[0]
     garment = data / "test" / "garment" / person.name
-    url = proxy_template.format(namespace=NAMESPACE, service=NAME) + "/v1/tryon"
+    url = f"http://{cluster_ip}:80/v1/tryon"
     response = httpx.post(
         url,
         files={
@@ -177,16 +177,6 @@ def comparison_sheet(data: Path, outputs: list[Path], dest: Path, scale: int = 4
     for i, tile in enumerate(tiles):
         sheet.paste(tile.resize((w * scale, h * scale), Image.NEAREST), (i * w * scale, 0))
     sheet.save(dest)
-
-
-def start_operator(env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(BIN / "tryon-operator"), "--namespace", NAMESPACE],
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def promote(env: Mapping[str, str], data: Path, version: str, *flags: str) -> None:
@@ -247,14 +237,14 @@ def register_broken(env: Mapping[str, str]) -> str:
 
 def stop_leftovers(workdir: Path) -> None:
     """Stops what an earlier run (crashed, or --keep) left behind, so this run starts clean."""
-    LocalCluster(workdir / "cluster").down()
+    LocalCluster(workdir / "cluster", real_node=True).down()
     pids = workdir / "pids.json"
     if pids.exists():
         for pid in json.loads(pids.read_text()):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         pids.unlink()
-    for sub in ("s3", "mlflow", "data", "renderers"):
+    for sub in ("s3", "mlflow", "data"):
         subprocess.run(["rm", "-rf", str(workdir / sub)], check=True)
         (workdir / sub).mkdir()
 
@@ -278,28 +268,25 @@ def main(argv: list[str] | None = None) -> int:
     stop_leftovers(workdir)
     timeline = Timeline()
 
-    from devservers import start_mlflow_server, start_s3_server
-    from service_proxy import serve
-
     with contextlib.ExitStack() as stack:
-        with timeline.step("start the local control plane (etcd, apiserver, kwok GPU nodes)"):
-            local = LocalCluster(workdir / "cluster")
+        with timeline.step("start the control plane, kwok GPU nodes and real-node-1 (kubelet)"):
+            local = LocalCluster(workdir / "cluster", real_node=True)
             info = local.up()
             if not args.keep:
                 stack.callback(local.down)
             cluster = Cluster(local)
-            detail(cluster.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product"))
+            detail(cluster.kubectl("get", "nodes", "-o", "wide"))
 
-        with timeline.step("start S3 (SeaweedFS) and the MLflow tracking server"):
-            s3 = start_s3_server(workdir / "s3")
-            remember_pids(workdir, s3.process.proc.pid)
-            mlflow = start_mlflow_server(workdir / "mlflow", s3)
-            remember_pids(workdir, mlflow.process.proc.pid)
+        with timeline.step("start S3 (SeaweedFS) and MLflow, published in the cluster by name"):
+            backends = incluster.start_dev_backends(workdir, local.kubectl)
+            remember_pids(workdir, backends.s3.process.proc.pid, backends.mlflow.process.proc.pid)  # type: ignore[union-attr]
             if not args.keep:
-                stack.callback(s3.process.stop)
-                stack.callback(mlflow.stop)
-            env = dict(mlflow.env)
-            detail(f"MLflow at {mlflow.tracking_uri}, S3 at {s3.endpoint_url}")
+                stack.callback(backends.stop)
+            env = dict(backends.mlflow.env)
+            detail(
+                f"MLflow {backends.tracking_uri_in_cluster} (host: {backends.mlflow.tracking_uri})"
+            )
+            detail(f"S3     {backends.s3_url_in_cluster} (host: {backends.s3.endpoint_url})")
 
         with timeline.step("make and validate a synthetic try-on dataset"):
             data = workdir / "data"
@@ -321,37 +308,40 @@ def main(argv: list[str] | None = None) -> int:
             v1 = train("v1", data, env, args.epochs)
             promote(env, data, v1)
 
-        with timeline.step("install the CRD and start the operator"):
-            cluster.kubectl("apply", "-f", str(REPO / "crds" / "tryonmodel.yaml"))
-            cluster.kubectl("wait", "--for=condition=Established", "crd/tryonmodels.tryon.dev")
-            cluster.kubectl("create", "namespace", NAMESPACE)
-            template = stack.enter_context(serve(info.kubeconfig, env, workdir / "renderers"))
-            operator_env = {
-                **env,
-                "KUBECONFIG": info.kubeconfig,
-                "TRYON_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
-                "TRYON_MLFLOW_POLL_SECONDS": "2",
-                "TRYON_SERVICE_URL_TEMPLATE": template,
-            }
-            operator = start_operator(operator_env, workdir / "operator.log")
-            remember_pids(workdir, operator.pid)
-            stack.callback(lambda: os.killpg(operator.pid, signal.SIGTERM))
-            detail(f"operator log: {workdir / 'operator.log'}")
+        with timeline.step("helm install the operator chart (the operator runs in a pod)"):
+            values = incluster.operator_values(backends.tracking_uri_in_cluster)
+            incluster.helm_install_operator(
+                incluster.helm_binary(), info.kubeconfig, values, workdir
+            )
+            incluster.apply(
+                local.kubectl,
+                incluster.namespace_manifest(NAMESPACE),
+                incluster.s3_secret(NAMESPACE, backends.s3),
+            )
+            detail(cluster.kubectl("get", "pods", "-n", incluster.OPERATOR_NAMESPACE, "-o", "wide"))
 
         with timeline.step(f"apply TryOnModel {NAMESPACE}/{NAME} and wait until v{v1} serves"):
-            cluster.kubectl("apply", "-f", "-", stdin=tryonmodel_manifest())
+            wait_for(
+                "the demo ServiceAccount", lambda: cluster.kubectl("get", "sa", "-n", NAMESPACE), 30
+            )
+            cluster.kubectl("apply", "-f", "-", stdin=tryonmodel_manifest(backends))
             wait_for(
                 "v1 Healthy",
                 lambda: (
                     cluster.status().get("phase") == "Healthy"
                     and cluster.status().get("activeVersion") == v1
                 ),
-                300,
+                400,
             )
             detail(cluster.kubectl("get", "tom", "-n", NAMESPACE))
 
-        with timeline.step("a shopper's try-on request through the active Service"):
-            served = shopper_request(template, data, workdir / "tryon-v1.png")
+        ip = json.loads(cluster.kubectl("get", "svc", NAME, "-n", NAMESPACE, "-o", "json"))["spec"][
+            "clusterIP"
+        ]
+        with timeline.step(f"a shopper's try-on request to Service {NAME} ({ip}, kube-proxy)"):
+            served = wait_for(
+                "a 200", lambda: shopper_request(ip, data, workdir / "tryon-v1.png"), 30
+            )
             detail(f"X-Model-Version: {served}; image saved to {workdir / 'tryon-v1.png'}")
 
         with timeline.step("train v2 and promote it (evaluation must beat v1)"):
@@ -361,11 +351,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step(f"operator rolls out v{v2} blue/green and flips the Service"):
             before = cluster.selector_colour()
-            wait_for("v2 active", lambda: cluster.status().get("activeVersion") == v2, 300)
+            wait_for("v2 active", lambda: cluster.status().get("activeVersion") == v2, 400)
             timeline.mark("  alias moved -> Service flipped", time.monotonic() - alias_moved)
             detail(f"Service {NAME} selector: {before} -> {cluster.selector_colour()}")
             detail(cluster.kubectl("get", "tom,deploy", "-n", NAMESPACE))
-            served = shopper_request(template, data, workdir / "tryon-v2.png")
+            served = shopper_request(ip, data, workdir / "tryon-v2.png")
             detail(f"X-Model-Version after the flip: {served}")
 
         with timeline.step("register a broken v3 (renders NaN) and force it to 'production'"):
@@ -375,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step(f"smoke test catches v{v3}: automatic rollback, v{v2} keeps serving"):
             wait_for(
-                "v3 rejected", lambda: v3 in (cluster.status().get("rejectedVersions") or []), 300
+                "v3 rejected", lambda: v3 in (cluster.status().get("rejectedVersions") or []), 400
             )
             timeline.mark("  alias moved -> v3 rejected", time.monotonic() - alias_moved)
             status = cluster.status()
@@ -387,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 detail(
                     f"{cond['type']}={cond['status']} {cond.get('reason')}: {cond.get('message')}"
                 )
-            served = shopper_request(template, data, workdir / "tryon-after-rollback.png")
+            served = shopper_request(ip, data, workdir / "tryon-after-rollback.png")
             detail(f"X-Model-Version after the rollback: {served}")
             detail(
                 cluster.kubectl(
@@ -401,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
+        say("the pods that served: node and containerd container IDs")
+        detail(incluster.pods_table(local.kubectl, NAMESPACE))
         sheet = workdir / "tryon-comparison.png"
         comparison_sheet(data, [workdir / "tryon-v1.png", workdir / "tryon-v2.png"], sheet)
         say(f"person | garment | ground truth | v{v1} | v{v2}: open {sheet}")
@@ -409,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             say("left running; stop with: make demo-down")
             detail(f"export KUBECONFIG={info.kubeconfig}; kubectl get tom -n {NAMESPACE}")
-            detail(f"MLFLOW_TRACKING_URI={mlflow.tracking_uri}")
+            detail(f"MLFLOW_TRACKING_URI={backends.mlflow.tracking_uri}")
             stack.pop_all()
     return 0
 

@@ -65,7 +65,9 @@ class Binaries:
     @classmethod
     def build_or_find(cls, real_node: bool = False) -> Binaries:
         """Runs the (cached) Go build and returns where each program landed."""
-        tools = ["etcd", "kwok", "kubernetes"] + (["node", "containerd", "coredns"] if real_node else [])
+        tools = ["etcd", "kwok", "kubernetes"] + (
+            ["node", "containerd", "coredns"] if real_node else []
+        )
         out = subprocess.run(
             ["bash", str(REPO_ROOT / "hack" / "build-tools.sh"), *tools],
             check=True,
@@ -327,24 +329,34 @@ class LocalCluster:
         make_pki(self.pki)
         pids: dict[str, int] = {}
         info = ClusterInfo(
-            str(self.state_dir), str(self.kubeconfig), "", str(binaries.kubectl), pids,
+            str(self.state_dir),
+            str(self.kubeconfig),
+            "",
+            str(binaries.kubectl),
+            pids,
             self.real_node,
-        )  # fmt: skip
+        )
         try:
             if self.real_node:
                 realnode.prepare_host(self.state_dir)
             etcd_url = self._start_etcd(binaries, pids, timeout)
             server = self._start_apiserver(binaries, etcd_url, pids, timeout)
             info = ClusterInfo(
-                str(self.state_dir), str(self.kubeconfig), server, str(binaries.kubectl), pids,
+                str(self.state_dir),
+                str(self.kubeconfig),
+                server,
+                str(binaries.kubectl),
+                pids,
                 self.real_node,
-            )  # fmt: skip
+            )
             info.save()
             write_kubeconfig(self.kubeconfig, server, self.pki)
             self._start_controllers(binaries, pids)
             self._add_nodes(binaries, timeout)
             if binaries.node is not None:
-                node = realnode.RealNode(self.state_dir, self.pki, server, self.kubectl, binaries.node)
+                node = realnode.RealNode(
+                    self.state_dir, self.pki, server, self.kubectl, binaries.node
+                )
                 node.up(timeout)
         except BaseException:
             info.save()
@@ -559,6 +571,14 @@ class LocalCluster:
             return len(ready) == len(DEFAULT_NODES)
 
         _wait_until("kwok nodes Ready", nodes_ready, timeout, self.logs / "kwok.log")
+
+    def kubectl_reachable(self) -> bool:
+        """Whether an API server answers for this state dir (false once ``down`` has run)."""
+        try:
+            self.kubectl("get", "--raw", "/readyz", "--request-timeout=3s")
+            return True
+        except (ClusterError, OSError):
+            return False
 
     def _has_default_sa(self) -> bool:
         try:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,13 @@ FIXED_HOST_PATHS = (
 )
 # The kubelet sets these at start (kernel defaults it wants); they are restored once it is Ready.
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
+# Not changed by our settings, but watched by the teardown test in case a version starts to.
+WATCHED_SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.route_localnet",
+    "net.bridge.bridge-nf-call-iptables",
+    "net.netfilter.nf_conntrack_max",
+)
 NFT_TABLES = (("inet", "tryon-realnode"), ("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_NAMES = ("kubepods", "kubepods.slice")
@@ -85,7 +93,7 @@ def restore_sysctls(record: HostRecord) -> None:
 
 
 def bridge_up() -> None:
-    """The node IP lives on the CNI bridge: the kernel has no dummy links, and loopback is refused."""
+    """The node IP lives on the CNI bridge: this kernel has no dummy links; loopback is refused."""
     if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
     addrs = _run("ip", "-o", "-4", "addr", "show", "dev", BRIDGE).stdout
@@ -131,7 +139,7 @@ def unmount_all(prefixes: list[str]) -> None:
 
 
 def kubepods_cgroups() -> list[Path]:
-    """Every kubepods cgroup in every hierarchy (v1 controllers and the unified one), deepest first."""
+    """Every kubepods cgroup in every hierarchy (v1 controllers and unified), deepest first."""
     found: list[Path] = []
     if not CGROUP_ROOT.is_dir():
         return found
@@ -144,10 +152,16 @@ def kubepods_cgroups() -> list[Path]:
     return sorted(found, key=lambda p: -len(p.parts))
 
 
-def remove_cgroups() -> None:
-    for cgroup in kubepods_cgroups():
-        with contextlib.suppress(OSError):
-            cgroup.rmdir()
+def remove_cgroups(timeout: float = 10.0) -> None:
+    """rmdir depth-first; a cgroup is busy until its last killed process has exited, so retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for cgroup in kubepods_cgroups():
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        if not kubepods_cgroups() or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def remove_created_paths(record: HostRecord) -> None:
@@ -160,17 +174,23 @@ def remove_created_paths(record: HostRecord) -> None:
 
 
 def snapshot() -> dict[str, object]:
-    """What the teardown must leave as it found: links, nft tables, mounts, cgroups, paths, sysctls."""
+    """What teardown must leave as it found: links, nft tables, mounts, cgroups, paths, sysctls."""
     links = sorted(
         line.split()[0] for line in _run("ip", "-br", "link").stdout.splitlines() if line.strip()
     )
     tables = sorted(_run("nft", "list", "tables", check=False).stdout.splitlines())
-    mounts = sorted({line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()})
+    mounts = sorted(
+        {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    )
     return {
         "links": links,
         "nft_tables": tables,
         "mounts": mounts,
         "kubepods_cgroups": sorted(str(p) for p in kubepods_cgroups()),
         "fixed_paths": sorted(p for p in FIXED_HOST_PATHS if os.path.lexists(p)),
-        "sysctls": {name: read_sysctl(name) for name in KUBELET_SYSCTLS},
+        "sysctls": {
+            name: read_sysctl(name)
+            for name in (*KUBELET_SYSCTLS, *WATCHED_SYSCTLS)
+            if Path("/proc/sys", *name.split(".")).exists()
+        },
     }

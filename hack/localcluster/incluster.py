@@ -1,4 +1,4 @@
-"""The product on the real node: dev MLflow + S3 reached by Service names, the chart, renderer specs.
+"""The product on the real node: dev MLflow + S3 reached by Service names, the chart, renderers.
 
 Shared by ``make demo`` and ``make e2e`` so both run exactly the same installation. MLflow and
 SeaweedFS run on the host, bound to the node's bridge address, and are published in the cluster
@@ -42,7 +42,9 @@ def service_dns(name: str, namespace: str) -> str:
     return f"{name}.{namespace}.svc.cluster.local"
 
 
-def host_service_manifests(name: str, namespace: str, port: int, host_port: int) -> list[dict[str, Any]]:
+def host_service_manifests(
+    name: str, namespace: str, port: int, host_port: int
+) -> list[dict[str, Any]]:
     """A Service without selector plus the EndpointSlice that points it at a host process."""
     labels = {HARNESS_LABEL: "true"}
     return [
@@ -112,7 +114,9 @@ def start_dev_backends(workdir: Path, kubectl: Kubectl) -> DevBackends:
     apply(
         kubectl,
         namespace_manifest(DEV_NAMESPACE),
-        *host_service_manifests(MLFLOW_SERVICE, DEV_NAMESPACE, MLFLOW_PORT, _port_of(mlflow.tracking_uri)),
+        *host_service_manifests(
+            MLFLOW_SERVICE, DEV_NAMESPACE, MLFLOW_PORT, _port_of(mlflow.tracking_uri)
+        ),
         *host_service_manifests(S3_SERVICE, DEV_NAMESPACE, S3_PORT, _port_of(s3.endpoint_url)),
     )
     return backends
@@ -150,19 +154,37 @@ def helm_install_operator(
     values_file = workdir / "operator-values.json"
     values_file.write_text(json.dumps(values, indent=2))
     subprocess.run(
-        [helm, "upgrade", "--install", RELEASE, str(CHART), "--kubeconfig", kubeconfig,
-         "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--values", str(values_file),
-         "--wait", "--timeout", f"{timeout_s}s"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--kubeconfig",
+            kubeconfig,
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--values",
+            str(values_file),
+            "--wait",
+            "--timeout",
+            f"{timeout_s}s",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def helm_binary() -> str:
     """helm from the tool cache (built by hack/build-tools.sh like the cluster's programs)."""
     out = subprocess.run(
         ["bash", str(REPO / "hack" / "build-tools.sh"), "helm"],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout.split()  # fmt: skip
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.split()
     return str(Path(out[3]) / "helm")
 
 

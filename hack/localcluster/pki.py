@@ -21,11 +21,37 @@ def issue_client_cert(pki: Path, name: str, subject: str) -> None:
     if (pki / f"{name}.crt").exists():
         return
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-             "-out", f"{name}.csr", "-subj", subject, cwd=pki)  # fmt: skip
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "3650", "-extfile", "client.ext",
-             "-out", f"{name}.crt", cwd=pki)  # fmt: skip
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        "client.ext",
+        "-out",
+        f"{name}.crt",
+        cwd=pki,
+    )
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, cert: str = "admin") -> None:

@@ -84,12 +84,12 @@ def prepare_host(state_dir: Path) -> None:
     """Claims the host for this state dir and creates the node IP; refuses a second live node."""
     with host_lock():
         record = HostRecord.load()
-        if record is not None and any(_alive(p) for p in record.pids.values()):
-            if record.state_dir != str(state_dir):
-                raise NodeError(
-                    f"a real node already runs on this host for {record.state_dir}; "
-                    f"stop it first (make cluster-down STATE_DIR={record.state_dir})"
-                )
+        live = record is not None and any(_alive(p) for p in record.pids.values())
+        if record is not None and live and record.state_dir != str(state_dir):
+            raise NodeError(
+                f"a real node already runs on this host for {record.state_dir}; "
+                f"stop it first (make cluster-down STATE_DIR={record.state_dir})"
+            )
         if record is not None:
             _teardown(record)
         record = hostsetup.record_host(state_dir)
@@ -132,32 +132,62 @@ class RealNode:
         with step("grant the node, kube-proxy and DNS identities their RBAC"):
             self._apply_rbac()
         with step("start containerd"):
-            self._spawn(record, "containerd", [str(self.bin.containerd_dir / "containerd"),
-                        f"--config={self.paths.state / 'containerd.toml'}"])  # fmt: skip
+            self._spawn(
+                record,
+                "containerd",
+                [
+                    str(self.bin.containerd_dir / "containerd"),
+                    f"--config={self.paths.state / 'containerd.toml'}",
+                ],
+            )
             _wait("containerd answers", lambda: self._ctr_ok("version"), 30, self.logs)
             self._remove_stale_containers()
         with step("import the pause image and the project's images"):
             self._import_images()
         with step("start cluster DNS (CoreDNS)"):
             corefile = self.paths.state / "Corefile"
-            corefile.write_text(clusterdns.corefile(
-                cfg.NODE_IP, DNS_PORT, self.paths.state / "coredns.kubeconfig",
-                DNS_HEALTH_PORT, DNS_READY_PORT))  # fmt: skip
+            corefile.write_text(
+                clusterdns.corefile(
+                    cfg.NODE_IP,
+                    DNS_PORT,
+                    self.paths.state / "coredns.kubeconfig",
+                    DNS_HEALTH_PORT,
+                    DNS_READY_PORT,
+                )
+            )
             self._spawn(record, "coredns", clusterdns.coredns_argv(self.bin.coredns, corefile))
         with step("start the kubelet and the GPU device plugin"):
-            self._spawn(record, "kubelet", cfg.kubelet_argv(
-                self.bin.kubelet, self.paths, self.paths.state / "kubelet.json",
-                self.paths.state / "kubelet.kubeconfig"))  # fmt: skip
+            self._spawn(
+                record,
+                "kubelet",
+                cfg.kubelet_argv(
+                    self.bin.kubelet,
+                    self.paths,
+                    self.paths.state / "kubelet.json",
+                    self.paths.state / "kubelet.kubeconfig",
+                ),
+            )
             self._spawn(record, "gpustub", [str(self.bin.gpustub), f"--count={cfg.FAKE_GPUS}"])
-            _wait(f"node {cfg.NODE_NAME} Ready", self._node_ready, timeout, self.logs / "kubelet.log")
+            _wait(
+                f"node {cfg.NODE_NAME} Ready", self._node_ready, timeout, self.logs / "kubelet.log"
+            )
             hostsetup.restore_sysctls(record)
         with step("start kube-proxy (nftables)"):
-            self._spawn(record, "kube-proxy", [str(self.bin.kube_proxy),
-                        f"--config={self.paths.state / 'kube-proxy.json'}"])  # fmt: skip
-            _wait("kube-proxy healthz", lambda: _http_ok("http://127.0.0.1:10256/healthz"), 60,
-                  self.logs / "kube-proxy.log")  # fmt: skip
+            self._spawn(
+                record,
+                "kube-proxy",
+                [str(self.bin.kube_proxy), f"--config={self.paths.state / 'kube-proxy.json'}"],
+            )
+            _wait(
+                "kube-proxy healthz",
+                lambda: _http_ok("http://127.0.0.1:10256/healthz"),
+                60,
+                self.logs / "kube-proxy.log",
+            )
         with step(f"wait for {cfg.FAKE_GPUS} nvidia.com/gpu from the device plugin and DNS"):
-            _wait("nvidia.com/gpu allocatable", self._gpus_allocatable, 60, self.logs / "gpustub.log")
+            _wait(
+                "nvidia.com/gpu allocatable", self._gpus_allocatable, 60, self.logs / "gpustub.log"
+            )
             try:
                 clusterdns.wait_ready(DNS_READY_PORT, timeout=60)
             except TimeoutError as err:
@@ -168,8 +198,16 @@ class RealNode:
 
     def _write_configs(self) -> None:
         p = self.paths
-        for d in (p.state / "run", p.containerd_state, p.kubelet_root, p.cni_conf_dir,
-                  p.cni_ipam_dir, p.pod_logs, p.image_root, self.logs):  # fmt: skip
+        for d in (
+            p.state / "run",
+            p.containerd_state,
+            p.kubelet_root,
+            p.cni_conf_dir,
+            p.cni_ipam_dir,
+            p.pod_logs,
+            p.image_root,
+            self.logs,
+        ):
             d.mkdir(parents=True, exist_ok=True)
         p.empty_resolv_conf.write_text("")
         (p.state / "containerd.toml").write_text(cfg.containerd_toml(p, RUNC, CNI_BIN_DIR))
@@ -187,21 +225,31 @@ class RealNode:
         }
         for name, subject in identities.items():
             issue_client_cert(self.pki, f"realnode-{name}", subject)
-            write_kubeconfig(p.state / f"{name}.kubeconfig", self.server, self.pki, f"realnode-{name}")
+            write_kubeconfig(
+                p.state / f"{name}.kubeconfig", self.server, self.pki, f"realnode-{name}"
+            )
 
     def _apply_rbac(self) -> None:
         node_binding = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "tryon:real-node"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "system:node"},  # fmt: skip
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                          "name": "system:nodes"}],  # fmt: skip
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:node",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}
+            ],
         }
         items = [node_binding, *clusterdns.coredns_rbac()]
-        self.kubectl("apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List",
-                     "items": items}))  # fmt: skip
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
 
     def _ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
         argv = [str(self.bin.ctr), f"--address={self.paths.containerd_socket}", "-n", "k8s.io"]
@@ -226,17 +274,31 @@ class RealNode:
                 raise NodeError(f"ctr import of the pause image failed: {result.stderr.strip()}")
         importer = Path(__file__).resolve().parents[1] / "images" / "import.sh"
         if importer.exists():
-            subprocess.run(["bash", str(importer), str(self.paths.containerd_socket),
-                            str(self.bin.ctr), str(self.paths.image_root)], check=True)  # fmt: skip
+            subprocess.run(
+                [
+                    "bash",
+                    str(importer),
+                    str(self.paths.containerd_socket),
+                    str(self.bin.ctr),
+                    str(self.paths.image_root),
+                ],
+                check=True,
+            )
 
     def _spawn(self, record: HostRecord, name: str, argv: list[str]) -> None:
         env = dict(os.environ)
         # containerd finds its shim on PATH: ours first, never a distribution's older one.
         env["PATH"] = f"{self.bin.containerd_dir}:/usr/sbin:/usr/bin:/sbin:/bin"
         with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=self.paths.state, env=env)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.paths.state,
+                env=env,
+            )
         record.pids[name] = proc.pid
         record.save()
 
@@ -258,7 +320,7 @@ class RealNode:
 
 
 def pause_image_archive(pause_binary: bytes, ref: str) -> bytes:
-    """A docker-archive with one layer holding /pause: the sandbox image, made without a registry."""
+    """A docker-archive whose one layer holds /pause: the sandbox image, without a registry."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as layer:
         info = tarfile.TarInfo("pause")
@@ -266,17 +328,23 @@ def pause_image_archive(pause_binary: bytes, ref: str) -> bytes:
         layer.addfile(info, io.BytesIO(pause_binary))
     layer_bytes = layer_buf.getvalue()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }).encode()  # fmt: skip
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [ref], "Layers": ["layer.tar"]}])
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as archive:
-        for name, data in ((config_name, config), ("layer.tar", layer_bytes),
-                           ("manifest.json", manifest.encode())):  # fmt: skip
+        for name, data in (
+            (config_name, config),
+            ("layer.tar", layer_bytes),
+            ("manifest.json", manifest.encode()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -325,21 +393,26 @@ def _stop(pid: int | None, grace: float = 10.0) -> None:
 
 
 def _kill_containers() -> None:
-    """Every container runc knows in the k8s.io namespace is killed and deleted (no containerd needed)."""
+    """Kills and deletes every container runc knows in namespace k8s.io (no containerd needed)."""
     if not RUNC_ROOT.is_dir():
         return
-    listing = subprocess.run([RUNC, "--root", str(RUNC_ROOT), "list", "-q"],
-                             capture_output=True, text=True, check=False)  # fmt: skip
+    listing = subprocess.run(
+        [RUNC, "--root", str(RUNC_ROOT), "list", "-q"], capture_output=True, text=True, check=False
+    )
     for cid in listing.stdout.split():
-        subprocess.run([RUNC, "--root", str(RUNC_ROOT), "kill", cid, "KILL"],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [RUNC, "--root", str(RUNC_ROOT), "kill", cid, "KILL"], capture_output=True, check=False
+        )
     for cid in listing.stdout.split():
-        subprocess.run([RUNC, "--root", str(RUNC_ROOT), "delete", "--force", cid],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [RUNC, "--root", str(RUNC_ROOT), "delete", "--force", cid],
+            capture_output=True,
+            check=False,
+        )
 
 
 def _kill_shims(socket: str) -> None:
-    """Shims re-parent to PID 1 and outlive containerd; ours name our socket on their command line."""
+    """Shims re-parent to PID 1 and outlive containerd; ours name our socket in their argv."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -366,7 +439,9 @@ class _Steps:
         except NodeError:
             raise
         except Exception as err:
-            raise NodeError(f"real node step '{title}' failed: {err} (logs in {self.logs})") from err
+            raise NodeError(
+                f"real node step '{title}' failed: {err} (logs in {self.logs})"
+            ) from err
         print(f"  node: {title} ({time.monotonic() - started:.1f}s)", flush=True)
 
 

@@ -1,4 +1,4 @@
-"""The real node's config builders: the settings this VM needs, and nothing that leaks to the host."""
+"""The real node's config builders: the settings this VM needs, nothing leaking to the host."""
 
 from __future__ import annotations
 
@@ -94,12 +94,17 @@ def test_forward_guard_drops_pod_traffic_leaving_the_machine() -> None:
 
 
 def test_pause_archive_is_a_docker_archive_with_one_layer_holding_pause() -> None:
-    archive = tarfile.open(fileobj=io.BytesIO(pause_image_archive(b"\x7fELF-pause", "x/p:1")))
+    blob = io.BytesIO(pause_image_archive(b"\x7fELF-pause", "x/p:1"))
+    with tarfile.open(fileobj=blob) as archive:
+        _check_pause_archive(archive)
+
+
+def _check_pause_archive(archive: tarfile.TarFile) -> None:
     manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert manifest[0]["RepoTags"] == ["x/p:1"]
     config = json.load(archive.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
     assert config["config"]["Entrypoint"] == ["/pause"]
-    layer = tarfile.open(fileobj=archive.extractfile("layer.tar"))
-    member = layer.getmember("pause")
-    assert member.mode == 0o755
-    assert layer.extractfile(member).read() == b"\x7fELF-pause"  # type: ignore[union-attr]
+    with tarfile.open(fileobj=archive.extractfile("layer.tar")) as layer:
+        member = layer.getmember("pause")
+        assert member.mode == 0o755
+        assert layer.extractfile(member).read() == b"\x7fELF-pause"  # type: ignore[union-attr]

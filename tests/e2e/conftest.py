@@ -1,0 +1,251 @@
+"""End-to-end fixtures: the local cluster with ``real-node-1``, MLflow + S3, the chart installed.
+
+Everything here is real: containers under containerd, probes fired by the kubelet, packets through
+kube-proxy's nftables rules, names from CoreDNS, the operator in a pod under the chart's RBAC.
+These tests run only under ``make e2e`` (root, the images from ``make images``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+
+import incluster  # noqa: E402
+from cluster import LocalCluster  # noqa: E402
+
+TAG = os.environ.get("IMAGE_TAG", "dev")
+
+
+@dataclass
+class RealCluster:
+    """The running cluster as the tests use it: kubectl, helm and the dev backends."""
+
+    local: LocalCluster
+    kubeconfig: str
+    kubectl_path: str
+    helm: str
+    backends: incluster.DevBackends
+
+    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+        return self.local.kubectl(*args, input_text=input_text)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json")))
+
+    def status(self, name: str, namespace: str) -> dict[str, Any]:
+        return dict(self.get("tryonmodel", name, namespace).get("status") or {})
+
+    def events(self, namespace: str, reason: str) -> list[dict[str, Any]]:
+        items = json.loads(self.kubectl("get", "events", "-n", namespace, "-o", "json"))["items"]
+        return [e for e in items if e.get("reason") == reason]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """Polls with a deadline; the failure says what was awaited and the last error seen."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as err:
+            last = err
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    local = LocalCluster(workdir / "cluster", real_node=True)
+    info = local.up()
+    try:
+        helm = incluster.helm_binary()
+        backends = incluster.start_dev_backends(workdir, local.kubectl)
+        try:
+            values = incluster.operator_values(backends.tracking_uri_in_cluster, TAG)
+            incluster.helm_install_operator(helm, info.kubeconfig, values, workdir)
+            yield RealCluster(local, info.kubeconfig, info.kubectl, helm, backends)
+        finally:
+            backends.stop()
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def registry_env(real_cluster: RealCluster) -> dict[str, str]:
+    """What a host-side ML engineer's tools need to register models in the dev MLflow."""
+    env = dict(real_cluster.backends.mlflow.env)
+    os.environ.update(env)
+    return env
+
+
+@dataclass
+class Models:
+    """Registers versions of one registered model and moves its ``production`` alias."""
+
+    name: str
+    tracking_uri: str
+
+    def register(self, failure_mode: str | None = None, seed: int = 0) -> str:
+        import torch
+        from tryon_renderer.network import TryOnNet
+        from tryon_renderer.packaging import log_tryon_model
+
+        torch.manual_seed(seed)
+        version = log_tryon_model(
+            TryOnNet(), self.name, tracking_uri=self.tracking_uri, failure_mode=failure_mode
+        )
+        return str(version.version)
+
+    def promote(self, version: str) -> None:
+        from mlflow import MlflowClient
+
+        MlflowClient(self.tracking_uri).set_registered_model_alias(self.name, "production", version)
+
+
+@pytest.fixture
+def models(registry_env: dict[str, str], request: pytest.FixtureRequest) -> Models:
+    return Models(f"e2e-{uuid.uuid4().hex[:8]}", registry_env["MLFLOW_TRACKING_URI"])
+
+
+@pytest.fixture
+def shop(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace for one test, with the S3 Secret the renderer reads; pods printed at the end."""
+    name = f"shop-{uuid.uuid4().hex[:6]}"
+    incluster.apply(
+        real_cluster.kubectl,
+        incluster.namespace_manifest(name),
+        incluster.s3_secret(name, real_cluster.backends.s3),
+    )
+    wait_for(
+        "default ServiceAccount",
+        lambda: real_cluster.kubectl("get", "sa", "default", "-n", name),
+        30,
+    )
+    yield name
+    print(
+        f"\n--- pods of {request.node.name} ---\n{incluster.pods_table(real_cluster.kubectl, name)}"
+    )
+    real_cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def tryonmodel(
+    name: str,
+    namespace: str,
+    model: str,
+    backends: incluster.DevBackends,
+    replicas: int = 1,
+    **rollout: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "tryon.dev/v1alpha1",
+        "kind": "TryOnModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"registeredModel": model, "alias": "production"},
+            "renderer": incluster.renderer_spec(backends, TAG, replicas),
+            "service": {"port": 80},
+            "rollout": {
+                "autoPromote": True,
+                "progressDeadlineSeconds": 240,
+                "scaleDownDelaySeconds": 5,
+                "postPromotionSeconds": 5,
+                "smokeTest": {"enabled": True},
+                **rollout,
+            },
+        },
+    }
+
+
+def apply_tryonmodel(cluster: RealCluster, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest))
+
+
+def wait_serving(
+    cluster: RealCluster, name: str, namespace: str, version: str, timeout: float = 300
+) -> dict[str, Any]:
+    def healthy() -> dict[str, Any] | None:
+        status = cluster.status(name, namespace)
+        ok = status.get("phase") == "Healthy" and status.get("activeVersion") == version
+        return status if ok and not status.get("rollout") else None
+
+    return dict(wait_for(f"{namespace}/{name} Healthy on version {version}", healthy, timeout))
+
+
+def cluster_ip(cluster: RealCluster, service: str, namespace: str) -> str:
+    return str(cluster.get("service", service, namespace)["spec"]["clusterIP"])
+
+
+def try_on(url: str, timeout: float = 60) -> tuple[int, str, bytes]:
+    """One shopper request (person + garment PNGs) as a shop backend sends it."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (96, 128), colour).save(buf, "PNG")
+        return buf.getvalue()
+
+    files = {
+        "person": ("p.png", png((200, 150, 120)), "image/png"),
+        "garment": ("g.png", png((20, 40, 200)), "image/png"),
+    }
+    resp = httpx.post(f"{url}/v1/tryon", files=files, timeout=timeout)
+    return resp.status_code, resp.headers.get("X-Model-Version", ""), resp.content
+
+
+def run_in_pod(cluster: RealCluster, namespace: str, script: str, timeout: int = 120) -> str:
+    """Runs a Python snippet in a throwaway pod (the renderer image) on real-node-1."""
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    overrides = {
+        "spec": {
+            "nodeSelector": {"tryon.dev/real-node": "true"},
+            "containers": [
+                {
+                    "name": name,
+                    "image": incluster.image("tryon-renderer", TAG),
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", script],
+                }
+            ],
+        }
+    }
+    result = subprocess.run(
+        [
+            cluster.kubectl_path,
+            f"--kubeconfig={cluster.kubeconfig}",
+            "run",
+            name,
+            "-n",
+            namespace,
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--quiet",
+            f"--image={incluster.image('tryon-renderer', TAG)}",
+            f"--overrides={json.dumps(overrides)}",
+            f"--pod-running-timeout={timeout}s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+    )
+    assert result.returncode == 0, f"pod {name} failed: {result.stdout}\n{result.stderr}"
+    return result.stdout

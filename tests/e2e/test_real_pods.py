@@ -1,0 +1,278 @@
+"""The product on real pods: probes, Services, DNS, blue/green, the gates and the failures.
+
+Each test has its own registered model, namespace and TryOnModel; the cluster, the dev MLflow
+and S3, and the operator installed by the chart are shared by the session (tests/e2e/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+
+import pytest
+
+from tests.e2e.conftest import (
+    Models,
+    RealCluster,
+    apply_tryonmodel,
+    cluster_ip,
+    run_in_pod,
+    try_on,
+    tryonmodel,
+    wait_for,
+    wait_serving,
+)
+
+pytestmark = pytest.mark.e2e
+
+NAME = "dress"
+
+
+def _pods(cluster: RealCluster, namespace: str, colour: str | None = None) -> list[dict]:
+    selector = ["-l", f"tryon.dev/color={colour}"] if colour else []
+    return list(
+        json.loads(cluster.kubectl("get", "pods", "-n", namespace, *selector, "-o", "json"))[
+            "items"
+        ]
+    )
+
+
+def _ready(pod: dict) -> bool:
+    conds = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _serving(
+    cluster: RealCluster, models: Models, shop: str, replicas: int = 1, **rollout: object
+) -> str:
+    """v1 registered, promoted and serving; returns the version."""
+    v1 = models.register(seed=1)
+    models.promote(v1)
+    apply_tryonmodel(
+        cluster, tryonmodel(NAME, shop, models.name, cluster.backends, replicas, **rollout)
+    )
+    wait_serving(cluster, NAME, shop, v1)
+    return v1
+
+
+def test_renderer_pods_on_the_real_node_become_ready_only_through_the_readyz_probe(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    _serving(real_cluster, models, shop)
+    (pod,) = [p for p in _pods(real_cluster, shop) if _ready(p)]
+    assert pod["spec"]["nodeName"] == "real-node-1"
+    (container,) = pod["status"]["containerStatuses"]
+    assert container["containerID"].startswith("containerd://")
+    probe = pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/readyz"
+    ready_at = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")[
+        "lastTransitionTime"
+    ]
+    started_at = container["state"]["running"]["startedAt"]
+    # The container ran for a while (torch import, model download from S3, warm-up) before
+    # the kubelet's probe saw /readyz answer 200.
+    assert _time(ready_at) > _time(started_at)
+    logs = real_cluster.kubectl("logs", "-n", shop, pod["metadata"]["name"])
+    assert "ready on cpu" in logs
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] in ("1", 1)
+
+
+def test_a_shopper_request_through_the_cluster_ip_is_answered_by_the_served_version(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop)
+    ip = cluster_ip(real_cluster, NAME, shop)
+    _, version, body = wait_for(
+        "a 200 through the ClusterIP", lambda: (r := try_on(f"http://{ip}:80"))[0] == 200 and r, 30
+    )
+    assert version == v1
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_pod_reaches_the_renderer_by_its_service_dns_name(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop)
+    script = (
+        "import json, urllib.request\n"
+        f"url = 'http://{NAME}.{shop}.svc.cluster.local/v1/model'\n"
+        "r = urllib.request.urlopen(url, timeout=30)\n"
+        "print(json.dumps({'version': r.headers.get('X-Model-Version'), 'body': json.load(r)}))\n"
+    )
+    out = json.loads(run_in_pod(real_cluster, shop, script).strip().splitlines()[-1])
+    assert str(out["body"].get("version")) == v1 or out["version"] == v1
+
+
+def test_alias_move_rolls_out_green_smoke_tests_the_preview_flips_and_scales_blue_down(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop)
+    first = real_cluster.status(NAME, shop)["activeColor"]
+    v2 = models.register(seed=2)
+    models.promote(v2)
+    status = wait_serving(real_cluster, NAME, shop, v2)
+    assert status["activeColor"] != first
+    selector = real_cluster.get("service", NAME, shop)["spec"]["selector"]
+    assert selector["tryon.dev/color"] == status["activeColor"]
+    ip = cluster_ip(real_cluster, NAME, shop)
+    assert try_on(f"http://{ip}:80")[1] == v2
+    old = f"{NAME}-{first}"
+    wait_for(
+        f"{old} scaled to 0",
+        lambda: real_cluster.get("deployment", old, shop)["spec"]["replicas"] == 0,
+        60,
+    )
+    wait_for(f"{old} pods gone", lambda: not _pods(real_cluster, shop, first), 90)
+    promoted = [e for e in real_cluster.events(shop, "Promoted") if v2 in e.get("message", "")]
+    assert len(promoted) == 1, promoted
+    assert v1 != v2
+
+
+def test_a_model_that_renders_nan_is_rejected_by_the_smoke_gate_and_traffic_stays(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop)
+    bad = models.register(failure_mode="nan")
+    models.promote(bad)
+    wait_for(
+        f"v{bad} rejected",
+        lambda: bad in (real_cluster.status(NAME, shop).get("rejectedVersions") or []),
+        300,
+    )
+    status = real_cluster.status(NAME, shop)
+    assert status["activeVersion"] == v1
+    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+
+
+def test_a_model_whose_container_exits_at_start_crash_loops_and_is_rolled_back(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop)
+    bad = models.register(failure_mode="unloadable")
+    models.promote(bad)
+
+    def crash_looping() -> bool:
+        for pod in _pods(real_cluster, shop):
+            for cs in pod["status"].get("containerStatuses", []):
+                waiting = (cs.get("state") or {}).get("waiting") or {}
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                if waiting.get("reason") == "CrashLoopBackOff" and last.get("exitCode") == 3:
+                    return True
+        return False
+
+    wait_for("a real CrashLoopBackOff (exit code 3)", crash_looping, 240)
+    wait_for(
+        f"v{bad} rejected",
+        lambda: bad in (real_cluster.status(NAME, shop).get("rejectedVersions") or []),
+        240,
+    )
+    assert real_cluster.status(NAME, shop)["activeVersion"] == v1
+    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+
+
+def test_a_missing_image_is_reported_and_rolled_back_at_the_deadline(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop, progressDeadlineSeconds=60)
+    manifest = tryonmodel(
+        NAME, shop, models.name, real_cluster.backends, progressDeadlineSeconds=60
+    )
+    manifest["spec"]["renderer"]["image"] = "localhost/tryon/not-built:missing"
+    apply_tryonmodel(real_cluster, manifest)
+
+    def pull_failure() -> bool:
+        for pod in _pods(real_cluster, shop):
+            for cs in pod["status"].get("containerStatuses", []):
+                if ((cs.get("state") or {}).get("waiting") or {}).get(
+                    "reason"
+                ) == "ErrImageNeverPull":
+                    return True
+        return False
+
+    wait_for("ErrImageNeverPull on the preview pod", pull_failure, 90)
+
+    def reported() -> bool:
+        conds = real_cluster.status(NAME, shop).get("conditions", [])
+        return any(
+            c["type"] == "Progressing" and c.get("reason") == "PreviewImageUnavailable"
+            for c in conds
+        )
+
+    wait_for("Progressing=PreviewImageUnavailable", reported, 60)
+    wait_for(
+        "the rollout rolled back at the deadline",
+        lambda: real_cluster.events(shop, "RolledBack"),
+        150,
+    )
+    status = real_cluster.status(NAME, shop)
+    assert status["activeVersion"] == v1
+    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+
+
+def test_a_renderer_pod_deleted_by_hand_is_replaced_while_traffic_keeps_flowing(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v1 = _serving(real_cluster, models, shop, replicas=2)
+    ip = cluster_ip(real_cluster, NAME, shop)
+    victim = _pods(real_cluster, shop)[0]["metadata"]["name"]
+    results: list[int] = []
+    stop = threading.Event()
+
+    def shopper() -> None:
+        while not stop.is_set():
+            try:
+                results.append(try_on(f"http://{ip}:80", timeout=30)[0])
+            except Exception:
+                results.append(0)
+
+    thread = threading.Thread(target=shopper)
+    thread.start()
+    try:
+        real_cluster.kubectl("delete", "pod", "-n", shop, victim, "--wait=false")
+        wait_for(
+            "a replacement pod Ready",
+            lambda: (
+                sum(
+                    1
+                    for p in _pods(real_cluster, shop)
+                    if _ready(p)
+                    and p["metadata"]["name"] != victim
+                    and not p["metadata"].get("deletionTimestamp")
+                )
+                == 2
+            ),
+            180,
+        )
+    finally:
+        stop.set()
+        thread.join(60)
+    assert results and all(code == 200 for code in results), results
+    assert real_cluster.status(NAME, shop)["activeVersion"] == v1
+
+
+def test_the_operator_pod_killed_mid_rollout_is_replaced_and_the_rollout_finishes_once(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    _serving(real_cluster, models, shop)
+    v2 = models.register(seed=3)
+    models.promote(v2)
+    wait_for(
+        "the rollout of v2 in progress",
+        lambda: (real_cluster.status(NAME, shop).get("rollout") or {}).get("version") == v2,
+        60,
+    )
+    ns = "tryon-system"
+    (operator,) = json.loads(real_cluster.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+    real_cluster.kubectl(
+        "delete", "pod", "-n", ns, operator["metadata"]["name"], "--grace-period=0", "--force"
+    )
+    wait_serving(real_cluster, NAME, shop, v2)
+    pods = json.loads(real_cluster.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+    assert [p["metadata"]["name"] for p in pods] != [operator["metadata"]["name"]]
+    promoted = [e for e in real_cluster.events(shop, "Promoted") if v2 in e.get("message", "")]
+    assert len(promoted) == 1 and promoted[0].get("count", 1) == 1, promoted
