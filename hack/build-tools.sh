@@ -2,7 +2,7 @@
 # Builds the local control-plane binaries from Go modules into a cache outside the repo.
 # Each tool lands in $TRYON_TOOLS_CACHE/<tool>-<version>/, so a pinned version is built once
 # and a warm start costs nothing.
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd ...]
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,16 +17,43 @@ containerd_version="v2.4.2"
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 
+# Full build output goes to one log per tool; the terminal gets one line per step.
+logs="${TRYON_BUILD_LOG_DIR:-$cache/logs}"
+mkdir -p "$logs"
+
+# with_retries NAME LOG CMD...: runs CMD (output appended to LOG); a failure that looks like a
+# transient registry or network error is retried with backoff, anything else fails at once.
+with_retries() {
+  local name="$1" log="$2"; shift 2
+  local attempt delay=5
+  for attempt in 1 2 3 4; do
+    if "$@" >>"$log" 2>&1; then return 0; fi
+    if ((attempt < 4)) && tail -n 40 "$log" | grep -qiE \
+      'dial tcp|i/o timeout|TLS handshake timeout|connection (reset|refused)|unexpected EOF|50[234] |Bad Gateway|Service Unavailable|temporary failure'; then
+      echo "  $name: transient download error, retry $attempt in ${delay}s (log: $log)" >&2
+      sleep "$delay"; delay=$((delay * 3))
+      continue
+    fi
+    echo "build of $name failed; last lines of $log:" >&2
+    tail -n 25 "$log" >&2
+    return 1
+  done
+}
+
 # go_build DIR OUTDIR LDFLAGS PACKAGE... builds into OUTDIR atomically (a half build never counts).
 go_build() {
   local dir="$1" out="$2" ldflags="$3"; shift 3
   if [[ -f "$out/.complete" ]]; then return 0; fi
-  echo "building $(basename "$out") (first time only; cached in $out)" >&2
+  local name log started=$SECONDS
+  name="$(basename "$out")"; log="$logs/$name.log"
+  echo "building $name (first time only; cached in $out; log: $log)" >&2
+  : >"$log"
   local tmp="$out.partial"
   rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$here/tools/$dir" && go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+  (cd "$here/tools/$dir" && with_retries "$name" "$log" go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
   touch "$tmp/.complete"
   rm -rf "$out" && mv "$tmp" "$out"
+  echo "  built $name in $((SECONDS - started))s" >&2
 }
 
 build_kubernetes() {
@@ -61,15 +88,19 @@ build_node() {
 build_containerd() {
   local out="$cache/containerd-$containerd_version"
   if [[ -f "$out/.complete" ]]; then return 0; fi
-  echo "building containerd-$containerd_version (first time only; cached in $out)" >&2
+  local log="$logs/containerd-$containerd_version.log" started=$SECONDS
+  echo "building containerd-$containerd_version (first time only; cached in $out; log: $log)" >&2
+  : >"$log"
   rm -rf "$out.partial" && mkdir -p "$out.partial"
   local m="github.com/containerd/containerd/v2"
-  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" go install -tags "no_btrfs no_zfs no_devmapper" \
+  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "containerd-$containerd_version" "$log" \
+    go install -tags "no_btrfs no_zfs no_devmapper" \
     -ldflags "-s -w -X $m/version.Version=$containerd_version" \
     "$m/cmd/containerd@$containerd_version" "$m/cmd/containerd-shim-runc-v2@$containerd_version" \
     "$m/cmd/ctr@$containerd_version"
   touch "$out.partial/.complete"
   rm -rf "$out" && mv "$out.partial" "$out"
+  echo "  built containerd-$containerd_version in $((SECONDS - started))s" >&2
 }
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
@@ -81,10 +112,11 @@ exec 9>"$cache/.lock"
 flock 9
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns); fi
 for t in "${tools[@]}"; do "build_$t"; done
 
 # Print the directories so callers can put them on PATH.
 printf '%s\n' "$cache/kubernetes-$k8s_version" "$cache/etcd-$etcd_version" \
   "$cache/kwok-$kwok_version" "$cache/helm-$helm_version" \
-  "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version"
+  "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version" \
+  "$cache/coredns-$coredns_version"
