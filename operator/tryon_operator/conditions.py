@@ -46,6 +46,12 @@ def degraded_reason(
                 f"{active.crashlooping_pods} pod(s) of the active colour {status.active_color} "
                 "are crash-looping",
             )
+        if active.image_unavailable_pods:  # e.g. a node lost the image and pull policy is Never
+            return (
+                "ActiveImageUnavailable",
+                f"{active.image_unavailable_pods} pod(s) of the active colour "
+                f"{status.active_color} cannot start: {active.image_unavailable_message}",
+            )
     if desired_version is None:
         return None
     rejected_template = (

@@ -33,6 +33,8 @@ class ColorView:
     unschedulable_message: str = ""
     scheduled_pods: int = 0
     gpu_short_pods: int = 0  # unschedulable for lack of nvidia.com/gpu
+    image_unavailable_pods: int = 0  # a container waits for an image it cannot get
+    image_unavailable_message: str = ""  # the first such pod's "<kubelet reason>: <message>"
     foreign_template_managers: tuple[str, ...] = ()  # who else wrote the pod template
 
     def rolled_out(self, version: str, template_hash: str, replicas: int) -> bool:
@@ -306,6 +308,11 @@ def _decide_pre_promotion(
             if preview.unschedulable_pods
             else ""
         )
+        if preview.image_unavailable_pods:
+            detail += (
+                f"; {preview.image_unavailable_pods} pod(s) cannot start: "
+                f"{preview.image_unavailable_message}"
+            )
         return Abort(
             "ProgressDeadlineExceeded",
             f"{rollout.color} (version {rollout.version}) had {preview.ready_replicas}/"

@@ -286,6 +286,7 @@ class Reconciler:
             observed = cluster.observed
             # Record each transition at once, so a crash right after it cannot repeat it.
             status, gpu_note = self._gpu_shortage(owner, spec, status, cluster, now)
+            self._image_unavailable(owner, status, cluster)
             status = self._finish_status(
                 spec, status, desired, cluster, resolution, now, generation, gpu_note
             )
@@ -294,6 +295,7 @@ class Reconciler:
 
         status = self._converge(owner, spec, tracking_uri, status, cluster)
         status, gpu_note = self._gpu_shortage(owner, spec, status, cluster, now)
+        self._image_unavailable(owner, status, cluster)
         status = self._finish_status(
             spec, status, desired, cluster, resolution, now, generation, gpu_note
         )
@@ -1172,7 +1174,11 @@ class Reconciler:
             }[rollout.phase]
             message = f"version {rollout.version} on {rollout.color}"
             preview = cluster.observed.color(rollout.color)
-            if rollout.phase == "Progressing" and preview.unschedulable_pods:
+            if rollout.phase == "Progressing" and preview.image_unavailable_pods:
+                # Before unschedulable: pods that got a node but no image would not start anyway.
+                reason = "PreviewImageUnavailable"
+                message += f": {_image_problem(preview)}"
+            elif rollout.phase == "Progressing" and preview.unschedulable_pods:
                 # Say so within seconds instead of hanging quietly until the deadline.
                 reason = "PreviewUnschedulable"
                 message += (
@@ -1275,6 +1281,37 @@ class Reconciler:
             f"preview needs {rollout.replicas * per_pod} {GPU} ({rollout.replicas} pod(s) x "
             f"{per_pod}), {preview.gpu_short_pods} pod(s) got none; {free}; "
             f"gpuShortagePolicy {policy}: {plan}"
+        )
+
+    def _image_unavailable(
+        self, owner: Owner, status: TryOnModelStatus, cluster: ClusterView
+    ) -> None:
+        """One Warning Event when preview pods are first seen unable to get their image.
+
+        The Progressing condition is the memory: once it names the problem for this rollout it is
+        written to status, so later looks (and a restarted operator) do not tell it again.
+        """
+        rollout = status.rollout
+        if rollout is None or rollout.phase != "Progressing":
+            return
+        preview = cluster.observed.color(rollout.color)
+        if not preview.image_unavailable_pods:
+            return
+        told = status.condition("Progressing")
+        label = f"version {rollout.version} on {rollout.color}:"
+        if told and told.reason == "PreviewImageUnavailable" and told.message.startswith(label):
+            return
+        self._event(
+            owner,
+            "Warning",
+            "ImageUnavailable",
+            f"{label} {_image_problem(preview)}",
+            version=rollout.version,
+            color=rollout.color,
+            evidence={
+                "imageUnavailablePods": preview.image_unavailable_pods,
+                "kubelet": preview.image_unavailable_message,
+            },
         )
 
     def _read_gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity | None:
@@ -1423,6 +1460,10 @@ def _why_flipped_back(reason: str) -> str:
     if reason == "ManualRollback":
         return "was rolled back by request after promotion (ManualRollback)"
     return f"failed after promotion ({reason})"
+
+
+def _image_problem(view: d.ColorView) -> str:
+    return f"{view.image_unavailable_pods} pod(s) cannot start: {view.image_unavailable_message}"
 
 
 def _int_quantity(value: object) -> int:

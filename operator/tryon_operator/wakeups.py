@@ -61,12 +61,7 @@ def _pod_signature(body: Mapping[str, Any], meta: Mapping[str, Any]) -> Signatur
         )
     )
     containers = tuple(
-        (
-            cs.get("name"),
-            cs.get("ready"),
-            cs.get("restartCount"),
-            ((cs.get("state") or {}).get("waiting") or {}).get("reason"),
-        )
+        (cs.get("name"), cs.get("ready"), cs.get("restartCount"), *_waiting(cs))
         for cs in status.get("containerStatuses") or []
     )
     return (
@@ -78,6 +73,12 @@ def _pod_signature(body: Mapping[str, Any], meta: Mapping[str, Any]) -> Signatur
         conditions,
         containers,
     )
+
+
+def _waiting(container_status: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Reason and message of a waiting container: a crash loop, or an image it cannot get."""
+    waiting = (container_status.get("state") or {}).get("waiting") or {}
+    return waiting.get("reason"), waiting.get("message")
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:

@@ -190,6 +190,7 @@ class KubeGateway:
         ready = sum(1 for p in running if _pod_ready(p))
         crashlooping = sum(1 for p in current if self._crashlooping(p))
         unschedulable = [m for p in current if (m := _unschedulable(p)) is not None]
+        no_image = [m for p in current if (m := _image_unavailable(p)) is not None]
         scheduled = sum(1 for p in current if _at(p, "spec").get("nodeName"))
         st = _at(dep, "status")
         return ColorView(
@@ -208,6 +209,8 @@ class KubeGateway:
             unschedulable_message=unschedulable[0] if unschedulable else "",
             scheduled_pods=scheduled,
             gpu_short_pods=sum(1 for m in unschedulable if f"Insufficient {GPU}" in m),
+            image_unavailable_pods=len(no_image),
+            image_unavailable_message=no_image[0] if no_image else "",
             foreign_template_managers=_foreign_template_managers(dep),
         )
 
@@ -382,6 +385,19 @@ class KubeGateway:
 
 GPU = "nvidia.com/gpu"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# The kubelet's waiting reasons for a container that cannot get its image (pkg/kubelet/images,
+# plus the CRI's SignatureValidationFailed): scheduled pods that cannot start until it is there.
+IMAGE_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "ImageInspectError",
+        "RegistryUnavailable",
+        "SignatureValidationFailed",
+    }
+)
 
 
 def _quantity(value: Any) -> int:
@@ -489,4 +505,15 @@ def _unschedulable(pod: JsonObj) -> str | None:
             and cond.get("reason") == "Unschedulable"
         ):
             return str(cond.get("message") or "Unschedulable")
+    return None
+
+
+def _image_unavailable(pod: JsonObj) -> str | None:
+    """``<reason>: <kubelet message>`` for the first container stuck on its image, else None."""
+    for cs in _at(pod, "status").get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in IMAGE_WAITING_REASONS:
+            message = waiting.get("message")
+            return f"{reason}: {message}" if message else str(reason)
     return None

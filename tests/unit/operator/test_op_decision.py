@@ -89,6 +89,8 @@ CASES = [
      T0 + S, d.Wait),
     ("preview not ready past the deadline aborts", desired(), rolling(),
      green(ready(ready_replicas=0)), T0 + 31 * S, d.Abort),
+    ("preview without its image waits for the deadline", desired(), rolling(),
+     green(ready(ready_replicas=0, image_unavailable_pods=1)), T0 + S, d.Wait),
     ("preview crash-looping aborts before the deadline", desired(), rolling(),
      green(ready(ready_replicas=0, crashlooping_pods=1)), T0 + S, d.Abort),
     ("preview of an old template does not count as ready", desired(), rolling(),
@@ -162,6 +164,18 @@ def test_deadline_abort_names_unschedulable_pods():
     assert isinstance(action, d.Abort)
     assert action.reason == "ProgressDeadlineExceeded"
     assert "Insufficient nvidia.com/gpu" in action.message
+
+
+def test_deadline_abort_names_pods_that_cannot_get_their_image():
+    view = ready(ready_replicas=0, image_unavailable_pods=1,
+                 image_unavailable_message='ErrImageNeverPull: Container image "r:2" is not '
+                                           "present with pull policy of Never")
+    action = d.decide(desired(), rolling(), green(view), T0 + 31 * S)
+    assert isinstance(action, d.Abort)
+    assert action.reason == "ProgressDeadlineExceeded"
+    assert action.message.endswith(
+        '1 pod(s) cannot start: ErrImageNeverPull: Container image "r:2" is not present with '
+        "pull policy of Never")
 
 
 def test_flip_back_without_a_previous_colour_is_impossible_so_first_deploy_finishes():

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
-from tryon_operator.gateways.kube import KubeGateway, _foreign_template_managers, _pod_gpus
+from tryon_operator.gateways.kube import (
+    IMAGE_WAITING_REASONS,
+    KubeGateway,
+    _foreign_template_managers,
+    _pod_gpus,
+)
 from tryon_operator.gateways.smoke import failure_summary
 
 pytestmark = pytest.mark.unit
@@ -102,3 +107,30 @@ def test_terminating_and_older_template_pods_do_not_count_as_the_new_template():
         _pod("2", "h2", True, deleting=True)])
     assert (view.ready_replicas, view.updated_replicas, view.status_replicas) == (2, 2, 3)
     assert not view.rolled_out("2", "h2", 2)
+
+
+def _waiting(pod: dict, **waiting: str) -> dict:
+    pod["status"]["containerStatuses"] = [{"name": "renderer", "state": {"waiting": waiting}}]
+    return pod
+
+
+@pytest.mark.parametrize("reason", sorted(IMAGE_WAITING_REASONS))
+def test_a_pod_waiting_for_its_image_is_counted_with_the_kubelets_words(reason):
+    gateway = KubeGateway(client.ApiClient())
+    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=0), [
+        _waiting(_pod("2", "h2", False), reason=reason, message="no such image"),
+        _pod("2", "h2", False)])
+    assert (view.image_unavailable_pods, view.image_unavailable_message) == (
+        1, f"{reason}: no such image")
+
+
+@pytest.mark.parametrize(("pods", "count", "message"), [
+    ([_waiting(_pod("2", "h2", False), reason="ContainerCreating")], 0, ""),
+    ([_waiting(_pod("2", "h2", False), reason="CrashLoopBackOff", message="back-off 10s")], 0, ""),
+    ([_waiting(_pod("1", "h1", False), reason="ErrImageNeverPull")], 0, ""),
+    ([_waiting(_pod("2", "h2", False), reason="ImagePullBackOff")], 1, "ImagePullBackOff"),
+], ids=["creating", "crash loop", "older template", "no kubelet message"])
+def test_only_current_pods_waiting_on_an_image_are_an_image_problem(pods, count, message):
+    gateway = KubeGateway(client.ApiClient())
+    view = gateway._color_view(_dep("2", "h2", 1, ready_in_status=0), pods)
+    assert (view.image_unavailable_pods, view.image_unavailable_message) == (count, message)

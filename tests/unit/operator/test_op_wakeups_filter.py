@@ -66,6 +66,15 @@ def test_the_same_child_again_does_not():
     ("pod crash-looping", pod,
      lambda b: b["status"]["containerStatuses"][0].update(
          state={"waiting": {"reason": "CrashLoopBackOff"}}), True),
+    ("pod cannot get its image", pod,
+     lambda b: b["status"]["containerStatuses"][0].update(state={"waiting": {
+         "reason": "ErrImageNeverPull",
+         "message": 'Container image "r:2" is not present with pull policy of Never'}}), True),
+    ("kubelet's waiting message changed", lambda: changed(pod(), lambda b: b["status"][
+        "containerStatuses"][0].update(state={"waiting": {"reason": "ErrImagePull",
+                                                          "message": "registry timed out"}})),
+     lambda b: b["status"]["containerStatuses"][0]["state"]["waiting"].update(
+         message="manifest unknown"), True),
     ("pod being deleted", pod,
      lambda b: b["metadata"].update(deletionTimestamp="2026-11-22T10:00:00Z"), True),
     ("pod only got a new resourceVersion", pod,
