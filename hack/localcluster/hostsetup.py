@@ -40,6 +40,10 @@ NFT_TABLES = (("inet", "tryon-realnode"), ("ip", "kube-proxy"), ("ip6", "kube-pr
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_NAMES = ("kubepods", "kubepods.slice")
 RECORD = Path("/run/tryon-realnode.json")
+# The node's own files: fixed and short, because unix socket paths must stay under 108 bytes
+# (the kubelet puts sockets deep under its root dir) and there is one node per host anyway.
+NODE_ROOT = Path("/var/lib/tryon-realnode")
+OTHER_MOUNT_OWNERS = ("/var/lib/containers/storage/",)
 LOCK = Path("/run/tryon-realnode.lock")
 
 
@@ -179,10 +183,11 @@ def snapshot() -> dict[str, object]:
         line.split()[0] for line in _run("ip", "-br", "link").stdout.splitlines() if line.strip()
     )
     tables = sorted(_run("nft", "list", "tables", check=False).stdout.splitlines())
-    mounts = sorted(
-        {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
-    )
+    points = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    # buildah's own store (an image build may run meanwhile) is not the node's business.
+    mounts = sorted(p for p in points if not p.startswith(OTHER_MOUNT_OWNERS))
     return {
+        "node_root": NODE_ROOT.exists(),
         "links": links,
         "nft_tables": tables,
         "mounts": mounts,

@@ -108,7 +108,7 @@ class RealNode:
         kubectl: Callable[..., str],
         binaries: NodeBinaries,
     ) -> None:
-        self.paths = cfg.NodePaths(state=state_dir / "realnode", image_root=default_image_root())
+        self.paths = cfg.NodePaths(state=hostsetup.NODE_ROOT, image_root=default_image_root())
         self.logs = state_dir / "logs"
         self.pki, self.server, self.kubectl, self.bin = pki, server, kubectl, binaries
 
@@ -140,7 +140,13 @@ class RealNode:
                     f"--config={self.paths.state / 'containerd.toml'}",
                 ],
             )
-            _wait("containerd answers", lambda: self._ctr_ok("version"), 30, self.logs)
+            _wait(
+                "containerd answers",
+                lambda: self._ctr_ok("version"),
+                30,
+                self.logs / "containerd.log",
+                record.pids["containerd"],
+            )
             self._remove_stale_containers()
         with step("import the pause image and the project's images"):
             self._import_images()
@@ -169,7 +175,11 @@ class RealNode:
             )
             self._spawn(record, "gpustub", [str(self.bin.gpustub), f"--count={cfg.FAKE_GPUS}"])
             _wait(
-                f"node {cfg.NODE_NAME} Ready", self._node_ready, timeout, self.logs / "kubelet.log"
+                f"node {cfg.NODE_NAME} Ready",
+                self._node_ready,
+                timeout,
+                self.logs / "kubelet.log",
+                record.pids["kubelet"],
             )
             hostsetup.restore_sysctls(record)
         with step("start kube-proxy (nftables)"):
@@ -369,7 +379,7 @@ def _teardown(record: HostRecord) -> None:
         _stop(record.pids.get(name))
     _kill_containers()
     _stop(record.pids.get("containerd"))
-    state = Path(record.state_dir) / "realnode"
+    state = hostsetup.NODE_ROOT
     _kill_shims(str(state / "run" / "containerd.sock"))
     hostsetup.unmount_all([str(state), *hostsetup.FIXED_HOST_PATHS, str(default_image_root())])
     hostsetup.remove_created_paths(record)
@@ -455,11 +465,17 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, log: Path) -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout: float, log: Path, pid: int | None = None
+) -> None:
+    """Polls ``check``; gives up at once if the process that should make it true has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
+        if pid is not None and not _alive(pid):
+            what += f" (pid {pid} exited)"
+            break
         time.sleep(0.2)
     tail = ""
     if log.is_file():
