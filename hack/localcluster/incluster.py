@@ -104,6 +104,8 @@ def _port_of(url: str) -> int:
 
 def start_dev_backends(workdir: Path, kubectl: Kubectl) -> DevBackends:
     """S3 and MLflow on the node address, published as ``s3`` and ``mlflow`` in ``tryon-dev``."""
+    for sub in ("s3", "mlflow"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
     s3 = start_s3_server(workdir / "s3", host=NODE_IP)
     try:
         mlflow = start_mlflow_server(workdir / "mlflow", s3, host=NODE_IP)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -212,40 +211,33 @@ def try_on(url: str, timeout: float = 60) -> tuple[int, str, bytes]:
 
 
 def run_in_pod(cluster: RealCluster, namespace: str, script: str, timeout: int = 120) -> str:
-    """Runs a Python snippet in a throwaway pod (the renderer image) on real-node-1."""
+    """Runs a Python snippet in a throwaway pod (the renderer image) on real-node-1; its output."""
     name = f"probe-{uuid.uuid4().hex[:6]}"
-    overrides = {
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
+            "restartPolicy": "Never",
             "nodeSelector": {"tryon.dev/real-node": "true"},
             "containers": [
                 {
-                    "name": name,
+                    "name": "probe",
                     "image": incluster.image("tryon-renderer", TAG),
                     "imagePullPolicy": "Never",
                     "command": ["python", "-c", script],
                 }
             ],
-        }
+        },
     }
-    result = subprocess.run(
-        [
-            cluster.kubectl_path,
-            f"--kubeconfig={cluster.kubeconfig}",
-            "run",
-            name,
-            "-n",
-            namespace,
-            "--rm",
-            "-i",
-            "--restart=Never",
-            "--quiet",
-            f"--image={incluster.image('tryon-renderer', TAG)}",
-            f"--overrides={json.dumps(overrides)}",
-            f"--pod-running-timeout={timeout}s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout + 30,
-    )
-    assert result.returncode == 0, f"pod {name} failed: {result.stdout}\n{result.stderr}"
-    return result.stdout
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(pod))
+
+    def finished() -> str | None:
+        phase = cluster.get("pod", name, namespace).get("status", {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(f"pod {name} to finish", finished, timeout)
+    logs = cluster.kubectl("logs", "-n", namespace, name)
+    cluster.kubectl("delete", "pod", "-n", namespace, name, "--wait=false")
+    assert phase == "Succeeded", f"pod {name} {phase}:\n{logs}"
+    return logs

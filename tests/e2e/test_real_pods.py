@@ -98,10 +98,17 @@ def test_a_pod_reaches_the_renderer_by_its_service_dns_name(
     real_cluster: RealCluster, models: Models, shop: str
 ) -> None:
     v1 = _serving(real_cluster, models, shop)
+    # Polls for up to 20 s: kube-proxy programs a new Service's rules a moment after it exists.
     script = (
-        "import json, urllib.request\n"
+        "import json, time, urllib.request\n"
         f"url = 'http://{NAME}.{shop}.svc.cluster.local/v1/model'\n"
-        "r = urllib.request.urlopen(url, timeout=30)\n"
+        "for attempt in range(40):\n"
+        "    try:\n"
+        "        r = urllib.request.urlopen(url, timeout=10)\n"
+        "        break\n"
+        "    except OSError as err:\n"
+        "        print('attempt', attempt, err, flush=True)\n"
+        "        time.sleep(0.5)\n"
         "print(json.dumps({'version': r.headers.get('X-Model-Version'), 'body': json.load(r)}))\n"
     )
     out = json.loads(run_in_pod(real_cluster, shop, script).strip().splitlines()[-1])
