@@ -211,6 +211,9 @@ def _weed_argv(
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.volumeSizeLimitMB=64",
+        # A fixed volume count: the automatic one is free disk / volume size *at start*, which
+        # leaves no writable volume when the disk is briefly full (an image build running).
+        "-volume.max=50",
     ]
     argv += [f"-{flag}={port}" for flag, port in ports.items()]
     return argv
