@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
+# 1: `make cluster-up` also starts real-node-1 (kubelet + containerd; root, one per host)
+REAL_NODE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean
+.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: doctor venv tools ## the main job: train, deploy, flip blue/green, roll back a broken model (DEMO_ARGS=--keep)
+demo: doctor venv tools images ## the main job on real pods: train, deploy, flip blue/green, roll back a broken model (root; DEMO_ARGS=--keep)
 	$(PY) hack/demo.py $(DEMO_ARGS)
 
 demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
@@ -28,13 +30,16 @@ demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
 
 venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dependencies
 
-tools: ## build (or reuse) etcd, Kubernetes, kwok and helm into ~/.cache/tryon-operator
+tools: ## build (or reuse) etcd, Kubernetes, kwok, helm and the real node's programs into ~/.cache/tryon-operator
 	bash hack/build-tools.sh
 
-cluster-up: ## start the local control plane; kubeconfig in .cluster/kubeconfig
-	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR)
+images: ## build the operator and renderer images with buildah, no registry (root; IMAGE_TAG=dev)
+	bash hack/images/build.sh
 
-cluster-down: ## stop the local control plane
+cluster-up: tools ## start the control plane, kwok nodes and real-node-1 (REAL_NODE=0: kwok only); kubeconfig in .cluster/kubeconfig
+	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR) $(if $(filter 1,$(REAL_NODE)),--real-node)
+
+cluster-down: ## stop the local control plane and the real node; also cleans up after a crash
 	$(PYTHON) hack/localcluster/cluster.py down --state-dir $(STATE_DIR)
 
 cluster-status: ## show whether it runs and how much memory it takes
@@ -48,6 +53,14 @@ typecheck: venv ## mypy (strict) on the packages
 
 test: doctor venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows
+
+e2e-node: venv tools ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
+	TRYON_E2E=1 $(PY) -m pytest tests/e2e/node -s $(PYTEST_ARGS)
+
+e2e-flows: venv tools images ## the product on real pods: probes, ClusterIP, DNS, blue/green, gates, failures
+	TRYON_E2E=1 $(PY) -m pytest tests/e2e --ignore=tests/e2e/node -s $(PYTEST_ARGS)
 
 test-unit: venv ## fast tests that start no server
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
