@@ -49,6 +49,10 @@ fi
 
 # The digest containerd has for REF (the manifest it imported), or nothing.
 containerd_digest() { ctr images ls 2>/dev/null | awk -v r="$1" '$1 == r { print $3 }'; }
+unpacked() {
+  CONTAINERD_SNAPSHOTTER="$snapshotter" ctr images check "name==$1" 2>/dev/null |
+    awk -v r="$1" '$1 == r && $NF == "true" { ok = 1 } END { exit !ok }'
+}
 recorded() { [[ -f "$marker" ]] && awk -v n="$1" '$1 == n { print $2, $3 }' "$marker"; }
 record() {  # record NAME ID DIGEST: rewrite the marker with this image's line replaced
   local tmp="$marker.partial"
@@ -61,10 +65,16 @@ import_one() {
   ctr images import "${import_flags[@]}" "$tar"
   local digest; digest="$(containerd_digest "$ref")"
   [[ -n "$digest" ]] || { echo "$ref is not in containerd ($namespace) after the import" >&2; return 1; }
-  # Fully there and unpacked for the kubelet's snapshotter? (`check -q` prints only such refs)
-  CONTAINERD_SNAPSHOTTER="$snapshotter" ctr images check "name==$ref"
-  [[ "$(CONTAINERD_SNAPSHOTTER="$snapshotter" ctr images check -q "name==$ref")" == "$ref" ]] ||
-    { echo "$ref is not complete and unpacked ($snapshotter)" >&2; return 1; }
+  # Unpacked for the kubelet's snapshotter (last column of `images check`), and all blobs there
+  # unless they were discarded on purpose (then check reports "incomplete").
+  local check; check="$(CONTAINERD_SNAPSHOTTER="$snapshotter" ctr images check "name==$ref")"
+  echo "$check"
+  unpacked "$ref" ||
+    { echo "$ref is not unpacked for $snapshotter" >&2; return 1; }
+  if [[ " ${import_flags[*]} " != *" --discard-unpacked-layers "* ]]; then
+    awk -v r="$ref" '$1 == r && / complete / { ok = 1 } END { exit !ok }' <<<"$check" ||
+      { echo "$ref is incomplete in containerd's content store" >&2; return 1; }
+  fi
   record "$name" "$id" "$digest"
   echo "$ref ${digest:7:12} ($(du -h "$tar" | cut -f1))" >&3
 }
@@ -89,7 +99,7 @@ for ref_file in "${refs[@]}"; do
     continue
   fi
   current="$(containerd_digest "$ref")"
-  if [[ -n "$current" && "$(recorded "$name")" == "$id $current" ]]; then
+  if [[ -n "$current" && "$(recorded "$name")" == "$id $current" ]] && unpacked "$ref"; then
     printf '  %-28s %7s   %s up to date (%s)\n' "import: $name" "" "$ref" "${id:0:12}"
     continue
   fi

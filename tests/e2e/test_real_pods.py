@@ -138,7 +138,11 @@ def test_alias_move_rolls_out_green_smoke_tests_the_preview_flips_and_scales_blu
         60,
     )
     wait_for(f"{old} pods gone", lambda: not _pods(real_cluster, shop, first), 90)
-    promoted = [e for e in real_cluster.events(shop, "Promoted") if v2 in e.get("message", "")]
+    promoted = [
+        e
+        for e in real_cluster.events(shop, "Promoted")
+        if f"(version {v2})" in e.get("message", "")
+    ]
     assert len(promoted) == 1, promoted
     assert v1 != v2
 
@@ -297,5 +301,9 @@ def test_the_operator_killed_mid_rollout_comes_back_and_finishes_the_rollout_onc
     after = real_cluster.get("pod", name, ns)["status"]["containerStatuses"][0]
     assert after["restartCount"] == restarts + 1, "the kubelet restarted the killed operator"
     assert after["lastState"]["terminated"]["exitCode"] == 137
-    promoted = [e for e in real_cluster.events(shop, "Promoted") if v2 in e.get("message", "")]
+    promoted = [
+        e
+        for e in real_cluster.events(shop, "Promoted")
+        if f"(version {v2})" in e.get("message", "")
+    ]
     assert len(promoted) == 1 and promoted[0].get("count", 1) == 1, promoted

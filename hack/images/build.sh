@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# `make images`: builds the operator and renderer images from the project's Dockerfile with
+# buildah (no Docker engine, no registry), on the local base image from build-base.sh, and
+# exports each as a docker-archive tar that hack/images/import.sh loads into a containerd node.
+#
+#   hack/images/build.sh [operator] [renderer]       (default: both; root, needs buildah)
+#
+# Images: localhost/tryon/tryon-operator:$IMAGE_TAG and localhost/tryon/tryon-renderer:$IMAGE_TAG
+# (IMAGE_TAG defaults to dev). Exports: ${TRYON_IMAGE_CACHE:-~/.cache/tryon-operator/images}/
+# <name>.tar, <name>.ref (the image name) and <name>.id (buildah's image id); an export is skipped
+# when the id and name are unchanged. Logs: build/images/<target>.log.
+#
+# Environment:
+#   IMAGE_TAG            tag of both images (dev)
+#   VERSION, COMMIT      OCI labels (pyproject's version; `git rev-parse HEAD`, "-dirty" when the
+#                        build context has uncommitted changes)
+#   TRYON_BUILD_CA       CA bundle lent read-only to RUN steps as /etc/ssl/certs/ca-certificates.crt
+#                        (default: the host's, if present; empty: none). For machines whose PyPI
+#                        traffic goes through a TLS-intercepting proxy; a bind mount never lands
+#                        in a layer.
+#   TORCH_INDEX_URL      passed to the Dockerfile (e.g. the CPU-only index, where reachable)
+#   TRYON_BUILD_ARGS     extra `buildah bud` arguments (word-split)
+#   TRYON_IMAGE_SMOKE=0  skip the smoke run of each image
+#   TRYON_IMAGE_EXPORT=0 skip the export
+set -euo pipefail
+# shellcheck source=hack/images/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+image_tag="${IMAGE_TAG:-dev}"
+image_repo="${TRYON_IMAGE_REPO:-localhost/tryon}"
+targets=("$@")
+(( ${#targets[@]} )) || targets=(operator renderer)
+for t in "${targets[@]}"; do
+  case "$t" in operator | renderer) ;; *) echo "usage: $0 [operator] [renderer]" >&2; exit 2 ;; esac
+done
+
+command -v buildah >/dev/null || fail "images: buildah is not installed (apt-get install buildah)"
+(( EUID == 0 )) || fail "images: run as root (buildah's containers-storage in /var/lib/containers)"
+
+lock_images
+mkdir -p "$log_dir" "$image_cache"
+echo "images: ${targets[*]} (tag $image_tag); logs in $log_dir/"
+
+# The base image: built once, then reused (build-base.sh prints its own step lines).
+"$images_dir/build-base.sh"
+base_id="$(image_id "$base_image")"
+
+# What the Dockerfile copies (see .dockerignore): the labels say "-dirty" when these differ from HEAD.
+context_paths=(pyproject.toml README.md operator renderer training hack/requirements-from-pyproject.py)
+version="${VERSION:-$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo_root/pyproject.toml")}"
+if [[ -z "${COMMIT:-}" ]]; then
+  COMMIT="$(git -C "$repo_root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  if [[ "$COMMIT" != unknown && -n "$(git -C "$repo_root" status --porcelain -- "${context_paths[@]}")" ]]; then
+    COMMIT+="-dirty"
+  fi
+fi
+commit="$COMMIT"
+
+build_ca="${TRYON_BUILD_CA-/etc/ssl/certs/ca-certificates.crt}"
+ca_args=()
+if [[ -n "$build_ca" ]]; then
+  [[ -f "$build_ca" ]] || fail "images: TRYON_BUILD_CA=$build_ca is not a file"
+  ca_args=(-v "$build_ca:/etc/ssl/certs/ca-certificates.crt:ro")
+fi
+read -r -a extra_args <<<"${TRYON_BUILD_ARGS:-}"
+
+image_name() { echo "tryon-$1"; }                        # operator -> tryon-operator
+image_ref() { echo "$image_repo/$(image_name "$1"):$image_tag"; }
+
+# context_stamp: a hash of everything the build depends on: the Dockerfile, .dockerignore, the
+# files .dockerignore lets into the context (its `!` lines; .dockerignore starts with `*`), their
+# modes, the build arguments and the base image's id. Empty when .dockerignore has another shape
+# (then every run calls buildah). Hashing more than the context only costs a needless build.
+context_stamp() {
+  local ignore="$repo_root/.dockerignore"
+  [[ -f "$ignore" && "$(grep -Ev '^[[:space:]]*(#|$)' "$ignore" | head -n 1)" == "*" ]] || return 0
+  local includes=()
+  while read -r line; do includes+=("${line#!}"); done < <(grep -E '^!' "$ignore" | sed 's:/*$::')
+  (
+    cd "$repo_root"
+    printf '%s\n' "$base_id" "$version" "$commit" "${TORCH_INDEX_URL:-}" "${extra_args[*]}" "$build_ca"
+    sha256sum Dockerfile .dockerignore
+    find "${includes[@]}" \( -name __pycache__ -o -name '*.egg-info' \) -prune -o ! -name '*.pyc' \
+      -printf '%y %m %p %l\n' | LC_ALL=C sort
+    find "${includes[@]}" \( -name __pycache__ -o -name '*.egg-info' \) -prune -o -type f ! -name '*.pyc' \
+      -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+  ) | sha256sum | cut -d' ' -f1
+}
+
+# prune_superseded OLD_ID NEW_ID: after a rebuild, remove the untagged images whose top layer only
+# the replaced image had (its final-stage chain in the --layers cache: for the renderer a ~6 GB
+# copy of the virtual environment per rebuild). Earlier stages' cache (the torch layer) and
+# every tagged image are kept. TRYON_IMAGE_KEEP_OLD=1 keeps everything.
+diff_ids() { buildah inspect --type image --format '{{range .OCIv1.RootFS.DiffIDs}}{{println .}}{{end}}' "$1"; }
+prune_superseded() {
+  local old="$1" new="$2"
+  [[ -n "$old" && "$old" != "$new" && "${TRYON_IMAGE_KEEP_OLD:-0}" != 1 ]] || return 0
+  local keep unique id names top removed=0
+  keep="$(buildah images --noheading --no-trunc --format '{{.ID}} {{.Name}}' | sed 's/^sha256://' |
+    awk '$2 != "<none>" { print $1 }' | sort -u | while read -r id; do diff_ids "$id"; done | sort -u)"
+  unique="$({ diff_ids "$old" 2>/dev/null || true; } | sort -u | comm -23 - <(printf '%s\n' "$keep"))"
+  [[ -n "$unique" ]] || return 0
+  while read -r id names; do
+    [[ "$names" == "<none>" ]] || continue
+    # (gone already: removing an image also removes its untagged parents)
+    top="$(diff_ids "$id" 2>/dev/null | tail -n 1)" || continue
+    if [[ -n "$top" ]] && grep -qxF "$top" <<<"$unique"; then
+      buildah rmi "$id" >/dev/null && removed=$((removed + 1)) || true
+    fi
+  done < <(buildah images --all --noheading --no-trunc --format '{{.ID}} {{.Name}}' | sed 's/^sha256://')
+  echo "pruned $removed superseded cache images" >&3
+}
+
+build_target() {
+  local target="$1" ref name old_id stamp; ref="$(image_ref "$target")"
+  name="$(image_name "$target")"
+  old_id="$(image_id "$ref")"
+  stamp="$(context_stamp)"
+  # Nothing changed since the build that made the current image: skip buildah, whose cache check
+  # alone takes a minute for the renderer (it hashes the copied virtual environment).
+  if [[ -n "$stamp" && -n "$old_id" && "${TRYON_IMAGE_FORCE:-0}" != 1 &&
+        "$(cat "$image_cache/$name.stamp" 2>/dev/null)" == "$stamp $old_id" ]]; then
+    printf 'unchanged context, skipped: %s %s (%s)\n' "$ref" "$(image_size "$ref")" "${old_id:0:12}" >&3
+    return 0
+  fi
+  rm -f "$image_cache/$name.stamp"
+  # --network host: no netavark bridge or firewall rules for RUN steps. --layers: each instruction
+  # is cached, so an unchanged build costs only the cache lookups. --force-rm: a failed step's
+  # working container (for the renderer, gigabytes) is removed too.
+  buildah bud --layers --force-rm --network host \
+    "${ca_args[@]}" \
+    --build-arg "PYTHON_IMAGE=$base_image" \
+    --build-arg "RENDERER_BASE=$base_image" \
+    --build-arg "VERSION=$version" \
+    --build-arg "COMMIT=$commit" \
+    ${TORCH_INDEX_URL:+--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL"} \
+    "${extra_args[@]}" \
+    --target "$target" \
+    --tag "$ref" \
+    --file "$repo_root/Dockerfile" \
+    "$repo_root"
+  local id; id="$(image_id "$ref")"
+  if [[ -n "$stamp" ]]; then printf '%s %s\n' "$stamp" "$id" >"$image_cache/$name.stamp"; fi
+  printf '%s %s (%s)\n' "$ref" "$(image_size "$ref")" "${id:0:12}" >&3
+  prune_superseded "$old_id" "$id"
+}
+
+# smoke TARGET: run the image's own program once in a throwaway container (buildah run with
+# runc; containers get buildah's default rlimits, which work without CAP_SYS_RESOURCE), check
+# that pip is gone and the lent CA bundle did not land in a layer. Once per image id.
+smoke_target() {
+  local target="$1" ref ctr id; ref="$(image_ref "$target")"
+  id="$(image_id "$ref")"
+  if [[ "$(cat "$image_cache/$(image_name "$target").smoked" 2>/dev/null)" == "$id" ]]; then
+    echo "passed before (${id:0:12}), skipped" >&3
+    return 0
+  fi
+  ctr="tryon-smoke-$target-$$"
+  buildah rm "$ctr" >/dev/null 2>&1 || true
+  buildah from --quiet --pull-never --name "$ctr" "$ref" >/dev/null
+  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+  case "$target" in
+    operator)
+      buildah run --user 10001:10001 "$ctr" -- tryon-operator --help
+      buildah run --user 10001:10001 "$ctr" -- python -c \
+        'import tryon_operator, kopf, kubernetes, mlflow; print("imports ok")'
+      ;;
+    renderer)
+      buildah run --user 10001:10001 "$ctr" -- python -c \
+        'import torch, tryon_renderer, fastapi, uvicorn; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+      buildah run --user 10001:10001 "$ctr" -- tryon-renderer --help
+      ;;
+  esac
+  # Nothing installs packages at run time: pip must be gone from the final image.
+  if buildah run "$ctr" -- python -c 'import pip' 2>/dev/null; then
+    echo "pip is still importable in $ref" >&2
+    return 1
+  fi
+  # The CA bundle lent to the build must not have landed in a layer: the image's bundle is still
+  # the base image's (Debian's), which the Dockerfile never changes.
+  local base_ctr="tryon-smoke-base-$$" mnt base_mnt
+  buildah rm "$base_ctr" >/dev/null 2>&1 || true
+  buildah from --quiet --pull-never --name "$base_ctr" "$base_image" >/dev/null
+  trap 'buildah rm "$ctr" "$base_ctr" >/dev/null 2>&1 || true' EXIT
+  mnt="$(buildah mount "$ctr")" base_mnt="$(buildah mount "$base_ctr")"
+  if ! cmp "$base_mnt/etc/ssl/certs/ca-certificates.crt" "$mnt/etc/ssl/certs/ca-certificates.crt"; then
+    echo "/etc/ssl/certs/ca-certificates.crt in $ref differs from the base image's" >&2
+    return 1
+  fi
+  buildah rm "$base_ctr" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  trap - EXIT
+  printf '%s\n' "$id" >"$image_cache/$(image_name "$target").smoked"
+  echo "ok" >&3
+}
+
+# export TARGET: docker-archive (uncompressed layers: fast to write and to import) with the full
+# name inside, written next to its final path and renamed, then .ref and .id (the id last: it
+# marks a complete export). Skipped when the cached export has the same id and name.
+export_target() {
+  local target="$1" ref id name; ref="$(image_ref "$target")"
+  name="$(image_name "$target")"
+  id="$(image_id "$ref")"
+  [[ -n "$id" ]] || { echo "no image $ref" >&2; return 1; }
+  local tar="$image_cache/$name.tar"
+  if [[ -f "$tar" && "$(cat "$image_cache/$name.id" 2>/dev/null)" == "$id" &&
+        "$(cat "$image_cache/$name.ref" 2>/dev/null)" == "$ref" ]]; then
+    echo "unchanged (${id:0:12}), kept $tar" >&3
+    return 0
+  fi
+  exec 8>"$image_cache/.export.lock"
+  flock 8                                 # import.sh reads under a shared lock
+  # The old tar goes first: the renderer's is ~6 GB, two at once may not fit (import.sh waits on
+  # the lock, and without an .id it would not take a half-written export anyway).
+  rm -f "$image_cache/$name.id" "$tar" "$tar.partial"
+  buildah push --quiet "$ref" "docker-archive:$tar.partial:$ref"
+  mv -f "$tar.partial" "$tar"
+  printf '%s\n' "$ref" >"$image_cache/$name.ref.partial" && mv -f "$image_cache/$name.ref.partial" "$image_cache/$name.ref"
+  printf '%s\n' "$id" >"$image_cache/$name.id.partial" && mv -f "$image_cache/$name.id.partial" "$image_cache/$name.id"
+  flock -u 8
+  echo "$tar $(du -h "$tar" | cut -f1)" >&3
+}
+
+for target in "${targets[@]}"; do
+  log="$log_dir/$target.log"
+  : >"$log"
+  step "$target: build" "$log" build_target "$target"
+  if [[ "${TRYON_IMAGE_SMOKE:-1}" != 0 ]]; then step "$target: smoke" "$log" smoke_target "$target"; fi
+  if [[ "${TRYON_IMAGE_EXPORT:-1}" != 0 ]]; then step "$target: export" "$log" export_target "$target"; fi
+done
