@@ -137,21 +137,30 @@ def tryonmodel_manifest(backends: incluster.DevBackends) -> str:
     )
 
 
-def shopper_request(cluster_ip: str, data: Path, out: Path) -> str:
-    """Sends one held-out pair to the active Service's ClusterIP, as a shop backend would."""
+def shopper_request(cluster_ip: str, data: Path, out: Path, timeout: float = 30) -> str:
+    """Sends one held-out pair to the active Service's ClusterIP, as a shop backend would.
+
+    Retries refused connections for a few seconds: kube-proxy programs a flipped Service's
+    endpoints a moment after the operator reports the flip.
+    """
     import httpx
 
     person = sorted((data / "test" / "person").iterdir())[0]
     garment = data / "test" / "garment" / person.name
     url = f"http://{cluster_ip}:80/v1/tryon"
-    response = httpx.post(
-        url,
-        files={
-            "person": (person.name, person.read_bytes(), "image/png"),
-            "garment": (garment.name, garment.read_bytes(), "image/png"),
-        },
-        timeout=120,
-    )
+    files = {
+        "person": (person.name, person.read_bytes(), "image/png"),
+        "garment": (garment.name, garment.read_bytes(), "image/png"),
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.post(url, files=files, timeout=120)
+            break
+        except httpx.TransportError as err:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"demo: try-on request to {url} failed: {err}") from err
+            time.sleep(0.5)
     if response.status_code != 200:
         raise SystemExit(f"demo: try-on request failed: {response.status_code} {response.text}")
     out.write_bytes(response.content)
@@ -339,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             "clusterIP"
         ]
         with timeline.step(f"a shopper's try-on request to Service {NAME} ({ip}, kube-proxy)"):
-            served = wait_for(
-                "a 200", lambda: shopper_request(ip, data, workdir / "tryon-v1.png"), 30
-            )
+            served = shopper_request(ip, data, workdir / "tryon-v1.png")
             detail(f"X-Model-Version: {served}; image saved to {workdir / 'tryon-v1.png'}")
 
         with timeline.step("train v2 and promote it (evaluation must beat v1)"):
