@@ -43,6 +43,7 @@ case "$phase" in
     # land in site-packages, which Debian's Python does not read. `env -i`: the host's PIP_* and
     # other variables must not leak into the chroot.
     rm -f "$root/usr/lib/python3.11/EXTERNALLY-MANAGED"
+    # shellcheck disable=SC2016  # expanded by the chroot's shell
     chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       HOME=/root LANG=C.UTF-8 /bin/sh -euc '
         pip_whl=$(ls /usr/share/python-wheels/pip-*.whl)

@@ -14,8 +14,8 @@
 #
 # Environment: TRYON_IMAGE_CACHE (the exports; ~/.cache/tryon-operator/images),
 # TRYON_CONTAINERD_NAMESPACE (k8s.io), TRYON_SNAPSHOTTER (overlayfs),
-# TRYON_IMPORT_DISCARD_LAYERS=1 (drop the layer blobs once unpacked: about half the disk; needs a
-# ctr with --local).
+# TRYON_IMPORT_DISCARD_LAYERS (1, the default: drop the layer blobs once unpacked, about half the
+# disk, needs a ctr with --local; 0 keeps them, e.g. for `ctr images export`).
 set -euo pipefail
 # shellcheck source=hack/images/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

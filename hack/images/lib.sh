@@ -1,5 +1,6 @@
 # Shared by the image scripts (sourced, not run): paths, logging and the one-line-per-step runner.
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are for the scripts that source this file
 
 images_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$images_dir/../.." && pwd)"
