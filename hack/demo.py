@@ -362,7 +362,17 @@ def main(argv: list[str] | None = None) -> int:
             timeline.mark("  alias moved -> Service flipped", time.monotonic() - alias_moved)
             detail(f"Service {NAME} selector: {before} -> {cluster.selector_colour()}")
             detail(cluster.kubectl("get", "tom,deploy", "-n", NAMESPACE))
-            served = shopper_request(ip, data, workdir / "tryon-v2.png")
+            # The selector is patched; kube-proxy moves the packets a moment later (EndpointSlice
+            # update, then its next sync): shoppers still reach the warm v1 pods until then.
+            flipped = time.monotonic()
+            served = wait_for(
+                f"a response from v{v2}",
+                lambda: (v := shopper_request(ip, data, workdir / "tryon-v2.png")) == v2 and v,
+                60,
+            )
+            timeline.mark(
+                "  Service flipped -> first request served by v2", time.monotonic() - flipped
+            )
             detail(f"X-Model-Version after the flip: {served}")
 
         with timeline.step("register a broken v3 (renders NaN) and force it to 'production'"):
