@@ -206,37 +206,7 @@ def make_pki(pki: Path) -> None:
         ("apiserver", "/CN=kube-apiserver", "san.ext"),
         ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
     ):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            subject,
-            cwd=pki,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            ext,
-            "-out",
-            f"{name}.crt",
-            cwd=pki,
-        )
+        pki_files.issue_cert(pki, name, subject, ext)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 

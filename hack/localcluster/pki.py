@@ -16,42 +16,21 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def issue_cert(pki: Path, name: str, subject: str, ext_file: str) -> None:
+    """``<name>.crt``/``<name>.key`` for ``subject``, signed by ca.crt with the extensions file."""
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.csr", "-subj", subject, cwd=pki)  # fmt: skip
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "3650", "-extfile", ext_file,
+             "-out", f"{name}.crt", cwd=pki)  # fmt: skip
+
+
 def issue_client_cert(pki: Path, name: str, subject: str) -> None:
-    """``<name>.crt``/``<name>.key`` for ``subject`` (``/O=group/CN=user``), signed by ca.crt."""
+    """A client certificate for ``subject`` (``/O=group/CN=user``), issued once."""
     if (pki / f"{name}.crt").exists():
         return
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-subj",
-        subject,
-        cwd=pki,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        "client.ext",
-        "-out",
-        f"{name}.crt",
-        cwd=pki,
-    )
+    issue_cert(pki, name, subject, "client.ext")
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, cert: str = "admin") -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
 import incluster  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
+
+from tests.support.cluster import wait_for as support_wait_for  # noqa: E402
 
 TAG = os.environ.get("IMAGE_TAG", "dev")
 
@@ -53,18 +54,8 @@ class RealCluster:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    """Polls with a deadline; the failure says what was awaited and the last error seen."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as err:
-            last = err
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+    """Polls with a deadline (the suite-wide helper, with the description first)."""
+    return support_wait_for(check, timeout, what, interval)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,20 @@ def _time(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def _assert_still_serving(cluster: RealCluster, shop: str, version: str) -> None:
+    """Traffic stayed: status says so, and a shopper request is answered by that version."""
+    assert cluster.status(NAME, shop)["activeVersion"] == version
+    assert try_on(f"http://{cluster_ip(cluster, NAME, shop)}:80")[1] == version
+
+
+def _wait_rejected(cluster: RealCluster, shop: str, version: str, timeout: float) -> None:
+    wait_for(
+        f"v{version} rejected",
+        lambda: version in (cluster.status(NAME, shop).get("rejectedVersions") or []),
+        timeout,
+    )
+
+
 def _serving(
     cluster: RealCluster, models: Models, shop: str, replicas: int = 1, **rollout: object
 ) -> str:
@@ -153,14 +167,8 @@ def test_a_model_that_renders_nan_is_rejected_by_the_smoke_gate_and_traffic_stay
     v1 = _serving(real_cluster, models, shop)
     bad = models.register(failure_mode="nan")
     models.promote(bad)
-    wait_for(
-        f"v{bad} rejected",
-        lambda: bad in (real_cluster.status(NAME, shop).get("rejectedVersions") or []),
-        300,
-    )
-    status = real_cluster.status(NAME, shop)
-    assert status["activeVersion"] == v1
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+    _wait_rejected(real_cluster, shop, bad, 300)
+    _assert_still_serving(real_cluster, shop, v1)
 
 
 def test_a_model_whose_container_exits_at_start_crash_loops_and_is_rolled_back(
@@ -180,13 +188,8 @@ def test_a_model_whose_container_exits_at_start_crash_loops_and_is_rolled_back(
         return False
 
     wait_for("a real CrashLoopBackOff (exit code 3)", crash_looping, 240)
-    wait_for(
-        f"v{bad} rejected",
-        lambda: bad in (real_cluster.status(NAME, shop).get("rejectedVersions") or []),
-        240,
-    )
-    assert real_cluster.status(NAME, shop)["activeVersion"] == v1
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+    _wait_rejected(real_cluster, shop, bad, 240)
+    _assert_still_serving(real_cluster, shop, v1)
 
 
 def test_a_missing_image_is_reported_and_rolled_back_at_the_deadline(
@@ -223,9 +226,7 @@ def test_a_missing_image_is_reported_and_rolled_back_at_the_deadline(
         lambda: real_cluster.events(shop, "RolledBack"),
         150,
     )
-    status = real_cluster.status(NAME, shop)
-    assert status["activeVersion"] == v1
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+    _assert_still_serving(real_cluster, shop, v1)
 
 
 def test_a_renderer_pod_deleted_by_hand_is_replaced_while_traffic_keeps_flowing(
