@@ -58,6 +58,11 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]
     }
 
 
+# preStop sleep, then up to the renderer's 30 s drain of in-flight requests, then a margin.
+PRE_STOP_SLEEP_S = 5
+TERMINATION_GRACE_S = PRE_STOP_SLEEP_S + 30 + 10
+
+
 def model_uri(spec: TryOnModelSpec, version: str) -> str:
     return f"models:/{spec.model.registered_model}/{version}"
 
@@ -106,10 +111,17 @@ def build_deployment(
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
+        # A deleted pod keeps accepting requests while its endpoint is removed from the Service
+        # (EndpointSlice update, then every kube-proxy's next sync); only then does SIGTERM start
+        # the renderer's drain. Without it shoppers get refused connections on every scale-down.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_S}}},
     }
     if renderer.image_pull_policy:
         container["imagePullPolicy"] = renderer.image_pull_policy
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+    }
     if renderer.node_selector:
         pod_spec["nodeSelector"] = dict(renderer.node_selector)
     if renderer.tolerations:

@@ -63,6 +63,14 @@ def test_gpu_by_default_and_probes_on_healthz_and_readyz():
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
 
+def test_a_stopping_pod_keeps_serving_until_its_endpoint_is_gone_then_drains():
+    pod = deployment()["spec"]["template"]["spec"]
+    sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep >= 3
+    # the grace period covers the sleep plus the renderer's 30 s drain
+    assert pod["terminationGracePeriodSeconds"] >= sleep + 30
+
+
 def test_user_pod_labels_and_annotations_reach_the_pods():
     dep = deployment(spec(podLabels={"team": "vton"}, podAnnotations={"a": "b"}))
     meta = dep["spec"]["template"]["metadata"]
