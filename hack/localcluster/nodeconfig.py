@@ -20,7 +20,7 @@ POD_CIDR = "10.85.0.0/24"
 SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 PAUSE_IMAGE = "localhost/tryon/pause:3.10"
-FAKE_GPUS = 4
+FAKE_GPUS = 8  # room for blue + green of a few TryOnModels while old pods drain
 
 
 @dataclass(frozen=True)

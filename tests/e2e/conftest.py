@@ -131,7 +131,9 @@ def shop(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Iterator[
     print(
         f"\n--- pods of {request.node.name} ---\n{incluster.pods_table(real_cluster.kubectl, name)}"
     )
-    real_cluster.kubectl("delete", "namespace", name, "--wait=false")
+    # Wait until its pods are gone: terminating renderers hold their (fake) GPUs while they drain,
+    # and the next test's preview must not queue behind them.
+    real_cluster.kubectl("delete", "namespace", name, "--timeout=180s")
 
 
 def tryonmodel(

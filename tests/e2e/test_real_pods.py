@@ -235,15 +235,15 @@ def test_a_renderer_pod_deleted_by_hand_is_replaced_while_traffic_keeps_flowing(
     v1 = _serving(real_cluster, models, shop, replicas=2)
     ip = cluster_ip(real_cluster, NAME, shop)
     victim = _pods(real_cluster, shop)[0]["metadata"]["name"]
-    results: list[int] = []
+    results: list[int | str] = []
     stop = threading.Event()
 
     def shopper() -> None:
         while not stop.is_set():
             try:
                 results.append(try_on(f"http://{ip}:80", timeout=30)[0])
-            except Exception:
-                results.append(0)
+            except Exception as err:
+                results.append(f"{type(err).__name__}: {err}")
 
     thread = threading.Thread(target=shopper)
     thread.start()

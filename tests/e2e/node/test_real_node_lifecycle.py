@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
 import hostsetup  # noqa: E402
+import nodeconfig  # noqa: E402
 import realnode  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
@@ -83,7 +84,7 @@ def test_real_node_joins_with_containerd_and_device_plugin_gpus(
         print(f"\n{wide}")
         node = json.loads(local.kubectl("get", "node", "real-node-1", "-o", "json"))
         assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
-        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == str(nodeconfig.FAKE_GPUS)
         assert node["metadata"]["labels"]["tryon.dev/real-node"] == "true"
         assert "gpu-node-1" in wide, "the kwok nodes stay next to the real one"
         pod = json.loads(local.kubectl("get", "pod", "pause-probe", "-o", "json"))
