@@ -245,6 +245,8 @@ def test_a_renderer_pod_deleted_by_hand_is_replaced_while_traffic_keeps_flowing(
             except Exception as err:
                 results.append(f"{type(err).__name__}: {err}")
 
+    # Traffic flows first (kube-proxy programs a just-flipped Service a moment after Healthy).
+    wait_for("a 200 through the ClusterIP", lambda: try_on(f"http://{ip}:80")[0] == 200, 30)
     thread = threading.Thread(target=shopper)
     thread.start()
     try:
