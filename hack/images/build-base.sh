@@ -125,7 +125,7 @@ check_base() {
   # Debian's Python, pip from /usr/local, no PEP 668 marker, groupadd/useradd (passwd) present.
   local ctr; ctr="$(buildah from --name "$ctr_check" "$base_image")"
   # shellcheck disable=SC2016  # expanded in the container
-  buildah run "$ctr" -- sh -euc '
+  buildah run --network none "$ctr" -- sh -euc '
     python --version
     python -m pip --version | grep -F /usr/local/lib/python3.11/dist-packages/pip
     test ! -e /usr/lib/python3.11/EXTERNALLY-MANAGED

@@ -155,7 +155,7 @@ build_target() {
   prune_superseded "$old_id" "$id"
 }
 
-# smoke TARGET: run the image's own program once in a throwaway container (buildah run with
+# smoke TARGET: run the image's own program once in a throwaway container (buildah run --network none with
 # runc; containers get buildah's default rlimits, which work without CAP_SYS_RESOURCE), check
 # that pip is gone and the lent CA bundle did not land in a layer. Once per image id.
 smoke_target() {
@@ -171,18 +171,18 @@ smoke_target() {
   trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' EXIT
   case "$target" in
     operator)
-      buildah run --user 10001:10001 "$ctr" -- tryon-operator --help
-      buildah run --user 10001:10001 "$ctr" -- python -c \
+      buildah run --network none --user 10001:10001 "$ctr" -- tryon-operator --help
+      buildah run --network none --user 10001:10001 "$ctr" -- python -c \
         'import tryon_operator, kopf, kubernetes, mlflow; print("imports ok")'
       ;;
     renderer)
-      buildah run --user 10001:10001 "$ctr" -- python -c \
+      buildah run --network none --user 10001:10001 "$ctr" -- python -c \
         'import torch, tryon_renderer, fastapi, uvicorn; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-      buildah run --user 10001:10001 "$ctr" -- tryon-renderer --help
+      buildah run --network none --user 10001:10001 "$ctr" -- tryon-renderer --help
       ;;
   esac
   # Nothing installs packages at run time: pip must be gone from the final image.
-  if buildah run "$ctr" -- python -c 'import pip' 2>/dev/null; then
+  if buildah run --network none "$ctr" -- python -c 'import pip' 2>/dev/null; then
     echo "pip is still importable in $ref" >&2
     return 1
   fi
