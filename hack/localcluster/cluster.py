@@ -37,6 +37,7 @@ from pathlib import Path
 import nodeconfig
 import pki as pki_files
 import realnode
+from procs import http_ok, pid_alive, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -125,7 +126,7 @@ class ClusterInfo:
             if record is None or record.state_dir != self.state_dir:
                 return False
             pids |= {f"node-{name}": pid for name, pid in record.pids.items()}
-        return bool(pids) and all(_pid_alive(pid) for pid in pids.values())
+        return bool(pids) and all(pid_alive(pid) for pid in pids.values())
 
 
 # --- small helpers ---
@@ -137,39 +138,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    # A zombie has exited; only its parent has not reaped it yet.
-    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
-
-
 def _wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Path | None) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    tail = ""
-    if logs is not None and logs.exists():
-        tail = (
-            "\n--- last lines of "
-            + str(logs)
-            + " ---\n"
-            + "\n".join(logs.read_text(errors="replace").splitlines()[-30:])
-        )
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    wait_until(what, check, timeout, logs, error=ClusterError)
 
 
 # --- certificates ---
@@ -180,7 +150,7 @@ def make_pki(pki: Path) -> None:
     if (pki / "admin.crt").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl(
+    pki_files.openssl(
         "req",
         "-x509",
         "-newkey",
@@ -207,8 +177,8 @@ def make_pki(pki: Path) -> None:
         ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
     ):
         pki_files.issue_cert(pki, name, subject, ext)
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    pki_files.openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    pki_files.openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
@@ -221,14 +191,6 @@ def _https_ok(url: str, pki: Path) -> bool:
     ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -348,7 +310,7 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_pid_alive(p) for p in info.pids.values()):
+        while time.monotonic() < deadline and any(pid_alive(p) for p in info.pids.values()):
             time.sleep(0.1)
         for pid in info.pids.values():
             with contextlib.suppress(ProcessLookupError):
@@ -403,7 +365,7 @@ class LocalCluster:
             ],
             pids,
         )
-        _wait_until("etcd", lambda: _http_ok(client + "/health"), timeout, self.logs / "etcd.log")
+        _wait_until("etcd", lambda: http_ok(client + "/health"), timeout, self.logs / "etcd.log")
         return client
 
     def _start_apiserver(

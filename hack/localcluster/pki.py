@@ -12,15 +12,15 @@ import subprocess
 from pathlib import Path
 
 
-def _openssl(*args: str, cwd: Path) -> None:
+def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
 def issue_cert(pki: Path, name: str, subject: str, ext_file: str) -> None:
     """``<name>.crt``/``<name>.key`` for ``subject``, signed by ca.crt with the extensions file."""
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", "-subj", subject, cwd=pki)  # fmt: skip
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "3650", "-extfile", ext_file,
              "-out", f"{name}.crt", cwd=pki)  # fmt: skip
 

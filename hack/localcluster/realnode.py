@@ -30,11 +30,11 @@ import hostsetup
 import nodeconfig as cfg
 from hostsetup import HostRecord
 from pki import issue_client_cert, write_kubeconfig
+from procs import http_ok, pid_alive, wait_until
 
 RUNC = "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"
 RUNC_ROOT = Path("/run/containerd/runc/k8s.io")
-DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 DNS_PORT = 53
 DNS_HEALTH_PORT, DNS_READY_PORT = 10253, 10254
 STOP_ORDER = ("kube-proxy", "gpustub", "coredns", "kubelet", "containerd")
@@ -71,20 +71,11 @@ def host_lock() -> Iterator[None]:
         yield
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
-
-
 def prepare_host(state_dir: Path) -> None:
     """Claims the host for this state dir and creates the node IP; refuses a second live node."""
     with host_lock():
         record = HostRecord.load()
-        live = record is not None and any(_alive(p) for p in record.pids.values())
+        live = record is not None and any(pid_alive(p) for p in record.pids.values())
         if record is not None and live and record.state_dir != str(state_dir):
             raise NodeError(
                 f"a real node already runs on this host for {record.state_dir}; "
@@ -190,7 +181,7 @@ class RealNode:
             )
             _wait(
                 "kube-proxy healthz",
-                lambda: _http_ok("http://127.0.0.1:10256/healthz"),
+                lambda: http_ok("http://127.0.0.1:10256/healthz"),
                 60,
                 self.logs / "kube-proxy.log",
             )
@@ -391,12 +382,12 @@ def _teardown(record: HostRecord) -> None:
 
 
 def _stop(pid: int | None, grace: float = 10.0) -> None:
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_alive(pid):
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
@@ -455,29 +446,7 @@ class _Steps:
         print(f"  node: {title} ({time.monotonic() - started:.1f}s)", flush=True)
 
 
-def _http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _wait(
     what: str, check: Callable[[], bool], timeout: float, log: Path, pid: int | None = None
 ) -> None:
-    """Polls ``check``; gives up at once if the process that should make it true has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if pid is not None and not _alive(pid):
-            what += f" (pid {pid} exited)"
-            break
-        time.sleep(0.2)
-    tail = ""
-    if log.is_file():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-    raise NodeError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
+    wait_until(what, check, timeout, log, error=NodeError, pid=pid)
