@@ -8,7 +8,7 @@ STATE_DIR ?= .cluster
 REAL_NODE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help doctor demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
+.PHONY: help doctor host-packages demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: doctor venv tools images ## the main job on real pods: train, deploy, flip blue/green, roll back a broken model (root; DEMO_ARGS=--keep)
+demo: doctor host-packages venv tools images ## the main job on real pods: train, deploy, flip blue/green, roll back a broken model (root; DEMO_ARGS=--keep)
 	$(PY) hack/demo.py $(DEMO_ARGS)
 
 demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
@@ -33,7 +33,10 @@ venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dep
 tools: ## build (or reuse) etcd, Kubernetes, kwok, helm and the real node's programs into ~/.cache/tryon-operator
 	bash hack/build-tools.sh
 
-images: ## build the operator and renderer images with buildah, no registry (root; IMAGE_TAG=dev)
+host-packages: ## install the Debian packages the cluster, real node and images need (root; no-op when present)
+	bash hack/host-packages.sh
+
+images: host-packages ## build the operator and renderer images with buildah, no registry (root; IMAGE_TAG=dev)
 	bash hack/images/build.sh
 
 cluster-up: tools ## start the control plane, kwok nodes and real-node-1 (REAL_NODE=0: kwok only); kubeconfig in .cluster/kubeconfig
@@ -51,15 +54,15 @@ lint: venv ## ruff
 typecheck: venv ## mypy (strict) on the packages
 	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer training/tryon_model
 
-test: doctor venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
+test: doctor host-packages venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows
 
-e2e-node: venv tools ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
+e2e-node: host-packages venv tools ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
 	TRYON_E2E=1 $(PY) -m pytest tests/e2e/node -s $(PYTEST_ARGS)
 
-e2e-flows: venv tools images ## the product on real pods: probes, ClusterIP, DNS, blue/green, gates, failures
+e2e-flows: host-packages venv tools images ## the product on real pods: probes, ClusterIP, DNS, blue/green, gates, failures
 	TRYON_E2E=1 $(PY) -m pytest tests/e2e --ignore=tests/e2e/node -s $(PYTEST_ARGS)
 
 test-unit: venv ## fast tests that start no server
