@@ -595,6 +595,8 @@ class Bench:
             "TRYON_WEBHOOK_PORT": str(webhook_port),
             "TRYON_WEBHOOK_HOST": "127.0.0.1",
             "TRYON_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            # loopback-only bench sender signs like MLflow; it measures reconcile, not TLS
+            "TRYON_WEBHOOK_ALLOW_HTTP": "true",
         }
         from tryon_operator.settings import OperatorSettings
 

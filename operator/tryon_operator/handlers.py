@@ -30,6 +30,7 @@ from .resync import Resyncer
 from .settings import OperatorSettings
 from .wakeups import ChildChanges
 from .webhook import WebhookVerifier, make_app, serve
+from .webhook_tls import receiver_tls
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
                 make_app(verifier, trigger),
                 operator_settings.webhook_host,
                 operator_settings.webhook_port,
+                tls=receiver_tls(operator_settings),
             )
 
     operator_settings = settings

@@ -31,6 +31,11 @@ class OperatorSettings(BaseModel):
     webhook_host: str = "0.0.0.0"
     webhook_secret: str | None = None
     webhook_tolerance_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # HTTPS for the receiver (webhook_tls.py): a PEM certificate chain and its key, re-read when
+    # the files change. Plain http only with webhook_allow_http (MLflow itself sends https only).
+    webhook_cert_file: str | None = None
+    webhook_key_file: str | None = None
+    webhook_allow_http: bool = False
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     metrics_host: str = "0.0.0.0"
     # Notifications (docs/operator.md#notifications). URLs are credentials: set them from a

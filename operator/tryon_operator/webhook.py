@@ -2,6 +2,7 @@
 
 MLflow signs ``{delivery_id}.{timestamp}.{body}`` with HMAC-SHA256 and sends
 ``X-MLflow-Signature: v1,<base64>``, ``X-MLflow-Delivery-Id`` and ``X-MLflow-Timestamp``.
+It sends over https only; the receiver's TLS lives in webhook_tls.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -114,8 +116,13 @@ def make_app(verifier: WebhookVerifier, trigger: Callable[[str], int]) -> web.Ap
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(
+    app: web.Application, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Starts the receiver: https with ``tls`` (webhook_tls.receiver_tls), else plain http."""
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=tls).start()
+    scheme = "https" if tls is not None else "http"
+    log.info("webhook receiver listening on %s://%s:%d/webhooks/mlflow", scheme, host, port)
     return runner
