@@ -88,7 +88,7 @@ class ReloadingCertificate:
         try:
             seen = fingerprint(self.cert_file, self.key_file)
         except OSError as err:
-            return self._keep(f"cannot read {err.filename}: {err.strerror or err}")
+            return self._keep(f"webhook TLS: cannot read {err.filename}: {err.strerror or err}")
         if seen == self._seen:
             return self._current
         try:
@@ -103,7 +103,7 @@ class ReloadingCertificate:
     def _keep(self, why: str) -> ssl.SSLContext:
         """Keeps serving the last good certificate; says why once, not at every handshake."""
         if why != self._warned:
-            log.warning("webhook TLS: keeping the previous certificate: %s", why)
+            log.warning("%s; the receiver keeps serving the previous certificate", why)
             self._warned = why
         return self._current
 
