@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ENV_PREFIX = "TRYON_"
 
@@ -51,6 +51,25 @@ class OperatorSettings(BaseModel):
     notify_dedup_seconds: Annotated[float, Field(ge=0)] = 300.0
     notify_breaker_threshold: Annotated[int, Field(ge=1)] = 5
     notify_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # High availability (leadership.py): replicas campaign for the Lease `tryon-operator`.
+    leader_election: bool = True
+    leader_election_namespace: str | None = None  # None: the ServiceAccount's, else `default`
+    leader_election_lease_seconds: Annotated[int, Field(ge=1)] = 15
+    leader_election_renew_deadline_seconds: Annotated[float, Field(gt=0)] = 10.0
+    leader_election_retry_period_seconds: Annotated[float, Field(gt=0)] = 2.0
+    pod_name: str | None = None  # the Lease's holderIdentity; None: <hostname>-<pid>
+
+    @model_validator(mode="after")
+    def _leader_election_timing(self) -> OperatorSettings:
+        lease = self.leader_election_lease_seconds
+        renew = self.leader_election_renew_deadline_seconds
+        retry = self.leader_election_retry_period_seconds
+        if not lease > renew > retry:
+            raise ValueError(
+                "leader election needs lease seconds > renew deadline > retry period, "
+                f"got {lease} / {renew} / {retry}"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:

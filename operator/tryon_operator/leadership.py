@@ -1,0 +1,425 @@
+"""Lease leader election, so two or more operator replicas run with exactly one writer.
+
+``LeaderElector`` campaigns for the ``coordination.k8s.io/v1`` Lease ``tryon-operator`` the way
+client-go's leaderelection does: it takes the Lease when it is free or expired, renews it every
+retry period, and stops leading when a renewal has not succeeded within the renew deadline, which
+is shorter than the lease duration, so a standby (which waits the full duration from the moment
+it last *saw the record change*, on its own monotonic clock) never writes while the old leader
+still believes it leads. Every update carries the resourceVersion it read: a 409 means another
+replica wrote first. A graceful ``stop()`` releases the Lease (no holder, 1 s duration), so a
+standby takes over within one retry period instead of a whole lease duration.
+
+The elector runs on a **thread**, not an asyncio task: the Kubernetes client is blocking (an
+asyncio version would run every call in an executor anyway), and renewals must not wait behind
+kopf's event loop or a burst of handlers on it — a late renewal is a needless failover. The
+reconciles that consult it run on threads too, so its state is guarded by a lock, and asyncio code
+awaits leadership with ``wait_for_leadership_async()``. Give it an ``ApiClient`` of its own: the
+reconcile pool can be saturated, and a renewal must not queue behind it.
+
+Fencing: ``still_leader()`` is false as soon as the renew deadline has passed without a successful
+renewal (measured from when the renewal *started*), whatever the loop is doing — after a SIGSTOP,
+a hung connection or a stalled thread. ``write_batch()`` wraps one batch of writes: it raises
+``NotLeaderError`` when not leading, and stepping down waits (until the fence time) for the
+batches in flight before the Lease is released, so two writers never overlap. A write already sent
+when the fence passes cannot be recalled; keep batches short.
+
+Callbacks (``on_started_leading``, ``on_stopped_leading``, ``on_new_leader``) run in order on a
+callback thread of their own, never on the renewing thread, so a slow callback cannot cost the
+Lease. They must not raise (an exception is logged and swallowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from kubernetes import client
+
+from .errors import KubeConflictError, KubeError, TryOnError
+from .leadership_lease import (
+    LEASE_NAME,
+    LeaseClient,
+    LeaseRecord,
+    default_identity,
+    default_namespace,
+    held_spec,
+    lease_expired,
+    micro_time,
+    released_spec,
+)
+from .metrics import Metrics
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+Attempt = Literal["ok", "failed", "held"]
+
+
+class NotLeaderError(TryOnError):
+    """This replica does not (or no longer) hold the Lease: write nothing."""
+
+
+class LeaderElector:
+    """Campaigns for one Lease on a thread; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        identity: str,
+        namespace: str,
+        name: str = LEASE_NAME,
+        lease_seconds: int = 15,
+        renew_deadline_seconds: float = 10.0,
+        retry_period_seconds: float = 2.0,
+        on_started_leading: Callable[[], None] | None = None,
+        on_stopped_leading: Callable[[], None] | None = None,
+        on_new_leader: Callable[[str | None], None] | None = None,
+        metrics: Metrics | None = None,
+        record_events: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not lease_seconds > renew_deadline_seconds > retry_period_seconds > 0:
+            raise ValueError("leader election needs lease > renew deadline > retry period > 0")
+        self.identity = identity
+        self.namespace = namespace
+        self.name = name
+        self.lease_seconds = math.ceil(lease_seconds)
+        self.renew_deadline = float(renew_deadline_seconds)
+        self.retry_period = float(retry_period_seconds)
+        self._client = LeaseClient(api_client, namespace, name)
+        self._on_started = on_started_leading
+        self._on_stopped = on_stopped_leading
+        self._on_new_leader = on_new_leader
+        self._metrics = metrics
+        self._record_events = record_events
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._leading = False
+        self._renewed_at = -math.inf  # monotonic start of the last successful acquire/renew
+        self._in_flight = 0  # write batches under way (write_batch)
+        self._lease: dict[str, Any] | None = None  # last Lease read or written
+        self._record: LeaseRecord | None = None
+        self._observed_at = -math.inf  # when this process last saw the record change
+        self._leader_event = threading.Event()
+        self._async_waiters: list[Callable[[], None]] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._callbacks: queue.Queue[tuple[Callable[[], None], threading.Event] | None] = (
+            queue.Queue()
+        )
+        self._callback_thread: threading.Thread | None = None
+        if metrics is not None:
+            metrics.leader.set(0)
+
+    @classmethod
+    def from_settings(
+        cls, settings: OperatorSettings, api_client: client.ApiClient, **kwargs: Any
+    ) -> LeaderElector:
+        """The elector the settings describe (identity and namespace defaults resolved here)."""
+        return cls(
+            api_client,
+            identity=default_identity(settings.pod_name),
+            namespace=default_namespace(settings.leader_election_namespace),
+            lease_seconds=settings.leader_election_lease_seconds,
+            renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
+            retry_period_seconds=settings.leader_election_retry_period_seconds,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ what others ask
+
+    @property
+    def is_leader(self) -> bool:
+        """This replica's view: it won the Lease and has not stepped down since."""
+        with self._lock:
+            return self._leading
+
+    @property
+    def leader(self) -> str | None:
+        """The holder in the last record this replica saw (None: nobody)."""
+        with self._lock:
+            return self._record.holder if self._record else None
+
+    def still_leader(self) -> bool:
+        """The fence: leading *and* the last successful renewal started under the renew
+        deadline ago. Call it right before each write batch (or use ``write_batch``)."""
+        with self._lock:
+            return self._fresh()
+
+    def _fresh(self) -> bool:
+        return self._leading and self._clock() - self._renewed_at < self.renew_deadline
+
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """``with elector.write_batch(): ...writes...`` — raises ``NotLeaderError`` up front when
+        not leading; stepping down waits for the batches inside before releasing the Lease."""
+        with self._lock:
+            if not self._fresh():
+                raise NotLeaderError(f"{self.identity} does not hold Lease {self.name}")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._lock.notify_all()
+
+    def wait_for_leadership(self, timeout: float | None = None) -> bool:
+        """Blocks until this replica leads (True) or ``timeout`` passes (False)."""
+        return self._leader_event.wait(timeout)
+
+    async def wait_for_leadership_async(self) -> None:
+        """Awaits leadership without blocking the event loop (cancellable)."""
+        loop = asyncio.get_running_loop()
+        won: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not won.done():
+                won.set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(settle)
+
+        with self._lock:
+            if self._leading:
+                return
+            self._async_waiters.append(wake)
+        try:
+            await won
+        finally:
+            with self._lock:
+                if wake in self._async_waiters:
+                    self._async_waiters.remove(wake)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LeaderElector:
+        """Runs ``run()`` on a daemon thread named ``leader-election``."""
+        self._thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> None:
+        """Campaigns, then renews, until ``stop()``; blocks the calling thread.
+
+        Losing the Lease (renew deadline passed, or another holder seen) calls
+        ``on_stopped_leading`` and campaigns again; the wiring may exit instead.
+        """
+        self._start_callbacks()
+        log.info(
+            "leader election: %s campaigns for Lease %s/%s (lease %ss, renew deadline %ss, "
+            "retry %ss)", self.identity, self.namespace, self.name, self.lease_seconds,
+            self.renew_deadline, self.retry_period,
+        )
+        try:
+            while not self._stopping.is_set():
+                began = self._clock()
+                if self.is_leader:
+                    self._renew(began)
+                else:
+                    self._campaign(began)
+                self._stopping.wait(self._pause(began))
+        finally:
+            self._step_down("shutting down", release=True)
+            self._callbacks.put(None)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops campaigning; a leader steps down (waiting for write batches and
+        ``on_stopped_leading``) and releases the Lease. Joins the thread ``start()`` made."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout if timeout is not None else self.lease_seconds + 5)
+        callbacks = self._callback_thread
+        if callbacks is not None and callbacks is not threading.current_thread():
+            callbacks.join(timeout if timeout is not None else self.renew_deadline)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _pause(self, began: float) -> float:
+        """Until the next attempt: one retry period after this one began (a standby adds up to
+        10 % jitter); a leader also wakes at its fence time to step down on time."""
+        now = self._clock()
+        wait = began + self.retry_period - now
+        with self._lock:
+            if self._leading:
+                wait = min(wait, self._renewed_at + self.renew_deadline - now)
+            else:
+                wait += random.uniform(0, 0.1 * self.retry_period)
+        return max(0.0, wait)
+
+    def _campaign(self, began: float) -> None:
+        if self._attempt(began, began + self.renew_deadline) == "ok":
+            self._become_leader(began)
+
+    def _renew(self, began: float) -> None:
+        with self._lock:
+            fence = self._renewed_at + self.renew_deadline
+        if began >= fence:
+            self._step_down(f"no successful renewal within {self.renew_deadline:g}s")
+            return
+        result = self._attempt(began, fence)
+        if result == "ok":
+            with self._lock:
+                self._renewed_at = began
+        elif result == "held":
+            self._step_down(f"the Lease is held by {self.leader}")
+        elif self._clock() >= fence:
+            self._step_down(f"no successful renewal within {self.renew_deadline:g}s")
+
+    def _attempt(self, began: float, deadline: float) -> Attempt:
+        """One get-then-write of the Lease, every call bounded by ``deadline`` (monotonic)."""
+
+        def left() -> float:
+            return deadline - self._clock()
+
+        try:
+            lease = self._client.get(timeout=max(0.05, left()))
+            if lease is None:
+                spec = held_spec(None, self.identity, self.lease_seconds, micro_time())
+                self._observe(self._client.create(spec, timeout=max(0.05, left())))
+                return "ok"
+            self._observe(lease)
+            record = LeaseRecord.from_lease(lease)
+            with self._lock:
+                expired = lease_expired(
+                    record, self._observed_at, self._clock(), self.lease_seconds
+                )
+            if record.holder not in (None, self.identity) and not expired:
+                return "held"
+            if left() <= 0:
+                return "failed"
+            spec = held_spec(record, self.identity, self.lease_seconds, micro_time())
+            self._observe(self._client.update(lease, spec, timeout=max(0.05, left())))
+            return "ok"
+        except KubeConflictError:
+            log.debug("leader election: Lease %s changed under %s", self.name, self.identity)
+            return "failed"
+        except KubeError as err:
+            log.warning("leader election: %s could not reach Lease %s/%s: %s",
+                        self.identity, self.namespace, self.name, err)
+            return "failed"
+
+    def _observe(self, lease: dict[str, Any]) -> None:
+        record = LeaseRecord.from_lease(lease)
+        with self._lock:
+            self._lease = lease
+            if record.same_spec(self._record):
+                return
+            previous = self._record.holder if self._record else None
+            self._record = record
+            self._observed_at = self._clock()
+        if record.holder != previous:
+            log.info("leader election: Lease %s/%s holder is now %s (seen by %s)",
+                     self.namespace, self.name, record.holder or "nobody", self.identity)
+            if self._on_new_leader is not None:
+                callback = self._on_new_leader
+                self._dispatch(lambda: callback(record.holder))
+
+    # ------------------------------------------------------------------ transitions
+
+    def _become_leader(self, began: float) -> None:
+        with self._lock:
+            self._leading = True
+            self._renewed_at = began
+            transitions = self._record.transitions if self._record else 0
+            waiters, self._async_waiters = self._async_waiters, []
+            self._leader_event.set()
+        for wake in waiters:
+            wake()
+        if self._metrics is not None:
+            self._metrics.leader.set(1)
+            self._metrics.leader_transitions.labels("started").inc()
+        message = f"{self.identity} became leader (leaseTransitions={transitions})"
+        log.info("leader election: %s of Lease %s/%s", message, self.namespace, self.name)
+        self._dispatch(lambda: self._event("LeaderElection", message))
+        if self._on_started is not None:
+            self._dispatch(self._on_started)
+
+    def _step_down(self, reason: str, *, release: bool = False) -> None:
+        with self._lock:
+            if not self._leading:
+                return
+            self._leading = False
+            self._leader_event.clear()
+            fence = self._renewed_at + self.renew_deadline
+            # write batches under way finish (or the fence passes) before anything else
+            drained = self._lock.wait_for(
+                lambda: self._in_flight == 0, timeout=max(0.0, fence - self._clock())
+            )
+        if self._metrics is not None:
+            self._metrics.leader.set(0)
+            self._metrics.leader_transitions.labels("stopped").inc()
+        log.log(logging.INFO if release else logging.WARNING,
+                "leader election: %s stopped leading Lease %s/%s: %s",
+                self.identity, self.namespace, self.name, reason)
+        done = self._dispatch(self._on_stopped) if self._on_stopped is not None else None
+        if not release:
+            return
+        if done is not None:
+            drained = done.wait(max(0.0, fence - self._clock())) and drained
+        if not drained:
+            log.warning("leader election: writes still under way; Lease %s left to expire",
+                        self.name)
+            return
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            lease, record = self._lease, self._record
+        if lease is None or record is None or record.holder != self.identity:
+            return
+        self._event("LeaderElection", f"{self.identity} released the Lease")
+        try:
+            released = self._client.update(
+                lease, released_spec(record, micro_time()), timeout=self.retry_period
+            )
+        except KubeError as err:
+            log.warning("leader election: could not release Lease %s: %s", self.name, err)
+            return
+        self._observe(released)
+        log.info("leader election: %s released Lease %s/%s", self.identity, self.namespace,
+                 self.name)
+
+    def _event(self, reason: str, message: str) -> None:
+        with self._lock:
+            lease = self._lease
+        if not self._record_events or lease is None:
+            return
+        try:
+            self._client.event(lease, reason, message, timeout=self.retry_period)
+        except KubeError as err:  # best effort: the log line above is the record
+            log.debug("leader election: no Event (%s)", err)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _start_callbacks(self) -> None:
+        if self._callback_thread is None:
+            self._callback_thread = threading.Thread(
+                target=self._run_callbacks, name="leader-election-callbacks", daemon=True
+            )
+            self._callback_thread.start()
+
+    def _dispatch(self, fn: Callable[[], None]) -> threading.Event:
+        done = threading.Event()
+        self._callbacks.put((fn, done))
+        return done
+
+    def _run_callbacks(self) -> None:
+        while (item := self._callbacks.get()) is not None:
+            fn, done = item
+            try:
+                fn()
+            except Exception:
+                log.exception("leader election: a callback failed")
+            finally:
+                done.set()

@@ -1,0 +1,248 @@
+"""The Lease that leader election runs on: its record, pure expiry logic, and the API calls.
+
+``LeaseClient`` is a small gateway over ``coordination.k8s.io/v1`` Leases in the style of
+``gateways/kube.py``: every ``ApiException`` becomes a domain error from ``errors.py`` (409 is
+``KubeConflictError``: someone else wrote the Lease first). It reads and writes plain JSON, so
+fields this operator does not know (``spec.strategy``, ``spec.preferredHolder``) survive an
+update untouched.
+
+Nothing here trusts clocks across hosts: ``renewTime`` is written for people
+(``kubectl get lease``), while expiry is judged by ``lease_expired`` from the moment *this* process
+last saw the record change (its own monotonic clock) plus the record's ``leaseDurationSeconds``,
+as client-go's leaderelection does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from .errors import KubeConflictError, KubeError
+
+T = TypeVar("T")
+LEASE_NAME = "tryon-operator"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+COMPONENT = "tryon-operator"
+
+
+def default_identity(pod_name: str | None = None) -> str:
+    """``TRYON_POD_NAME`` when set (the chart sets it from the downward API), else host-pid."""
+    if pod_name:
+        return pod_name
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def default_namespace(
+    explicit: str | None = None, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE
+) -> str:
+    """The Lease's namespace: the setting, else the ServiceAccount's (in a pod), else default."""
+    if explicit:
+        return explicit
+    try:
+        found = sa_file.read_text().strip()
+    except OSError:
+        found = ""
+    return found or "default"
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What leader election reads from a Lease's spec (and its resourceVersion)."""
+
+    holder: str | None
+    lease_seconds: int | None
+    acquire_time: str | None
+    renew_time: str | None
+    transitions: int
+    resource_version: str | None
+
+    @classmethod
+    def from_lease(cls, lease: Mapping[str, Any]) -> LeaseRecord:
+        spec = lease.get("spec") or {}
+        return cls(
+            holder=spec.get("holderIdentity") or None,
+            lease_seconds=spec.get("leaseDurationSeconds"),
+            acquire_time=spec.get("acquireTime"),
+            renew_time=spec.get("renewTime"),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=(lease.get("metadata") or {}).get("resourceVersion"),
+        )
+
+    def same_spec(self, other: LeaseRecord | None) -> bool:
+        """The record is unchanged (what an observer compares; resourceVersion aside)."""
+        return other is not None and (
+            self.holder,
+            self.lease_seconds,
+            self.acquire_time,
+            self.renew_time,
+            self.transitions,
+        ) == (
+            other.holder,
+            other.lease_seconds,
+            other.acquire_time,
+            other.renew_time,
+            other.transitions,
+        )
+
+
+def lease_expired(
+    record: LeaseRecord, observed_at: float, now: float, fallback_seconds: float
+) -> bool:
+    """A held Lease is expired once its duration has passed since this process saw it change.
+
+    ``observed_at`` and ``now`` are this process's monotonic clock. A record without a usable
+    ``leaseDurationSeconds`` counts with ``fallback_seconds`` (our own lease duration).
+    """
+    seconds = record.lease_seconds if record.lease_seconds and record.lease_seconds > 0 else None
+    return now >= observed_at + (seconds if seconds is not None else fallback_seconds)
+
+
+def free_for(record: LeaseRecord, identity: str, expired: bool) -> bool:
+    """May ``identity`` write itself in as holder? Free, expired, or already ours."""
+    return record.holder is None or record.holder == identity or expired
+
+
+def micro_time(now: datetime | None = None) -> str:
+    """A Kubernetes MicroTime (RFC 3339, microseconds, UTC)."""
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def held_spec(
+    record: LeaseRecord | None, identity: str, lease_seconds: int, now: str
+) -> dict[str, Any]:
+    """The spec fields to write when ``identity`` takes or renews the Lease.
+
+    A renewal keeps ``acquireTime`` and ``leaseTransitions``; a takeover (any other holder before,
+    or none) sets ``acquireTime`` and counts one more transition.
+    """
+    if record is None:  # a Lease created now: its first holder, no transition yet
+        acquired, transitions = now, 0
+    elif record.holder == identity:
+        acquired, transitions = record.acquire_time or now, record.transitions
+    else:
+        acquired, transitions = now, record.transitions + 1
+    return {
+        "holderIdentity": identity,
+        "leaseDurationSeconds": lease_seconds,
+        "acquireTime": acquired,
+        "renewTime": now,
+        "leaseTransitions": transitions,
+    }
+
+
+def released_spec(record: LeaseRecord, now: str) -> dict[str, Any]:
+    """A graceful release: no holder and a 1 s duration, so a standby takes over at once."""
+    return {
+        "holderIdentity": "",
+        "leaseDurationSeconds": 1,
+        "acquireTime": record.acquire_time or now,
+        "renewTime": now,
+        "leaseTransitions": record.transitions,
+    }
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ApiException as err:
+        message = _api_message(err)
+        if err.status == 409:
+            raise KubeConflictError(message, status=409) from err
+        raise KubeError(message, status=err.status) from err
+    except (HTTPError, OSError) as err:
+        raise KubeError(f"Kubernetes API unreachable: {err}") from err
+
+
+def _api_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return str(err.reason)
+
+
+def _json(fn: Callable[..., Any], *args: Any, timeout: float) -> dict[str, Any]:
+    """One call, its answer as plain JSON, bounded by ``timeout`` seconds in all."""
+    response = _call(lambda: fn(*args, _preload_content=False, _request_timeout=timeout))
+    body: dict[str, Any] = json.loads(response.data)
+    return body
+
+
+class LeaseClient:
+    """get / create / update of one Lease, as plain JSON; errors as ``KubeError``."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, name: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self._coordination = client.CoordinationV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The Lease as the apiserver has it, or None when there is none."""
+        try:
+            return _json(self._coordination.read_namespaced_lease, self.name, self.namespace,
+                         timeout=timeout)
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create(self, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        """Creates the Lease; ``KubeConflictError`` when another replica created it first."""
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": dict(spec),
+        }
+        return _json(self._coordination.create_namespaced_lease, self.namespace, lease,
+                     timeout=timeout)
+
+    def update(
+        self, lease: Mapping[str, Any], spec: Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """PUT ``lease`` with ``spec`` merged in, guarded by its resourceVersion (409: lost)."""
+        body = {**lease, "spec": {**(lease.get("spec") or {}), **spec}}
+        return _json(self._coordination.replace_namespaced_lease, self.name, self.namespace,
+                     body, timeout=timeout)
+
+    def event(self, lease: Mapping[str, Any], reason: str, message: str, timeout: float) -> None:
+        """A Normal Event on the Lease (``kubectl describe lease``); the caller treats it as
+        best effort."""
+        meta = lease.get("metadata") or {}
+        now = datetime.now(UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{self.name}.{uuid.uuid4().hex[:12]}",
+                "namespace": self.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        _json(self._core.create_namespaced_event, self.namespace, event, timeout=timeout)
