@@ -43,7 +43,8 @@ def test_lint_strict_passes_with_default_and_namespaced_values(helm: Helm, tmp_p
     helm.run("lint", "--strict", "--kube-version", KUBE_VERSION, str(CHART))
     values = tmp_path / "ns.yaml"
     values.write_text("rbac: {scope: namespaced}\nwatch: {namespaces: [shop, outlet]}\n"
-                      "webhook: {enabled: true, secret: {name: hooks}}\n"
+                      "webhook: {enabled: true, secret: {name: hooks},"
+                      " tls: {secretName: hooks-tls}}\n"
                       "metrics: {serviceMonitor: {enabled: true}}\n")
     helm.run("lint", "--strict", "--kube-version", KUBE_VERSION, "-f", str(values), str(CHART))
 
@@ -108,11 +109,13 @@ def test_every_tryon_env_var_is_an_operator_setting(helm: Helm) -> None:
     known = {settings.ENV_PREFIX + name.upper()
              for name in settings.OperatorSettings.model_fields}
     objects = helm.template("--set", "webhook.enabled=true", "--set", "webhook.secret.name=hooks",
+                            "--set", "webhook.tls.secretName=hooks-tls",
                             "--set", "mlflow.token.secretName=mlflow-token")
     rendered = {name for name in _env(objects) if name.startswith("TRYON_")}
     assert rendered <= known, f"env vars the operator does not read: {sorted(rendered - known)}"
     assert {"TRYON_MLFLOW_TRACKING_URI", "TRYON_METRICS_PORT", "TRYON_WEBHOOK_PORT",
-            "TRYON_WEBHOOK_SECRET", "TRYON_MLFLOW_TOKEN"} <= rendered
+            "TRYON_WEBHOOK_SECRET", "TRYON_MLFLOW_TOKEN", "TRYON_WEBHOOK_CERT_FILE",
+            "TRYON_WEBHOOK_KEY_FILE"} <= rendered
     env = _env(objects)
     settings.OperatorSettings.from_env(
         {k: v.get("value", "secret-from-ref") for k, v in env.items() if k.startswith("TRYON_")})
@@ -131,7 +134,7 @@ def test_rendered_args_are_accepted_by_the_operator_cli(helm: Helm) -> None:
 
 def test_secrets_only_come_from_secret_key_refs(helm: Helm) -> None:
     objects = helm.template("--set", "webhook.enabled=true", "--set", "webhook.secret.name=hooks",
-                            "--set", "webhook.secret.key=hmac",
+                            "--set", "webhook.secret.key=hmac", "--set", "webhook.allowHttp=true",
                             "--set", "mlflow.token.secretName=mlflow-token")
     env = _env(objects)
     assert env["TRYON_WEBHOOK_SECRET"] == {

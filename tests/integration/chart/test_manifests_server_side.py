@@ -67,6 +67,7 @@ def test_chart_objects_are_valid_and_restricted(
 ) -> None:
     _restricted(kube_cluster, namespace)
     rendered = helm.template("--set", "webhook.enabled=true", "--set", "webhook.secret.name=hooks",
+                             "--set", "webhook.tls.secretName=hooks-tls",
                              release="dry", namespace=namespace)
     namespaced = [o for o in rendered if o["kind"] in ("Deployment", "Service", "ServiceAccount")]
     assert len(namespaced) == 3
