@@ -13,8 +13,9 @@ The elector runs on a **thread**, not an asyncio task: the Kubernetes client is 
 asyncio version would run every call in an executor anyway), and renewals must not wait behind
 kopf's event loop or a burst of handlers on it — a late renewal is a needless failover. The
 reconciles that consult it run on threads too, so its state is guarded by a lock, and asyncio code
-awaits leadership with ``wait_for_leadership_async()``. Give it an ``ApiClient`` of its own: the
-reconcile pool can be saturated, and a renewal must not queue behind it.
+awaits leadership with ``wait_for_leadership_async()``. Give it an ``ApiClient`` of its own
+without urllib3 retries (``lease_api_client(shared)``; ``from_settings`` does this): a hidden
+retry would outlast the renew deadline, and a renewal must not queue behind reconciles.
 
 Fencing: ``still_leader()`` is false as soon as the renew deadline has passed without a successful
 renewal (measured from when the renewal *started*), whatever the loop is doing — after a SIGSTOP,
@@ -50,7 +51,9 @@ from .leadership_lease import (
     LeaseRecord,
     default_identity,
     default_namespace,
+    free_for,
     held_spec,
+    lease_api_client,
     lease_expired,
     micro_time,
     released_spec,
@@ -124,9 +127,10 @@ class LeaderElector:
     def from_settings(
         cls, settings: OperatorSettings, api_client: client.ApiClient, **kwargs: Any
     ) -> LeaderElector:
-        """The elector the settings describe (identity and namespace defaults resolved here)."""
+        """The elector the settings describe (identity and namespace defaults resolved here),
+        on a client of its own made from ``api_client`` (``lease_api_client``)."""
         return cls(
-            api_client,
+            lease_api_client(api_client),
             identity=default_identity(settings.pod_name),
             namespace=default_namespace(settings.leader_election_namespace),
             lease_seconds=settings.leader_election_lease_seconds,
@@ -217,8 +221,13 @@ class LeaderElector:
         self._start_callbacks()
         log.info(
             "leader election: %s campaigns for Lease %s/%s (lease %ss, renew deadline %ss, "
-            "retry %ss)", self.identity, self.namespace, self.name, self.lease_seconds,
-            self.renew_deadline, self.retry_period,
+            "retry %ss)",
+            self.identity,
+            self.namespace,
+            self.name,
+            self.lease_seconds,
+            self.renew_deadline,
+            self.retry_period,
         )
         try:
             while not self._stopping.is_set():
@@ -294,7 +303,7 @@ class LeaderElector:
                 expired = lease_expired(
                     record, self._observed_at, self._clock(), self.lease_seconds
                 )
-            if record.holder not in (None, self.identity) and not expired:
+            if not free_for(record, self.identity, expired):
                 return "held"
             if left() <= 0:
                 return "failed"
@@ -305,8 +314,13 @@ class LeaderElector:
             log.debug("leader election: Lease %s changed under %s", self.name, self.identity)
             return "failed"
         except KubeError as err:
-            log.warning("leader election: %s could not reach Lease %s/%s: %s",
-                        self.identity, self.namespace, self.name, err)
+            log.warning(
+                "leader election: %s could not reach Lease %s/%s: %s",
+                self.identity,
+                self.namespace,
+                self.name,
+                err,
+            )
             return "failed"
 
     def _observe(self, lease: dict[str, Any]) -> None:
@@ -319,8 +333,13 @@ class LeaderElector:
             self._record = record
             self._observed_at = self._clock()
         if record.holder != previous:
-            log.info("leader election: Lease %s/%s holder is now %s (seen by %s)",
-                     self.namespace, self.name, record.holder or "nobody", self.identity)
+            log.info(
+                "leader election: Lease %s/%s holder is now %s (seen by %s)",
+                self.namespace,
+                self.name,
+                record.holder or "nobody",
+                self.identity,
+            )
             if self._on_new_leader is not None:
                 callback = self._on_new_leader
                 self._dispatch(lambda: callback(record.holder))
@@ -359,17 +378,23 @@ class LeaderElector:
         if self._metrics is not None:
             self._metrics.leader.set(0)
             self._metrics.leader_transitions.labels("stopped").inc()
-        log.log(logging.INFO if release else logging.WARNING,
-                "leader election: %s stopped leading Lease %s/%s: %s",
-                self.identity, self.namespace, self.name, reason)
+        log.log(
+            logging.INFO if release else logging.WARNING,
+            "leader election: %s stopped leading Lease %s/%s: %s",
+            self.identity,
+            self.namespace,
+            self.name,
+            reason,
+        )
         done = self._dispatch(self._on_stopped) if self._on_stopped is not None else None
         if not release:
             return
         if done is not None:
             drained = done.wait(max(0.0, fence - self._clock())) and drained
         if not drained:
-            log.warning("leader election: writes still under way; Lease %s left to expire",
-                        self.name)
+            log.warning(
+                "leader election: writes still under way; Lease %s left to expire", self.name
+            )
             return
         self._release()
 
@@ -387,8 +412,9 @@ class LeaderElector:
             log.warning("leader election: could not release Lease %s: %s", self.name, err)
             return
         self._observe(released)
-        log.info("leader election: %s released Lease %s/%s", self.identity, self.namespace,
-                 self.name)
+        log.info(
+            "leader election: %s released Lease %s/%s", self.identity, self.namespace, self.name
+        )
 
     def _event(self, reason: str, message: str) -> None:
         with self._lock:

@@ -19,10 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes import config
+from kubernetes import client, config
 
 from .leadership import LeaderElector
-from .leadership_lease import LEASE_NAME, default_identity, default_namespace
+from .leadership_lease import LEASE_NAME, default_identity, default_namespace, lease_api_client
 
 
 def _say(event: str, **fields: Any) -> None:
@@ -41,18 +41,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retry-period-seconds", type=float, default=2.0)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    cfg = client.Configuration()
     if args.kubeconfig:
-        api = config.new_client_from_config(config_file=args.kubeconfig)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig, client_configuration=cfg
+        )
     else:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()
-        from kubernetes import client
-
-        api = client.ApiClient()
+            config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    api = lease_api_client(client.ApiClient(cfg))
     identity = args.identity or default_identity()
     elector = LeaderElector(
         api,

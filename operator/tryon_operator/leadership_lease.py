@@ -14,6 +14,7 @@ as client-go's leaderelection does.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -34,6 +35,17 @@ T = TypeVar("T")
 LEASE_NAME = "tryon-operator"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 COMPONENT = "tryon-operator"
+
+
+def lease_api_client(base: client.ApiClient) -> client.ApiClient:
+    """A client for the Lease alone: ``base``'s server and credentials, no urllib3 retries (the
+    default three would outlast the renew deadline behind a black-holed connection; the elector
+    retries by itself every retry period) and a pool of its own, so a renewal never queues behind
+    reconciles holding every connection of the shared pool."""
+    cfg = copy.deepcopy(base.configuration)
+    cfg.retries = False
+    cfg.connection_pool_maxsize = 2
+    return client.ApiClient(cfg)
 
 
 def default_identity(pod_name: str | None = None) -> str:
@@ -190,8 +202,9 @@ class LeaseClient:
     def get(self, timeout: float) -> dict[str, Any] | None:
         """The Lease as the apiserver has it, or None when there is none."""
         try:
-            return _json(self._coordination.read_namespaced_lease, self.name, self.namespace,
-                         timeout=timeout)
+            return _json(
+                self._coordination.read_namespaced_lease, self.name, self.namespace, timeout=timeout
+            )
         except KubeError as err:
             if err.status == 404:
                 return None
@@ -205,16 +218,22 @@ class LeaseClient:
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": dict(spec),
         }
-        return _json(self._coordination.create_namespaced_lease, self.namespace, lease,
-                     timeout=timeout)
+        return _json(
+            self._coordination.create_namespaced_lease, self.namespace, lease, timeout=timeout
+        )
 
     def update(
         self, lease: Mapping[str, Any], spec: Mapping[str, Any], timeout: float
     ) -> dict[str, Any]:
         """PUT ``lease`` with ``spec`` merged in, guarded by its resourceVersion (409: lost)."""
         body = {**lease, "spec": {**(lease.get("spec") or {}), **spec}}
-        return _json(self._coordination.replace_namespaced_lease, self.name, self.namespace,
-                     body, timeout=timeout)
+        return _json(
+            self._coordination.replace_namespaced_lease,
+            self.name,
+            self.namespace,
+            body,
+            timeout=timeout,
+        )
 
     def event(self, lease: Mapping[str, Any], reason: str, message: str, timeout: float) -> None:
         """A Normal Event on the Lease (``kubectl describe lease``); the caller treats it as

@@ -1,0 +1,240 @@
+"""Leader election's pure parts: expiry by local observation, the records written, identity and
+namespace defaults, the settings and their validation, and the fence on a fake clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from pydantic import ValidationError
+from tryon_operator.leadership import LeaderElector, NotLeaderError
+from tryon_operator.leadership_lease import (
+    LeaseRecord,
+    default_identity,
+    default_namespace,
+    free_for,
+    held_spec,
+    lease_api_client,
+    lease_expired,
+    micro_time,
+    released_spec,
+)
+from tryon_operator.metrics import Metrics
+from tryon_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+
+def record(holder: str | None = "a", seconds: int | None = 15, transitions: int = 3) -> LeaseRecord:
+    return LeaseRecord(holder, seconds, "2026-12-01T00:00:00.000000Z",
+                       "2026-12-01T00:00:05.000000Z", transitions, "42")
+
+
+def test_a_lease_expires_its_duration_after_this_process_saw_it_change() -> None:
+    held = record(seconds=15)
+    assert not lease_expired(held, observed_at=100.0, now=114.9, fallback_seconds=15)
+    assert lease_expired(held, observed_at=100.0, now=115.0, fallback_seconds=15)
+    # the record's own duration counts (a released Lease says 1 s) ...
+    assert lease_expired(record(seconds=1), observed_at=100.0, now=101.0, fallback_seconds=15)
+    # ... and without a usable one, ours does
+    for seconds in (None, 0):
+        assert not lease_expired(record(seconds=seconds), 100.0, 114.0, fallback_seconds=15)
+        assert lease_expired(record(seconds=seconds), 100.0, 115.0, fallback_seconds=15)
+
+
+def test_renew_time_is_never_compared_with_this_hosts_clock() -> None:
+    """A renewTime from a host whose clock is a day behind changes nothing: only when the record
+    was seen to change matters."""
+    stale = LeaseRecord("a", 15, "1999-01-01T00:00:00.000000Z", "1999-01-01T00:00:00.000000Z",
+                        0, "1")
+    assert not lease_expired(stale, observed_at=500.0, now=501.0, fallback_seconds=15)
+
+
+def test_who_may_write_itself_in() -> None:
+    assert free_for(record(holder=None), "b", expired=False)
+    assert free_for(record(holder="b"), "b", expired=False)
+    assert not free_for(record(holder="a"), "b", expired=False)
+    assert free_for(record(holder="a"), "b", expired=True)
+
+
+def test_same_spec_ignores_the_resource_version() -> None:
+    a = record()
+    b = LeaseRecord(a.holder, a.lease_seconds, a.acquire_time, a.renew_time, a.transitions, "43")
+    assert a.same_spec(b)
+    assert not a.same_spec(None)
+    assert not a.same_spec(record(transitions=4))
+
+
+def test_lease_record_from_the_api_json() -> None:
+    lease = {"metadata": {"resourceVersion": "7"},
+             "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "leaseTransitions": 2}}
+    got = LeaseRecord.from_lease(lease)
+    assert got.holder is None and got.lease_seconds == 1 and got.transitions == 2
+    assert got.resource_version == "7"
+    assert LeaseRecord.from_lease({}).transitions == 0
+
+
+def test_takeover_counts_a_transition_and_renewal_keeps_acquire_time() -> None:
+    now = micro_time()
+    created = held_spec(None, "b", 15, now)
+    assert created == {"holderIdentity": "b", "leaseDurationSeconds": 15, "acquireTime": now,
+                       "renewTime": now, "leaseTransitions": 0}
+    takeover = held_spec(record(holder="a", transitions=3), "b", 15, now)
+    assert takeover["leaseTransitions"] == 4 and takeover["acquireTime"] == now
+    renewal = held_spec(record(holder="b", transitions=3), "b", 15, now)
+    assert renewal["leaseTransitions"] == 3
+    assert renewal["acquireTime"] == "2026-12-01T00:00:00.000000Z"
+    assert renewal["renewTime"] == now
+    after_release = held_spec(record(holder=None, transitions=3), "b", 15, now)
+    assert after_release["leaseTransitions"] == 4
+
+
+def test_release_empties_the_holder_with_a_one_second_duration() -> None:
+    released = released_spec(record(holder="a", transitions=3), "T")
+    assert released["holderIdentity"] == "" and released["leaseDurationSeconds"] == 1
+    assert released["leaseTransitions"] == 3
+
+
+def test_micro_time_is_rfc3339_with_microseconds() -> None:
+    assert len(micro_time()) == len("2026-12-01T00:00:00.000000Z")
+    assert micro_time().endswith("Z")
+
+
+def test_identity_is_the_pod_name_else_host_and_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_identity("op-7d9f-abcde") == "op-7d9f-abcde"
+    monkeypatch.setattr("socket.gethostname", lambda: "laptop")
+    monkeypatch.setattr("os.getpid", lambda: 4242)
+    assert default_identity(None) == "laptop-4242"
+    assert default_identity("") == "laptop-4242"
+
+
+def test_namespace_is_the_setting_else_the_service_accounts_else_default(tmp_path: Path) -> None:
+    sa = tmp_path / "namespace"
+    assert default_namespace("ops", sa) == "ops"
+    assert default_namespace(None, sa) == "default"  # not in a pod
+    sa.write_text("tryon-system\n")
+    assert default_namespace(None, sa) == "tryon-system"
+    assert default_namespace("", sa) == "tryon-system"
+
+
+def test_settings_env_names_and_defaults() -> None:
+    s = OperatorSettings.from_env({})
+    assert s.leader_election is True
+    assert s.leader_election_namespace is None and s.pod_name is None
+    assert (s.leader_election_lease_seconds, s.leader_election_renew_deadline_seconds,
+            s.leader_election_retry_period_seconds) == (15, 10.0, 2.0)
+    s = OperatorSettings.from_env({
+        "TRYON_LEADER_ELECTION": "false",
+        "TRYON_LEADER_ELECTION_NAMESPACE": "ops",
+        "TRYON_LEADER_ELECTION_LEASE_SECONDS": "30",
+        "TRYON_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "20",
+        "TRYON_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "4",
+        "TRYON_POD_NAME": "op-0",
+    })
+    assert s.leader_election is False and s.leader_election_namespace == "ops"
+    assert s.pod_name == "op-0"
+    assert (s.leader_election_lease_seconds, s.leader_election_renew_deadline_seconds,
+            s.leader_election_retry_period_seconds) == (30, 20.0, 4.0)
+
+
+@pytest.mark.parametrize(("lease", "renew", "retry"), [
+    ("15", "15", "2"), ("10", "12", "2"), ("15", "2", "2"), ("15", "10", "11"), ("0", "0", "0"),
+])
+def test_settings_need_lease_above_renew_deadline_above_retry(
+    lease: str, renew: str, retry: str,
+) -> None:
+    with pytest.raises(ValidationError):
+        OperatorSettings.from_env({
+            "TRYON_LEADER_ELECTION_LEASE_SECONDS": lease,
+            "TRYON_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": renew,
+            "TRYON_LEADER_ELECTION_RETRY_PERIOD_SECONDS": retry,
+        })
+
+
+def test_elector_from_settings(tmp_path: Path) -> None:
+    settings = OperatorSettings.from_env({"TRYON_POD_NAME": "op-0",
+                                          "TRYON_LEADER_ELECTION_NAMESPACE": "ops"})
+    elector = LeaderElector.from_settings(settings, client.ApiClient())
+    assert (elector.identity, elector.namespace, elector.name) == ("op-0", "ops", "tryon-operator")
+    assert (elector.lease_seconds, elector.renew_deadline, elector.retry_period) == (15, 10, 2)
+    with pytest.raises(ValueError):
+        LeaderElector(client.ApiClient(), identity="x", namespace="n", lease_seconds=5,
+                      renew_deadline_seconds=5, retry_period_seconds=1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_fence_closes_at_the_renew_deadline_whatever_the_loop_does() -> None:
+    clock = FakeClock()
+    metrics = Metrics()
+    elector = LeaderElector(client.ApiClient(), identity="a", namespace="n", clock=clock,
+                            metrics=metrics, record_events=False)
+    assert not elector.is_leader and not elector.still_leader()
+    with pytest.raises(NotLeaderError), elector.write_batch():
+        pass
+    elector._become_leader(clock.now)  # what a successful acquire does
+    assert elector.is_leader and elector.still_leader()
+    assert elector.wait_for_leadership(0)
+    with elector.write_batch():
+        pass
+    assert metrics.registry.get_sample_value("tryon_leader") == 1
+    assert metrics.registry.get_sample_value(
+        "tryon_leader_transitions_total", {"transition": "started"}) == 1
+    clock.now += 9.9
+    assert elector.still_leader()
+    clock.now += 0.1  # 10 s since the last renewal began, no renewal since
+    assert elector.is_leader and not elector.still_leader()
+    with pytest.raises(NotLeaderError), elector.write_batch():
+        pass
+    elector._step_down("test")
+    assert not elector.is_leader and not elector.wait_for_leadership(0)
+    assert metrics.registry.get_sample_value("tryon_leader") == 0
+    assert metrics.registry.get_sample_value(
+        "tryon_leader_transitions_total", {"transition": "stopped"}) == 1
+
+
+def test_the_lease_client_has_no_hidden_retries_and_a_pool_of_its_own() -> None:
+    shared = client.Configuration()
+    shared.host = "https://10.0.0.1:6443"
+    shared.connection_pool_maxsize = 32
+    base = client.ApiClient(shared)
+    own = lease_api_client(base)
+    assert own is not base and own.configuration is not shared
+    assert own.configuration.host == shared.host
+    assert own.configuration.retries is False and own.configuration.connection_pool_maxsize == 2
+    assert shared.retries is None and shared.connection_pool_maxsize == 32
+
+
+def test_asyncio_code_awaits_leadership_without_blocking_the_loop() -> None:
+    import asyncio
+
+    elector = LeaderElector(client.ApiClient(), identity="a", namespace="n", record_events=False)
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        waiter = asyncio.create_task(elector.wait_for_leadership_async())
+        await asyncio.sleep(0.05)
+        seen.append("waiting" if not waiter.done() else "done too early")
+        threading.Timer(0.05, lambda: elector._become_leader(time.monotonic())).start()
+        await asyncio.wait_for(waiter, 5)
+        seen.append("leader")
+        await asyncio.wait_for(elector.wait_for_leadership_async(), 1)  # already: at once
+        cancelled = LeaderElector(client.ApiClient(), identity="b", namespace="n")
+        task = asyncio.create_task(cancelled.wait_for_leadership_async())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancelled._async_waiters == []
+        return seen
+
+    assert asyncio.run(scenario()) == ["waiting", "leader"]
