@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    register(registry, settings, tuple(args.namespace))
     clusterwide = args.all_namespaces or not args.namespace
     asyncio.run(
         kopf.operator(

@@ -27,12 +27,10 @@ from .builders import Owner
 from .notify.dispatcher import DeliveryPolicy, Dispatcher, NotifyMetrics, Target
 from .notify.message import KINDS, Kind, Notification
 from .settings import OperatorSettings
+from .vocabulary import ANNOTATION_NOTIFY, ANNOTATION_NOTIFY_EVENTS, ANNOTATION_SLACK_CHANNEL
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_NOTIFY = "tryon.dev/notify"
-ANNOTATION_NOTIFY_EVENTS = "tryon.dev/notify-events"
-ANNOTATION_SLACK_CHANNEL = "tryon.dev/notify-slack-channel"
 
 _OFF = {"false", "off", "no", "none", "0", "disabled"}
 _ON = {"", "true", "on", "yes", "all", "1", "enabled"}

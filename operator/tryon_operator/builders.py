@@ -5,16 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .models import API_VERSION, KIND, Color, TryOnModelSpec
+from .models import Color, TryOnModelSpec
+from .vocabulary import (
+    ANNOTATION_TEMPLATE_HASH,
+    API_VERSION,
+    APP_NAME,
+    KIND,
+    LABEL_COLOR,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_VERSION,
+    MANAGER,
+)
 
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_COLOR = "tryon.dev/color"
-LABEL_VERSION = "tryon.dev/model-version"
-ANNOTATION_TEMPLATE_HASH = "tryon.dev/template-hash"
-APP_NAME = "tryon-renderer"
-MANAGER = "tryon-operator"
 NO_COLOR = "none"
 
 

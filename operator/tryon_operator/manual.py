@@ -7,16 +7,17 @@ annotation, so a forgotten ``promote=true`` cannot silently approve every later 
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import decision as d
 from .models import TryOnModelStatus
+from .vocabulary import ANNOTATION_PROMOTE as ANNOTATION_PROMOTE
+from .vocabulary import ANNOTATION_RETRY as ANNOTATION_RETRY
+from .vocabulary import ANNOTATION_ROLLBACK as ANNOTATION_ROLLBACK
+from .vocabulary import REQUEST_ANNOTATIONS as REQUEST_ANNOTATIONS
 
-ANNOTATION_PROMOTE = "tryon.dev/promote"
-ANNOTATION_ROLLBACK = "tryon.dev/rollback"
-ANNOTATION_RETRY = "tryon.dev/retry"
-REQUEST_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK, ANNOTATION_RETRY)
-
-EVENT_IGNORED = "ManualRequestIgnored"
-EVENT_RETRY = "RetryRequested"
+EVENT_IGNORED: Final = "ManualRequestIgnored"
+EVENT_RETRY: Final = "RetryRequested"
 
 
 def fulfilled_by(action: d.Action, desired: d.Desired, status: TryOnModelStatus) -> set[str]:

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "tryon.dev"
-VERSION = "v1alpha1"
-PLURAL = "tryonmodels"
-KIND = "TryOnModel"
-API_VERSION = f"{GROUP}/{VERSION}"
+from .vocabulary import API_VERSION as API_VERSION
+from .vocabulary import GROUP as GROUP
+from .vocabulary import KIND as KIND
+from .vocabulary import PLURAL as PLURAL
+from .vocabulary import VERSION as VERSION
 
 Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from .errors import ModelResolutionError
 from .gateways.mlflow import ResolvedModel
 from .models import ModelRef
-from .reconcile import Reconciler, ResolutionKey
+from .reconcile.ports import RegistryPort
+from .resolution.cache import Answer, ResolutionCache, ResolutionKey
+from .resolution.watchers import ModelWatchers
 
 log = logging.getLogger(__name__)
-
-Answer = ResolvedModel | ModelResolutionError
 
 
 def answer_changed(before: Answer, after: Answer) -> bool:
@@ -40,26 +40,33 @@ def ref_for(key: ResolutionKey) -> ModelRef:
 
 
 class RegistryPoller:
+    """Re-asks every question in ``cache`` each ``interval`` and pokes the objects whose answer
+    changed (``watchers`` knows who follows which model)."""
+
     def __init__(
-        self, reconciler: Reconciler, poke: Callable[[str, str], object], interval: float
+        self,
+        registry: RegistryPort,
+        followers: tuple[ResolutionCache, ModelWatchers],
+        poke: Callable[[str, str], object],
+        interval: float,
     ) -> None:
-        self._reconciler = reconciler
+        self._registry = registry
+        self._cache, self._watchers = followers
         self._poke = poke
         self._interval = interval
 
     def poll_once(self) -> set[tuple[str, str]]:
         """Asks MLflow every known question again; returns the objects to wake."""
-        cache = self._reconciler.cache
         wake: set[tuple[str, str]] = set()
-        for key, before in cache.snapshot().items():
+        for key, before in self._cache.snapshot().items():
             tracking_uri, registered_model = key[0], key[1]
             try:
-                after: Answer = self._reconciler.registry.resolve(tracking_uri, ref_for(key))
+                after: Answer = self._registry.resolve(tracking_uri, ref_for(key))
             except ModelResolutionError as err:
                 after = err
-            cache.put(key, after)
+            self._cache.put(key, after)
             if answer_changed(before, after):
-                wake |= self._reconciler.watched.get(registered_model, set())
+                wake |= self._watchers.of(registered_model)
         return wake
 
     async def run(self) -> None:

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Color, HistoryEntry, TryOnModelStatus, other_color
+from ..vocabulary import REGISTRY_TAGS
 
-TAGS = ("tryon.dev/promoted", "tryon.dev/stopped", "tryon.dev/rejected")
+TAGS = REGISTRY_TAGS
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tryon_operator import decision as d
 from tryon_operator.models import RolloutState, TryOnModelStatus
-from tryon_operator.reconcile import _Recent
+from tryon_operator.resolution.cache import TtlCache
 
 pytestmark = pytest.mark.unit
 
@@ -100,7 +100,7 @@ def test_a_shortage_that_is_not_about_gpus_is_left_to_the_deadline():
 def test_gpu_capacity_is_read_once_per_node_selector_within_its_ttl():
     now = [0.0]
     reads: list[str] = []
-    recent = _Recent[str](2.0, monotonic=lambda: now[0])
+    recent = TtlCache[str](2.0, monotonic=lambda: now[0])
 
     def read(answer: str):
         def go() -> str:

@@ -1,16 +1,16 @@
-"""What the Kubernetes gateway reads out of raw objects: hand edits, GPU counts, smoke verdicts."""
+"""What the operator reads out of raw objects (observe/parse.py): hand edits, GPU counts, pod
+counts; and the smoke gateway's verdict text."""
 
 from __future__ import annotations
 
 import pytest
-from kubernetes import client
-from tryon_operator.gateways.kube import (
-    IMAGE_WAITING_REASONS,
-    KubeGateway,
-    _foreign_template_managers,
-    _pod_gpus,
-)
 from tryon_operator.gateways.smoke import failure_summary
+from tryon_operator.observe.parse import (
+    IMAGE_WAITING_REASONS,
+    color_view,
+    foreign_template_managers,
+    pod_gpus,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -24,30 +24,30 @@ OURS = ("tryon-operator", {"f:spec": {"f:template": {"f:spec": {"f:containers": 
 
 
 def test_only_the_operator_owning_the_template_is_no_hand_edit():
-    assert _foreign_template_managers(deployment(OURS)) == ()
+    assert foreign_template_managers(deployment(OURS)) == ()
 
 
 def test_kubectl_set_image_on_the_template_is_a_hand_edit():
     edit = ("kubectl-set", {"f:spec": {"f:template": {"f:spec": {"f:containers": {
         'k:{"name":"renderer"}': {"f:image": {}}}}}}})
-    assert _foreign_template_managers(deployment(OURS, edit)) == ("kubectl-set",)
+    assert foreign_template_managers(deployment(OURS, edit)) == ("kubectl-set",)
 
 
 def test_kubectl_rollout_restart_is_not_a_hand_edit():
     restart = ("kubectl-rollout", {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {
         ".": {}, "f:kubectl.kubernetes.io/restartedAt": {}}}}}})
-    assert _foreign_template_managers(deployment(OURS, restart)) == ()
+    assert foreign_template_managers(deployment(OURS, restart)) == ()
 
 
 def test_scaling_by_someone_else_is_not_a_template_edit():
     scale = ("kubectl-scale", {"f:spec": {"f:replicas": {}}})
-    assert _foreign_template_managers(deployment(OURS, scale)) == ()
+    assert foreign_template_managers(deployment(OURS, scale)) == ()
 
 
 def test_a_template_label_added_by_hand_is_a_hand_edit():
     label = ("kubectl-edit", {"f:spec": {"f:template": {"f:metadata": {"f:labels": {
         "f:team": {}}}}}})
-    assert _foreign_template_managers(deployment(OURS, label)) == ("kubectl-edit",)
+    assert foreign_template_managers(deployment(OURS, label)) == ("kubectl-edit",)
 
 
 def test_pod_gpus_add_up_over_containers():
@@ -56,7 +56,7 @@ def test_pod_gpus_add_up_over_containers():
         {"name": "b", "resources": {"limits": None, "requests": {"nvidia.com/gpu": "1"}}},
         {"name": "c"},
     ]}}
-    assert _pod_gpus(pod) == 3
+    assert pod_gpus(pod) == 3
 
 
 def test_smoke_failure_names_the_failed_checks_not_the_raw_json():
@@ -93,18 +93,16 @@ def _dep(version: str, template: str, replicas: int, ready_in_status: int) -> di
 
 
 def test_pod_counts_come_from_the_pods_before_the_deployment_status_catches_up():
-    gateway = KubeGateway(client.ApiClient())
-    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=0),
-                               [_pod("2", "h2", True), _pod("2", "h2", True)])
+    view = color_view(_dep("2", "h2", 2, ready_in_status=0),
+                               [_pod("2", "h2", True), _pod("2", "h2", True)], crashloop_restarts=3)
     assert (view.ready_replicas, view.updated_replicas, view.status_replicas) == (2, 2, 2)
     assert view.rolled_out("2", "h2", 2)
 
 
 def test_terminating_and_older_template_pods_do_not_count_as_the_new_template():
-    gateway = KubeGateway(client.ApiClient())
-    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=2), [
+    view = color_view(_dep("2", "h2", 2, ready_in_status=2), [
         _pod("2", "h2", True), _pod("2", "h2", False), _pod("1", "h1", True),
-        _pod("2", "h2", True, deleting=True)])
+        _pod("2", "h2", True, deleting=True)], crashloop_restarts=3)
     assert (view.ready_replicas, view.updated_replicas, view.status_replicas) == (2, 2, 3)
     assert not view.rolled_out("2", "h2", 2)
 
@@ -116,10 +114,9 @@ def _waiting(pod: dict, **waiting: str) -> dict:
 
 @pytest.mark.parametrize("reason", sorted(IMAGE_WAITING_REASONS))
 def test_a_pod_waiting_for_its_image_is_counted_with_the_kubelets_words(reason):
-    gateway = KubeGateway(client.ApiClient())
-    view = gateway._color_view(_dep("2", "h2", 2, ready_in_status=0), [
+    view = color_view(_dep("2", "h2", 2, ready_in_status=0), [
         _waiting(_pod("2", "h2", False), reason=reason, message="no such image"),
-        _pod("2", "h2", False)])
+        _pod("2", "h2", False)], crashloop_restarts=3)
     assert (view.image_unavailable_pods, view.image_unavailable_message) == (
         1, f"{reason}: no such image")
 
@@ -131,6 +128,5 @@ def test_a_pod_waiting_for_its_image_is_counted_with_the_kubelets_words(reason):
     ([_waiting(_pod("2", "h2", False), reason="ImagePullBackOff")], 1, "ImagePullBackOff"),
 ], ids=["creating", "crash loop", "older template", "no kubelet message"])
 def test_only_current_pods_waiting_on_an_image_are_an_image_problem(pods, count, message):
-    gateway = KubeGateway(client.ApiClient())
-    view = gateway._color_view(_dep("2", "h2", 1, ready_in_status=0), pods)
+    view = color_view(_dep("2", "h2", 1, ready_in_status=0), pods, crashloop_restarts=3)
     assert (view.image_unavailable_pods, view.image_unavailable_message) == (count, message)

@@ -201,12 +201,12 @@ def test_rollback_request_in_steady_state_is_removed_with_a_warning(manual_world
 
 def test_retry_request_clears_the_rejection_and_the_version_rolls_out_again(manual_world):
     reconciler, kube, registry, _ = manual_world
-    reconciler.smoke.passed = False
+    reconciler.fx.smoke.passed = False
     registry.answer = ResolvedModel("2", None, None)
     run(reconciler)
     kube.settle()
     assert run(reconciler).status.rejected_versions == ("2",)  # smoke test failed
-    reconciler.smoke.passed = True
+    reconciler.fx.smoke.passed = True
     assert run(reconciler).action == "Hold"
     kube.annotate(manual.ANNOTATION_RETRY, "2")
 

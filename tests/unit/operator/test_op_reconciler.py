@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from tryon_operator.builders import LABEL_COLOR, Owner
-from tryon_operator.decision import ColorView, Observed, SmokeOutcome
+from tryon_operator.observe.views import ColorView, Observed, SmokeOutcome
 from tryon_operator.errors import InvalidSpecError, ModelResolutionError, RegistryError
-from tryon_operator.gateways.kube import ClusterView, HpaView, ServiceView
+from tryon_operator.observe.views import ClusterView, HpaView, ServiceView
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.models import PendingTag, TryOnModelStatus
-from tryon_operator.reconcile import OWED_TAGS_LIMIT, Reconciler, _owe_tag
+from tryon_operator.reconcile import Reconciler
+from tryon_operator.reconcile.history import OWED_TAGS_LIMIT, owe_tag
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -253,9 +254,9 @@ def owed(version: str, value: str) -> PendingTag:
 
 
 def test_a_newer_owed_value_for_the_same_version_and_key_replaces_the_older():
-    status = _owe_tag(TryOnModelStatus(), owed("2", "old"))
-    status = _owe_tag(status, owed("3", "other"))
-    status = _owe_tag(status, owed("2", "new"))
+    status = owe_tag(TryOnModelStatus(), owed("2", "old"))
+    status = owe_tag(status, owed("3", "other"))
+    status = owe_tag(status, owed("2", "new"))
     assert [(t.version, t.value) for t in status.pending_registry_tags] == [
         ("3", "other"), ("2", "new")]
 
@@ -263,7 +264,7 @@ def test_a_newer_owed_value_for_the_same_version_and_key_replaces_the_older():
 def test_owed_tags_are_bounded_and_the_oldest_go_first():
     status = TryOnModelStatus()
     for n in range(OWED_TAGS_LIMIT + 5):
-        status = _owe_tag(status, owed(str(n), "v"))
+        status = owe_tag(status, owed(str(n), "v"))
     versions = [t.version for t in status.pending_registry_tags]
     assert versions == [str(n) for n in range(5, OWED_TAGS_LIMIT + 5)]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from tryon_operator.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import ResolutionCache
 from tryon_operator.registry_poll import RegistryPoller, answer_changed, ref_for
+from tryon_operator.resolution.cache import ResolutionCache
+from tryon_operator.resolution.watchers import ModelWatchers
 
 pytestmark = pytest.mark.unit
 
@@ -27,19 +28,22 @@ class Registry:
         return answer
 
 
-class Reconciler:
+class Parts:
     def __init__(self, registry):
         self.registry = registry
         self.cache = ResolutionCache(30.0)
-        self.watched = {"dress-model": {("shop", "dress"), ("shop", "gown")},
-                        "shoe-model": {("shop", "shoe")}}
+        self.watchers = ModelWatchers()
+        for key in (("shop", "dress"), ("shop", "gown")):
+            self.watchers.follow(key, "dress-model")
+        self.watchers.follow(("shop", "shoe"), "shoe-model")
 
 
 def poller_with(answers):
-    reconciler = Reconciler(Registry(answers))
-    reconciler.cache.put(KEY, ResolvedModel("1", "run1", "s3://m/1"))
-    reconciler.cache.put(OTHER, ResolvedModel("3", "run3", "s3://m/3"))
-    return RegistryPoller(reconciler, lambda ns, name: None, 30.0), reconciler
+    parts = Parts(Registry(answers))
+    parts.cache.put(KEY, ResolvedModel("1", "run1", "s3://m/1"))
+    parts.cache.put(OTHER, ResolvedModel("3", "run3", "s3://m/3"))
+    poller = RegistryPoller(parts.registry, (parts.cache, parts.watchers), lambda ns, n: None, 30.0)
+    return poller, parts
 
 
 def test_an_alias_move_wakes_the_objects_of_that_model_only():

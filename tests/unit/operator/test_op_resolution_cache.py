@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tryon_operator.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import ResolutionCache
+from tryon_operator.resolution.cache import ResolutionCache
 
 pytestmark = pytest.mark.unit
 

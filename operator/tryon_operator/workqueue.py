@@ -1,11 +1,20 @@
-"""Periodic reconcile per TryOnModel without a finalizer, woken early by changes to its children.
+"""The one work queue: the only thing in the operator that runs a reconcile.
 
-kopf timers and daemons put a finalizer on every object, which blocks deletion whenever the operator
-is down. This loop runs beside kopf instead: one asyncio task per known object, fed by kopf's watch
-events (which need no finalizer), sleeping ``interval`` seconds between reconciles (less while a
-rollout asks to be looked at sooner). ``poke`` cuts the sleep short when a child changed (a pod
-turned Ready or crash-looped, a hand edit; see ``wakeups.py``), so progress follows the cluster
-instead of the clock and the interval is only a safety net.
+Everything that wants a TryOnModel looked at feeds it: kopf's watch events on TryOnModels
+(``ensure`` / ``poke`` / ``forget``), the child informers (a pod turned Ready, a hand edit; see
+``wakeups.py``), the registry poller and the webhook (``poke``), and the periodic resync. Like
+controller-runtime's workqueue it guarantees one reconcile in flight per object, has one error
+policy (below) and honours a reconcile's ``requeue_seconds`` (``RequeueAfter``).
+
+Each known object has one asyncio task that sleeps ``interval`` seconds between reconciles (less
+while a rollout asks to be looked at sooner); ``poke`` cuts the sleep short. No kopf timer or
+daemon is used: those put a finalizer on every object, which blocks deletion while the operator
+is down.
+
+Error policy, the same for every path: an invalid spec is not retried (it is in status; a spec
+edit brings a watch event), a write conflict is retried after 1 s, other API and registry errors
+back off from 1 s doubling up to the interval, a bug is logged and retried after the interval.
+Each failure counts in ``tryon_reconcile_errors_total{kind}``.
 """
 
 from __future__ import annotations
@@ -18,17 +27,19 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from .errors import InvalidSpecError, TryOnError
+from .errors import InvalidSpecError, KubeConflictError, TryOnError
 from .reconcile import ReconcileResult
 
 log = logging.getLogger(__name__)
 
 ReconcileFn = Callable[[str, str], ReconcileResult | None]
+ErrorCounter = Callable[[str, str, str], None]  # namespace, name, error kind
 Key = tuple[str, str]
 Job = tuple[Key, "asyncio.Future[ReconcileResult | None]"]
+CONFLICT_RETRY_SECONDS = 1.0
 
 
-class Resyncer:
+class WorkQueue:
     """One reconcile loop per TryOnModel.
 
     ``coalesce`` is how long a woken loop waits for more pokes before it reconciles, so a burst of
@@ -48,8 +59,13 @@ class Resyncer:
         executor: Executor | None = None,
         workers: int = 8,
         jitter: bool = False,
+        count_error: ErrorCounter | None = None,
     ) -> None:
         self._reconcile = reconcile
+        self._count_error = count_error or (lambda _ns, _name, _kind: None)
+        # Cleared while this replica may not reconcile (a standby under leader election).
+        self.active = asyncio.Event()
+        self.active.set()
         self._interval = interval
         self._coalesce = coalesce
         self._executor = executor
@@ -80,7 +96,7 @@ class Resyncer:
         """Wakes the object's loop now (or right after the reconcile in flight); False if unknown.
 
         Pokes for objects without a loop are dropped: the TryOnModel's own watch event creates the
-        loop, and kopf's create/resume handlers reconcile it then anyway.
+        loop, which reconciles it at once.
         """
         wakeup = self._wakeups.get((namespace, name))
         if wakeup is None:
@@ -140,6 +156,9 @@ class Resyncer:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
+            await self.active.wait()
+            if not self._urgent and not self._background:
+                continue
             key, future = (self._urgent or self._background).popleft()
             if future.done():  # its loop was cancelled (object forgotten, operator stopping)
                 continue
@@ -152,34 +171,50 @@ class Resyncer:
                 if not future.done():
                     future.set_result(result)
 
+    def retry_delay(self, err: Exception, failures: int) -> float:
+        if isinstance(err, InvalidSpecError):
+            return self._interval  # in status already; a spec edit pokes
+        if isinstance(err, KubeConflictError):
+            return CONFLICT_RETRY_SECONDS
+        if isinstance(err, TryOnError):
+            return min(self._interval, 0.5 * 2.0 ** min(failures, 6))
+        return self._interval
+
     async def _loop(self, namespace: str, name: str, wakeup: asyncio.Event) -> None:
         key = (namespace, name)
-        # Spread the first resync of objects seen together (operator start: all of them at once).
-        delay = self._interval * random.random() if self._jitter else self._interval
+        # A new loop reconciles at once (an object just created, or the operator just started);
+        # ``jitter`` spreads the first *resyncs* of objects seen together.
+        delay = 0.0
         failures = 0
         requeued = False
+        first = True
         while True:
             poked = await self._sleep(wakeup, delay)
             delay = self._interval
             started = time.monotonic()
             try:
                 result = await self._run(key, urgent=poked or requeued)
-            except InvalidSpecError:
-                continue  # reported in status; a spec edit brings a watch event
-            except TryOnError as err:
+            except Exception as err:
                 failures += 1
-                delay = min(self._interval, 0.5 * 2 ** min(failures, 6))
-                log.warning(
-                    "reconcile of %s/%s failed (retry in %.1fs): %s", namespace, name, delay, err
-                )
-                continue
-            except Exception:  # a bug must not end self-heal for this object
-                failures += 1
-                delay = self._interval
-                log.exception("reconcile of %s/%s crashed", namespace, name)
+                delay = self.retry_delay(err, failures)
+                self._count_error(namespace, name, type(err).__name__)
+                if isinstance(err, TryOnError):
+                    log.warning(
+                        "reconcile of %s/%s failed (%s; next look in %.1fs): %s",
+                        namespace,
+                        name,
+                        type(err).__name__,
+                        delay,
+                        err,
+                    )
+                else:  # a bug must not end self-heal for this object
+                    log.exception("reconcile of %s/%s crashed", namespace, name)
                 continue
             failures = 0
             requeued = False
+            if first and self._jitter:
+                delay = self._interval * (0.5 + random.random() / 2)
+            first = False
             log.debug(
                 "reconcile %s/%s %.3f-%.3f: %s",
                 namespace,

@@ -1,0 +1,229 @@
+"""``KubePort`` on the watch cache: reads from the stores, writes through the live gateway.
+
+Stale reads after the operator's own writes are the one danger of a cache (a reconcile that
+scaled a Deployment must not see the old replica count a moment later and "heal" it back). Each
+write remembers the resourceVersion the API server answered with (an *expectation*, as in
+controller-runtime and Argo Rollouts); a read that touches an object with an unmet expectation
+waits up to ``fresh_wait`` seconds for the watch to deliver it, then reads live instead.
+
+resourceVersions are compared as integers. Kubernetes documents them as opaque, but every API
+server backed by etcd issues them from one increasing revision; a version that is not an integer
+only counts as caught up when it is equal, so the worst case is a live read, never a stale one.
+
+The live reads that remain, each on purpose: the fallback above (``tryon_cache_fallbacks_total``),
+GPU capacity (nodes and pods cluster-wide, only while a preview is short of GPUs, cached 2 s), and
+the Deployment read in ``restore_template`` (its JSON patch tests the live resourceVersion).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from ..builders import Owner
+from ..gateways.kube import KubeGateway
+from ..observe.parse import cluster_view
+from ..observe.views import ClusterView, GpuCapacity
+from .store import Store, version_of
+
+ExpectKey = tuple[str, str, str]  # kind, namespace, name
+FRESH_WAIT_SECONDS = 1.0
+EXPECTATION_TTL_SECONDS = 60.0  # after this the watch is trusted again (it relists on trouble)
+
+
+def caught_up(seen: str | None, expected: str | None) -> bool:
+    """Whether the cache's version ``seen`` is at least the ``expected`` one (None: deleted)."""
+    if expected is None:
+        return seen is None
+    if seen is None:
+        return False
+    if seen == expected:
+        return True
+    try:
+        return int(seen) >= int(expected)
+    except ValueError:
+        return False
+
+
+class Stores:
+    """The five stores, sharing one condition so a reader can wait on any change."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition(threading.RLock())
+        self.tryonmodels = Store("TryOnModel", self.changed)
+        self.deployments = Store("Deployment", self.changed)
+        self.services = Store("Service", self.changed)
+        self.hpas = Store("HorizontalPodAutoscaler", self.changed)
+        self.pods = Store("Pod", self.changed)
+
+    def of(self, kind: str) -> Store:
+        return {
+            "TryOnModel": self.tryonmodels,
+            "Deployment": self.deployments,
+            "Service": self.services,
+            "HorizontalPodAutoscaler": self.hpas,
+            "Pod": self.pods,
+        }[kind]
+
+    def changed_wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Blocks until ``ready()`` holds (checked after each store change) or ``timeout``."""
+        with self.changed:
+            return self.changed.wait_for(ready, timeout)
+
+    @property
+    def children_synced(self) -> bool:
+        return all(
+            s.synced.is_set() for s in (self.deployments, self.services, self.hpas, self.pods)
+        )
+
+
+class CacheMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.fallbacks = Counter(
+            "tryon_cache_fallbacks_total",
+            "Reads that went to the API server because the watch cache had not caught up",
+            ["kind", "reason"],
+            registry=registry,
+        )
+
+
+class CachedKube:
+    """What the Reconciler uses in the operator: reads cached, writes live, never stale."""
+
+    def __init__(
+        self,
+        live: KubeGateway,
+        stores: Stores,
+        *,
+        crashloop_restarts: int = 3,
+        fresh_wait: float = FRESH_WAIT_SECONDS,
+        metrics: CacheMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.live = live
+        self.stores = stores
+        self._crashloop_restarts = crashloop_restarts
+        self._fresh_wait = fresh_wait
+        self._metrics = metrics or CacheMetrics(None)
+        self._monotonic = monotonic
+        self._expected: dict[ExpectKey, tuple[str | None, float]] = {}
+        self._guard = threading.Lock()
+
+    # ------------------------------------------------------------------ expectations
+
+    def _expect(self, key: ExpectKey, version: object) -> None:
+        with self._guard:
+            self._expected[key] = (str(version) if version is not None else None, self._monotonic())
+
+    def _met(self, key: ExpectKey) -> bool:
+        with self._guard:
+            expected = self._expected.get(key)
+        if expected is None:
+            return True
+        version, since = expected
+        store = self.stores.of(key[0])
+        if caught_up(version_of(store.get(key[1], key[2])), version) or (
+            self._monotonic() - since > EXPECTATION_TTL_SECONDS
+        ):
+            with self._guard:
+                if self._expected.get(key) == expected:
+                    del self._expected[key]
+            return True
+        return False
+
+    def _fresh(self, keys: list[ExpectKey]) -> bool:
+        """Waits (briefly) until the cache shows the operator's own writes to ``keys``."""
+        with self._guard:
+            pending = [k for k in keys if k in self._expected]
+        if not pending:
+            return True
+        return self.stores.changed_wait(
+            lambda: all(self._met(k) for k in pending), self._fresh_wait
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def get_tryonmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
+        key = ("TryOnModel", namespace, name)
+        cached = self.stores.tryonmodels.get(namespace, name)
+        if cached is not None and self._fresh([key]):
+            return cached
+        reason = "missing" if cached is None else "own-write"
+        self._metrics.fallbacks.labels("TryOnModel", reason).inc()
+        return self.live.get_tryonmodel(namespace, name)
+
+    def observe(self, namespace: str, name: str) -> ClusterView:
+        if not self.stores.children_synced:
+            self._metrics.fallbacks.labels("children", "not-synced").inc()
+            return self.live.observe(namespace, name)
+        stores = self.stores
+        if not self._fresh(self._expected_children(namespace, name)):
+            self._metrics.fallbacks.labels("children", "own-write").inc()
+            return self.live.observe(namespace, name)
+        children = [
+            *stores.deployments.of_instance(namespace, name),
+            *stores.services.of_instance(namespace, name),
+        ]
+        hpa = stores.hpas.get(namespace, name)
+        if hpa is not None:
+            children.append(hpa)
+        pods = stores.pods.of_instance(namespace, name)
+        return cluster_view(name, children, pods, crashloop_restarts=self._crashloop_restarts)
+
+    def _expected_children(self, namespace: str, name: str) -> list[ExpectKey]:
+        """Children the operator wrote that the cache may not list yet (just created)."""
+        prefixes = (name, f"{name}-")
+        with self._guard:
+            return [
+                k
+                for k in self._expected
+                if k[0] != "TryOnModel" and k[1] == namespace and k[2].startswith(prefixes)
+            ]
+
+    def gpu_capacity(self, node_selector: dict[str, str]) -> GpuCapacity:
+        return self.live.gpu_capacity(node_selector)
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, obj: dict[str, Any]) -> str | None:
+        version = self.live.apply(obj)
+        self._expect((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
+        return version
+
+    def restore_template(self, obj: dict[str, Any]) -> str | None:
+        version = self.live.restore_template(obj)
+        self._expect(("Deployment", obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
+        return version
+
+    def scale(self, namespace: str, name: str, replicas: int) -> str | None:
+        version = self.live.scale(namespace, name, replicas)
+        self._expect(("Deployment", namespace, name), version)
+        return version
+
+    def set_selector_color(self, namespace: str, service: str, color: str) -> str | None:
+        version = self.live.set_selector_color(namespace, service, color)
+        self._expect(("Service", namespace, service), version)
+        return version
+
+    def delete_hpa(self, namespace: str, name: str) -> str | None:
+        self.live.delete_hpa(namespace, name)
+        self._expect(("HorizontalPodAutoscaler", namespace, name), None)
+        return None
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str | None:
+        version = self.live.patch_status(namespace, name, status)
+        self._expect(("TryOnModel", namespace, name), version)
+        return version
+
+    def remove_annotation(self, namespace: str, name: str, key: str) -> str | None:
+        version = self.live.remove_annotation(namespace, name, key)
+        if version is not None:
+            self._expect(("TryOnModel", namespace, name), version)
+        return version
+
+    def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+        self.live.emit_event(owner, type_, reason, message)

@@ -1,0 +1,1 @@
+"""What the operator saw: plain view types and the pure JSON -> view parsing."""

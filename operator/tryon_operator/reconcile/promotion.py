@@ -1,0 +1,186 @@
+"""The flip and what surrounds it: the smoke test before, growing a shrunk preview after, the
+wait for a person, and the GPU-shortage policies that make room for a preview."""
+
+from __future__ import annotations
+
+from .. import decision as d
+from ..builders import build_hpa, build_service, deployment_name, preview_service_name
+from ..models import RolloutState, TryOnModelStatus
+from ..observe.views import SmokeOutcome
+from ..vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
+from .context import Step
+from .events import Told
+from .history import must, renderer_record, with_rollout
+from .status import gpu_shortage
+from .tags import tag
+
+
+def run_smoke_test(step: Step, action: d.RunSmokeTest) -> tuple[TryOnModelStatus, SmokeOutcome]:
+    """Calls the preview's smoke endpoint; the caller adds the outcome to what it observed."""
+    ctx, fx = step.ctx, step.fx
+    rollout = must(step.status.rollout)
+    url = fx.settings.service_url(
+        preview_service_name(ctx.name), ctx.namespace, ctx.spec.service.port
+    )
+    outcome = fx.smoke.check(url, rollout.version, ctx.spec.rollout.smoke_test.timeout_seconds)
+    status = step.status
+    if outcome.reachable and outcome.passed:
+        status = with_rollout(status, smoke_passed=True)
+        step.tell(
+            Told(
+                "Normal",
+                "SmokeTestPassed",
+                f"version {rollout.version} on {action.color}: {outcome.message}",
+                version=rollout.version,
+                color=action.color,
+                evidence={"smoke": outcome.message, "url": url},
+            )
+        )
+    return status, outcome
+
+
+def await_promotion(step: Step) -> TryOnModelStatus:
+    rollout = must(step.status.rollout)
+    if rollout.phase == "AwaitingPromotion":
+        return step.status
+    step.tell(
+        Told(
+            "Normal",
+            "AwaitingPromotion",
+            f"version {rollout.version} on {rollout.color} is Ready and tested; "
+            f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote",
+            version=rollout.version,
+            color=rollout.color,
+        )
+    )
+    return with_rollout(step.status, phase="AwaitingPromotion", ready_at=step.fx.clock())
+
+
+def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
+    """Points the active Service at the preview; the old colour stays warm for the delay."""
+    ctx, fx, status, now = step.ctx, step.fx, step.status, step.now
+    rollout = must(status.rollout)
+    if rollout.full_replicas is not None and rollout.full_replicas > rollout.replicas:
+        _grow_shrunk_preview(step, rollout)
+    # The Service may not exist yet on a first deploy; converge creates it with this colour.
+    promoted = status.model_copy(
+        update={
+            "active_color": action.color,
+            "active_version": rollout.version,
+            "active_template_hash": rollout.template_hash,
+            "active_renderer": renderer_record(ctx.spec),
+            "preview_color": None,
+            "preview_version": None,
+            "rollout": rollout.model_copy(
+                update={
+                    "phase": "PostPromotion",
+                    "promoted_at": now,
+                    "previous_color": status.active_color,
+                    "previous_version": status.active_version,
+                    "previous_template_hash": status.active_template_hash,
+                    "previous_renderer": status.active_renderer,
+                }
+            ),
+        }
+    )
+    fx.kube.apply(build_service(ctx.spec, ctx.owner, color=action.color, preview=False))
+    if ctx.spec.autoscaling.enabled:
+        fx.kube.apply(build_hpa(ctx.spec, ctx.owner, color=action.color))
+    latency = (now - (rollout.seen_at or rollout.started_at)).total_seconds()
+    fx.metrics.promotion_latency.labels(ctx.namespace, ctx.name).observe(max(latency, 0.0))
+    fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "promoted").inc()
+    step.tell(
+        Told(
+            "Normal",
+            "Promoted",
+            f"traffic flipped to {action.color} (version {rollout.version}) "
+            f"{latency:.1f}s after the model change was seen; previous "
+            f"{status.active_color or 'none'} (version {status.active_version or '-'}) "
+            "kept warm",
+            version=rollout.version,
+            color=action.color,
+            previous_version=status.active_version,
+            previous_color=status.active_color,
+            evidence={
+                "latencySeconds": round(latency, 1),
+                "smokePassed": rollout.smoke_passed,
+                "selector": f"{LABEL_COLOR}={action.color}",
+            },
+        )
+    )
+    where = f"{ctx.namespace}/{ctx.name}"
+    note = f"{where} promoted to {action.color} at {now.isoformat()}"
+    promoted = tag(ctx, fx, promoted, (rollout.version, TAG_PROMOTED, note))
+    if status.active_version is not None and status.active_version != rollout.version:
+        note = (
+            f"{where} stopped serving at {now.isoformat()}: replaced by version "
+            f"{rollout.version} on {action.color}"
+        )
+        promoted = tag(ctx, fx, promoted, (status.active_version, TAG_STOPPED, note))
+    return promoted
+
+
+def _grow_shrunk_preview(step: Step, rollout: RolloutState) -> None:
+    """After a flip on a shrunk preview: grow it, and shrink the old colour as much."""
+    ctx, kube, status = step.ctx, step.fx.kube, step.status
+    full = must(rollout.full_replicas)
+    kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), full)
+    if status.active_color is not None:
+        old = step.cluster.observed.color(status.active_color)
+        keep = max(1, old.replicas - (full - rollout.replicas))
+        if keep < old.replicas:
+            kube.scale(ctx.namespace, deployment_name(ctx.name, status.active_color), keep)
+    step.tell(
+        Told(
+            "Normal",
+            "PreviewGrowing",
+            f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
+            f"pod(s), growing to {full}",
+            version=rollout.version,
+            color=rollout.color,
+        )
+    )
+
+
+def ease_gpu_shortage(step: Step, action: d.ShrinkPreview | d.MakeRoom) -> TryOnModelStatus:
+    """Carries out the spec's GPU-shortage policy; the rollout remembers what it changed."""
+    ctx, kube = step.ctx, step.fx.kube
+    # The GPUShortage Event goes out before the policy acts on it.
+    status, _ = gpu_shortage(step)
+    rollout = must(status.rollout)
+    preview = step.cluster.observed.color(rollout.color)
+    short = f"{preview.gpu_short_pods} of {rollout.replicas} preview pod(s) got no GPU"
+    kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
+    if isinstance(action, d.ShrinkPreview):
+        step.tell(
+            Told(
+                "Warning",
+                "PreviewShrunk",
+                f"{short}: preview {action.color} (version {rollout.version}) runs with "
+                f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
+                f"{rollout.full_replicas or rollout.replicas} after the flip",
+                version=rollout.version,
+                color=action.color,
+                evidence={"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods},
+            )
+        )
+        return with_rollout(
+            status,
+            full_replicas=rollout.full_replicas or rollout.replicas,
+            replicas=action.replicas,
+        )
+    active = step.cluster.observed.color(action.color)
+    step.tell(
+        Told(
+            "Warning",
+            "MadeRoomForPreview",
+            f"{short}: active {action.color} (version {status.active_version}) scaled from "
+            f"{active.replicas} to {action.replicas} pod(s) to free GPUs for version "
+            f"{rollout.version} (gpuShortagePolicy InPlace)",
+            version=rollout.version,
+            color=action.color,
+            previous_version=status.active_version,
+            evidence={"activeReplicas": action.replicas, "roomMade": action.room_made},
+        )
+    )
+    return with_rollout(status, room_made=action.room_made)

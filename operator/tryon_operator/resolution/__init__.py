@@ -1,0 +1,1 @@
+"""How the operator learns which model version should serve: cached registry answers, who asked."""

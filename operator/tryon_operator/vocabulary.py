@@ -1,0 +1,69 @@
+"""The operator's names in one place: API coordinates, labels, annotations, MLflow tags, Event
+reasons. Anything another program may match on (kubectl selectors, dashboards, the audit log,
+notification rules) is spelled here once, so a typo is a mypy error instead of a silent miss."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+GROUP = "tryon.dev"
+VERSION = "v1alpha1"
+PLURAL = "tryonmodels"
+KIND = "TryOnModel"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MANAGER = "tryon-operator"  # field manager, Event source, managed-by label value
+APP_NAME = "tryon-renderer"
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COLOR = "tryon.dev/color"
+LABEL_VERSION = "tryon.dev/model-version"
+ANNOTATION_TEMPLATE_HASH = "tryon.dev/template-hash"
+
+# One-shot requests a person (or tryonctl) puts on a TryOnModel; the operator removes each.
+ANNOTATION_PROMOTE = "tryon.dev/promote"
+ANNOTATION_ROLLBACK = "tryon.dev/rollback"
+ANNOTATION_RETRY = "tryon.dev/retry"
+REQUEST_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK, ANNOTATION_RETRY)
+
+# Per-object notification choices (announce.py).
+ANNOTATION_NOTIFY = "tryon.dev/notify"
+ANNOTATION_NOTIFY_EVENTS = "tryon.dev/notify-events"
+ANNOTATION_SLACK_CHANNEL = "tryon.dev/notify-slack-channel"
+
+# MLflow model-version tags the operator writes (ctl/history.py reads them back).
+TAG_PROMOTED = "tryon.dev/promoted"
+TAG_STOPPED = "tryon.dev/stopped"
+TAG_REJECTED = "tryon.dev/rejected"
+REGISTRY_TAGS = (TAG_PROMOTED, TAG_STOPPED, TAG_REJECTED)
+
+GPU = "nvidia.com/gpu"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # set by `kubectl rollout restart`
+
+EventType = Literal["Normal", "Warning"]
+EventReason = Literal[
+    "ModelResolved",
+    "ModelResolutionFailed",
+    "ModelResolutionRecovered",
+    "RolloutStarted",
+    "RolloutCancelled",
+    "SmokeTestPassed",
+    "AwaitingPromotion",
+    "Promoted",
+    "PreviewGrowing",
+    "PreviewShrunk",
+    "MadeRoomForPreview",
+    "RolledBack",
+    "ScaledDown",
+    "RolloutComplete",
+    "SelfHealed",
+    "GPUShortage",
+    "ImageUnavailable",
+    "Degraded",
+    "Recovered",
+    "InvalidSpec",
+    "ManualRequestIgnored",
+    "RetryRequested",
+]

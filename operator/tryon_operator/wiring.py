@@ -1,0 +1,244 @@
+"""Startup and shutdown of the running operator: every client, cache, loop and server, built
+from the settings in one place. ``handlers.py`` only calls ``start`` and ``stop``."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+from .announce import start_announcer
+from .audit import configure_audit_logging
+from .cache.informer import Informer, Resource, wait_synced, without_managed_fields
+from .cache.kube import CachedKube, CacheMetrics, Stores
+from .gateways.kube import KubeGateway
+from .gateways.mlflow import MlflowRegistry
+from .gateways.smoke import SmokeTester
+from .metrics import Metrics
+from .models import GROUP, KIND
+from .notify.dispatcher import Dispatcher
+from .reconcile import Reconciler
+from .registry_poll import RegistryPoller
+from .settings import OperatorSettings
+from .vocabulary import APP_NAME, LABEL_COLOR, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER
+from .wakeups import ChildChanges
+from .webhook import WebhookVerifier, make_app, serve
+from .webhook_tls import receiver_tls
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CACHE_SYNC_SECONDS = 30.0
+OWNED = f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}"
+RENDERER_PODS = f"{LABEL_NAME}={APP_NAME},{LABEL_INSTANCE},{LABEL_COLOR}"
+# What the informers watch: the children by the labels builders.py sets. HPAs are cached but wake
+# nothing: the controller-manager rewrites their status every 15 s.
+CHILDREN = (
+    Resource("Deployment", "/apis/apps/v1", "deployments", OWNED),
+    Resource("Service", "/api/v1", "services", OWNED, without_managed_fields),
+    Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", OWNED),
+    Resource("Pod", "/api/v1", "pods", RENDERER_PODS, without_managed_fields),
+)
+WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
+
+
+def make_api_client(pool_size: int = 10) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``).
+
+    ``pool_size`` connections per host: one per thread that may call the API at once, else
+    urllib3 drops and re-opens connections ("Connection pool is full") under load.
+    """
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except ConfigException:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
+
+
+def owner_of(meta: Mapping[str, Any]) -> str | None:
+    """The TryOnModel a child belongs to: its controller reference, else its instance label.
+
+    Deployments carry both; pods (owned by a ReplicaSet) only the label.
+    """
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
+            return str(ref["name"])
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    return labels.get(LABEL_INSTANCE)
+
+
+def informer_namespaces(namespaces: Sequence[str]) -> list[str | None]:
+    """One informer per named namespace; the whole cluster when none is named or any is a glob."""
+    if not namespaces or any(ch in ns for ns in namespaces for ch in "*?["):
+        return [None]
+    return list(dict.fromkeys(namespaces))
+
+
+@dataclass
+class Runtime:
+    """Everything the running operator holds; kopf keeps it on ``memo.runtime``."""
+
+    settings: OperatorSettings
+    reconciler: Reconciler
+    queue: WorkQueue
+    stores: Stores
+    informers: list[Informer]
+    executor: ThreadPoolExecutor
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    webhook_runner: Any = None
+    notifier: Dispatcher | None = None
+
+    def tryonmodel_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """kopf's watch of TryOnModels: keep the cache, and the object's loop, current."""
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if event_type == "DELETED":
+            self.stores.tryonmodels.remove(body)
+            self.queue.forget(namespace, name)
+            self.reconciler.watchers.forget((namespace, name))
+            return
+        old = self.stores.tryonmodels.upsert(copy.deepcopy(dict(body)))
+        self.queue.ensure(namespace, name)
+        if old is not None and _wants_a_look(old, body):
+            self.queue.poke(namespace, name)
+
+
+def _wants_a_look(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """A change a person made (spec, annotations, labels, deletion); not our own status write."""
+
+    def essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
+        meta = body.get("metadata") or {}
+        return (
+            meta.get("generation"),
+            meta.get("annotations"),
+            meta.get("labels"),
+            meta.get("deletionTimestamp"),
+        )
+
+    return essence(old) != essence(new)
+
+
+async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> Runtime:
+    loop = asyncio.get_running_loop()
+    workers = settings.reconcile_workers
+    # One connection per thread that may call the API: reconcile workers, the informers, and a
+    # margin for the registry poller and Events.
+    api_client = make_api_client(pool_size=workers + len(CHILDREN) + 8)
+    metrics = Metrics()
+    live = KubeGateway(api_client, crashloop_restarts=settings.crashloop_restarts)
+    stores = Stores()
+    kube = CachedKube(
+        live,
+        stores,
+        crashloop_restarts=settings.crashloop_restarts,
+        metrics=CacheMetrics(metrics.registry),
+    )
+    configure_audit_logging()
+    announcer, notifier = await start_announcer(settings, metrics.registry, live.emit_event)
+    reconciler = Reconciler(
+        kube=kube,
+        registry=MlflowRegistry(
+            timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token
+        ),
+        smoke=SmokeTester(),
+        settings=settings,
+        metrics=metrics,
+        announcer=announcer,
+    )
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+    queue = WorkQueue(
+        reconciler.reconcile,
+        settings.resync_seconds,
+        executor=executor,
+        workers=workers,
+        jitter=True,
+        count_error=lambda ns, name, kind: metrics.reconcile_errors.labels(ns, name, kind).inc(),
+    )
+    changes = ChildChanges()
+
+    def child_changed(event_type: str, obj: dict[str, Any]) -> None:  # on the event loop
+        if obj.get("kind") not in WAKING_KINDS:
+            return
+        meta = obj.get("metadata") or {}
+        owner = owner_of(meta)
+        if owner and changes.worth_a_reconcile(event_type, obj):
+            queue.poke(str(meta.get("namespace") or ""), owner)
+
+    def from_informer(event_type: str, obj: dict[str, Any]) -> None:  # on an informer thread
+        loop.call_soon_threadsafe(child_changed, event_type, obj)
+
+    informers = [
+        Informer(
+            api_client,
+            resource,
+            stores.of(resource.kind),
+            namespace=namespace,
+            on_event=from_informer,
+        )
+        for resource in CHILDREN
+        for namespace in informer_namespaces(namespaces)
+    ]
+    for informer in informers:
+        informer.start()
+    if not await asyncio.to_thread(wait_synced, informers, CACHE_SYNC_SECONDS):
+        log.warning(
+            "watch cache not synced after %.0fs; reading live until it is", CACHE_SYNC_SECONDS
+        )
+    runtime = Runtime(settings, reconciler, queue, stores, informers, executor, notifier=notifier)
+    poller = RegistryPoller(
+        reconciler.registry,
+        (reconciler.cache, reconciler.watchers),
+        queue.poke,
+        settings.mlflow_poll_seconds,
+    )
+    runtime.tasks.append(asyncio.create_task(poller.run()))
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+    if settings.webhook_port:
+        runtime.webhook_runner = await _start_webhook(settings, reconciler, queue)
+    return runtime
+
+
+async def _start_webhook(
+    settings: OperatorSettings, reconciler: Reconciler, queue: WorkQueue
+) -> Any:
+    if not settings.webhook_secret:
+        raise ValueError("TRYON_WEBHOOK_SECRET is required with a webhook port")
+
+    def trigger(registered_model: str) -> int:
+        """Same path as the registry poller: a fresh answer, then a poke per follower."""
+        reconciler.cache.invalidate(registered_model)
+        targets = sorted(reconciler.watchers.of(registered_model))
+        return sum(queue.poke(ns, name) for ns, name in targets)
+
+    verifier = WebhookVerifier(
+        settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds
+    )
+    return await serve(
+        make_app(verifier, trigger),
+        settings.webhook_host,
+        settings.webhook_port,
+        tls=receiver_tls(settings),
+    )
+
+
+async def stop(runtime: Runtime) -> None:
+    for task in runtime.tasks:
+        task.cancel()
+    await runtime.queue.stop()
+    for informer in runtime.informers:
+        informer.stop()
+    runtime.executor.shutdown(wait=False, cancel_futures=True)
+    if runtime.webhook_runner is not None:
+        await runtime.webhook_runner.cleanup()
+    if runtime.notifier is not None:
+        await runtime.notifier.stop(drain_seconds=3.0)
