@@ -27,6 +27,7 @@ from .builders import Owner
 from .notify.dispatcher import DeliveryPolicy, Dispatcher, NotifyMetrics, Target
 from .notify.message import KINDS, Kind, Notification
 from .settings import OperatorSettings
+from .told import Told
 from .vocabulary import ANNOTATION_NOTIFY, ANNOTATION_NOTIFY_EVENTS, ANNOTATION_SLACK_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -120,44 +121,30 @@ class Announcer:
         with self._lock:
             self._known[owner.uid] = known
 
-    def decision(
-        self,
-        owner: Owner,
-        type_: str,
-        reason: str,
-        message: str,
-        *,
-        decision: Decision | None = None,
-        version: str | None = None,
-        previous_version: str | None = None,
-        color: str | None = None,
-        previous_color: str | None = None,
-        evidence: Mapping[str, Any] | None = None,
-    ) -> None:
+    def decision(self, owner: Owner, told: Told) -> None:
         """Never raises: the audit trail and notifications must not break a reconcile."""
         try:
             with self._lock:
                 known = self._known.get(owner.uid) or _Known(NotifyOptions(), None)
-            chosen = decision or DECISION_BY_REASON.get(reason, "other")
             record = AuditRecord(
-                decision=chosen,
+                decision=told.decision or DECISION_BY_REASON.get(told.reason, "other"),
                 namespace=owner.namespace,
                 name=owner.name,
-                reason=reason,
-                message=message,
-                event_type=type_,
+                reason=told.reason,
+                message=told.message,
+                event_type=told.type,
                 uid=owner.uid,
                 registered_model=known.registered_model,
-                version=version,
-                previous_version=previous_version,
-                color=color,
-                previous_color=previous_color,
-                evidence=_clean(evidence or {}),
+                version=told.version,
+                previous_version=told.previous_version,
+                color=told.color,
+                previous_color=told.previous_color,
+                evidence=_clean(told.evidence),
             )
             self.audit.record(record)
             self._notify(record, known.options)
         except Exception:
-            log.exception("audit/notification of %s failed", reason)
+            log.exception("audit/notification of %s failed", told.reason)
 
     def _notify(self, record: AuditRecord, options: NotifyOptions) -> None:
         if self.notifier is None or not options.enabled:

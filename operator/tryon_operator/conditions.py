@@ -8,7 +8,7 @@ from .decision import Observed
 from .models import Condition, ConditionType, Phase, TryOnModelStatus
 
 
-def set_condition(
+def set_condition(  # noqa: PLR0913 - one condition's fields
     conditions: tuple[Condition, ...],
     type_: ConditionType,
     status: bool,

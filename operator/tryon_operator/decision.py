@@ -193,7 +193,7 @@ def _decide_idle(desired: Desired, status: TryOnModelStatus) -> Action:
     return StartRollout(color, desired.version, desired.template_hash, desired.replicas)
 
 
-def _decide_pre_promotion(
+def _decide_pre_promotion(  # noqa: C901 - ordered guards, table-tested
     desired: Desired,
     status: TryOnModelStatus,
     rollout: RolloutState,

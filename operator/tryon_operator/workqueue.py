@@ -50,7 +50,7 @@ class WorkQueue:
     them.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options
         self,
         reconcile: ReconcileFn,
         interval: float,

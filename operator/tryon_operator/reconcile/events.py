@@ -1,35 +1,16 @@
-"""Every decision the reconciler takes becomes one ``Told`` record: the Kubernetes Event, the
-audit line and the notification are all made from it, so they cannot disagree."""
+"""Where every ``Told`` record goes: the Kubernetes Event, then the audit line and the
+notification (``Announcer``), all made from the same record so they cannot disagree."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..announce import Announcer
-from ..audit import Decision
 from ..builders import Owner
-from ..vocabulary import EventReason, EventType
+from ..told import Told as Told
 from .ports import KubePort
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Told:
-    """One decision as people and machines hear about it."""
-
-    type: EventType
-    reason: EventReason
-    message: str
-    decision: Decision | None = None  # None: derived from the reason (audit.DECISION_BY_REASON)
-    version: str | None = None
-    color: str | None = None
-    previous_version: str | None = None
-    previous_color: str | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
 class EventSink:
@@ -45,15 +26,4 @@ class EventSink:
             self.kube.emit_event(owner, told.type, told.reason, told.message)
         except Exception as err:  # an Event is worth less than the reconcile that emits it
             log.warning("could not post event %s: %s", told.reason, err)
-        self.announcer.decision(
-            owner,
-            told.type,
-            told.reason,
-            told.message,
-            decision=told.decision,
-            version=told.version,
-            previous_version=told.previous_version,
-            color=told.color,
-            previous_color=told.previous_color,
-            evidence=told.evidence or None,
-        )
+        self.announcer.decision(owner, told)

@@ -60,7 +60,7 @@ class Reconciler:
     different threads at once, so everything shared here is thread-safe.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only ports
         self,
         *,
         kube: KubePort,

@@ -19,6 +19,7 @@ from tryon_operator.audit import (
 )
 from tryon_operator.builders import Owner
 from tryon_operator.notify import Notification
+from tryon_operator.told import Told
 
 pytestmark = pytest.mark.unit
 
@@ -116,15 +117,15 @@ def test_announcer_audits_every_decision_and_notifies_the_chosen_ones(captured):
     inbox = Inbox()
     announcer = Announcer(audit, inbox)
     announcer.observe(OWNER, {}, "tryon-vton")
-    announcer.decision(OWNER, "Normal", "ModelResolved", "alias production is version 2",
-                       version="2")
-    announcer.decision(OWNER, "Normal", "RolloutStarted", "rolling out 2", version="2",
-                       previous_version="1", color="green", previous_color="blue")
-    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="2",
-                       previous_version="1", color="green", previous_color="blue")
-    announcer.decision(OWNER, "Warning", "RolledBack", "lost readiness", decision="rollback",
-                       version="2", color="green", evidence={"readyPods": "0/1", "none": None})
-    announcer.decision(OWNER, "Warning", "SelfHealed", "selector restored")
+    announcer.decision(OWNER, Told("Normal", "ModelResolved", "alias production is version 2",
+                       version="2"))
+    announcer.decision(OWNER, Told("Normal", "RolloutStarted", "rolling out 2", version="2",
+                       previous_version="1", color="green", previous_color="blue"))
+    announcer.decision(OWNER, Told("Normal", "Promoted", "flipped", version="2",
+                       previous_version="1", color="green", previous_color="blue"))
+    announcer.decision(OWNER, Told("Warning", "RolledBack", "lost readiness", decision="rollback",
+                       version="2", color="green", evidence={"readyPods": "0/1", "none": None}))
+    announcer.decision(OWNER, Told("Warning", "SelfHealed", "selector restored"))
 
     records = [json.loads(line) for line in lines]
     assert [r["decision"] for r in records] == ["resolve", "scale", "flip", "rollback", "heal"]
@@ -141,19 +142,19 @@ def test_annotations_select_targets_kinds_channel_or_silence(captured):
     announcer = Announcer(audit, inbox, kinds=frozenset({"rejected", "promoted"}))
     announcer.observe(OWNER, {"tryon.dev/notify": "webhook",
                               "tryon.dev/notify-slack-channel": "#dress"}, None)
-    announcer.decision(OWNER, "Normal", "RolloutStarted", "x", version="2")  # kind not wanted
-    announcer.decision(OWNER, "Warning", "RolledBack", "smoke failed", version="2")
+    announcer.decision(OWNER, Told("Normal", "RolloutStarted", "x", version="2"))  # kind not wanted
+    announcer.decision(OWNER, Told("Warning", "RolledBack", "smoke failed", version="2"))
     (n,) = inbox.items
     assert (n.kind, n.targets, n.channel) == ("rejected", frozenset({"webhook"}), "#dress")
 
     announcer.observe(OWNER, {"tryon.dev/notify": "off"}, None)
-    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="3")
+    announcer.decision(OWNER, Told("Normal", "Promoted", "flipped", version="3"))
     assert len(inbox.items) == 1  # silenced, yet still audited
     assert len(lines) == 3
 
     announcer.observe(OWNER, {"tryon.dev/notify-events": "promoted, bogus"}, None)
-    announcer.decision(OWNER, "Warning", "RolledBack", "again", version="4")
-    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="4")
+    announcer.decision(OWNER, Told("Warning", "RolledBack", "again", version="4"))
+    announcer.decision(OWNER, Told("Normal", "Promoted", "flipped", version="4"))
     assert [n.kind for n in inbox.items] == ["rejected", "promoted"]
 
 
@@ -178,5 +179,5 @@ def test_a_broken_notifier_never_breaks_the_caller(captured):
             raise RuntimeError("boom")
 
     announcer = Announcer(audit, Broken())
-    announcer.decision(OWNER, "Normal", "Promoted", "flipped", version="2")  # does not raise
+    announcer.decision(OWNER, Told("Normal", "Promoted", "flipped", version="2"))  # does not raise
     assert json.loads(lines[0])["decision"] == "flip"

@@ -216,7 +216,10 @@ async def test_every_failed_reconcile_is_counted_by_kind():
     queue = WorkQueue(reconcile, interval=0.05, count_error=lambda *k: counted.append(k))
     queue.ensure("shop", "dress")
     await until(lambda: queue.known == [])
-    assert counted == [("shop", "dress", "KubeConflictError"), ("shop", "dress", "InvalidSpecError")]
+    assert counted == [
+        ("shop", "dress", "KubeConflictError"),
+        ("shop", "dress", "InvalidSpecError"),
+    ]
 
 
 @pytest.mark.parametrize(("error", "delay"), [
