@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from .audit import DECISION_BY_REASON, AuditLog, AuditRecord, Decision
 from .builders import Owner
-from .notify.dispatcher import DeliveryPolicy, Dispatcher, NotifyMetrics, Target
+from .notify.delivery import DeliveryPolicy, NotifyMetrics, Target
+from .notify.dispatcher import Dispatcher
 from .notify.message import KINDS, Kind, Notification
 from .settings import OperatorSettings
 from .told import Told

@@ -1,6 +1,7 @@
 """Notifications about rollouts: a message model, receiver formats and a non-blocking dispatcher."""
 
-from .dispatcher import DeliveryPolicy, Dispatcher, NotifyMetrics, Target, parse_retry_after
+from .delivery import DeliveryPolicy, NotifyMetrics, Target, parse_retry_after
+from .dispatcher import Dispatcher
 from .formatters import generic_payload, slack_payload
 from .message import KINDS, Kind, Notification
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tryon_operator.notify import DeliveryPolicy, Dispatcher, Notification, NotifyMetrics, Target
 from tryon_operator.notify import parse_retry_after as pra
-from tryon_operator.notify.dispatcher import _Breaker
+from tryon_operator.notify.delivery import Breaker
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +57,7 @@ def test_backoff_doubles_with_equal_jitter_and_is_capped():
 
 
 def test_breaker_opens_after_threshold_and_cooldown_doubles_up_to_a_cap():
-    breaker = _Breaker(threshold=3, base_cooldown=10.0, max_cooldown=25.0)
+    breaker = Breaker(threshold=3, base_cooldown=10.0, max_cooldown=25.0)
     assert [breaker.failure(100.0) for _ in range(2)] == [False, False]
     assert breaker.open_until == 0.0
     assert breaker.failure(100.0) is True
