@@ -40,17 +40,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubernetes import client
 
 from .errors import KubeConflictError, KubeError, TryOnError
 from .leadership_lease import (
-    LEASE_NAME,
+    ElectionConfig,
     LeaseClient,
     LeaseRecord,
-    default_identity,
-    default_namespace,
     free_for,
     held_spec,
     lease_api_client,
@@ -70,40 +69,37 @@ class NotLeaderError(TryOnError):
     """This replica does not (or no longer) hold the Lease: write nothing."""
 
 
+@dataclass(frozen=True)
+class LeadershipCallbacks:
+    """What the wiring hooks in; each runs on the callback thread, in order, and must not block
+    for long (start or stop the work queue, don't run it)."""
+
+    on_started_leading: Callable[[], None] | None = None
+    on_stopped_leading: Callable[[], None] | None = None
+    on_new_leader: Callable[[str | None], None] | None = None  # the holder seen (None: nobody)
+
+
 class LeaderElector:
     """Campaigns for one Lease on a thread; see the module docstring for the guarantees."""
 
     def __init__(
         self,
         api_client: client.ApiClient,
-        *,
-        identity: str,
-        namespace: str,
-        name: str = LEASE_NAME,
-        lease_seconds: int = 15,
-        renew_deadline_seconds: float = 10.0,
-        retry_period_seconds: float = 2.0,
-        on_started_leading: Callable[[], None] | None = None,
-        on_stopped_leading: Callable[[], None] | None = None,
-        on_new_leader: Callable[[str | None], None] | None = None,
+        config: ElectionConfig,
+        callbacks: LeadershipCallbacks | None = None,
         metrics: Metrics | None = None,
-        record_events: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not lease_seconds > renew_deadline_seconds > retry_period_seconds > 0:
-            raise ValueError("leader election needs lease > renew deadline > retry period > 0")
-        self.identity = identity
-        self.namespace = namespace
-        self.name = name
-        self.lease_seconds = math.ceil(lease_seconds)
-        self.renew_deadline = float(renew_deadline_seconds)
-        self.retry_period = float(retry_period_seconds)
-        self._client = LeaseClient(api_client, namespace, name)
-        self._on_started = on_started_leading
-        self._on_stopped = on_stopped_leading
-        self._on_new_leader = on_new_leader
+        self.config = config
+        self.identity = config.identity
+        self.namespace = config.namespace
+        self.name = config.name
+        self.lease_seconds = math.ceil(config.lease_seconds)
+        self.renew_deadline = float(config.renew_deadline_seconds)
+        self.retry_period = float(config.retry_period_seconds)
+        self._client = LeaseClient(api_client, config.namespace, config.name)
+        self._callbacks_given = callbacks or LeadershipCallbacks()
         self._metrics = metrics
-        self._record_events = record_events
         self._clock = clock
         self._lock = threading.Condition()
         self._leading = False
@@ -125,19 +121,16 @@ class LeaderElector:
 
     @classmethod
     def from_settings(
-        cls, settings: OperatorSettings, api_client: client.ApiClient, **kwargs: Any
+        cls,
+        settings: OperatorSettings,
+        api_client: client.ApiClient,
+        callbacks: LeadershipCallbacks | None = None,
+        metrics: Metrics | None = None,
     ) -> LeaderElector:
-        """The elector the settings describe (identity and namespace defaults resolved here),
-        on a client of its own made from ``api_client`` (``lease_api_client``)."""
-        return cls(
-            lease_api_client(api_client),
-            identity=default_identity(settings.pod_name),
-            namespace=default_namespace(settings.leader_election_namespace),
-            lease_seconds=settings.leader_election_lease_seconds,
-            renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
-            retry_period_seconds=settings.leader_election_retry_period_seconds,
-            **kwargs,
-        )
+        """The elector the settings describe, on a client of its own made from ``api_client``
+        (``lease_api_client``: no hidden retries, its own connections)."""
+        return cls(lease_api_client(api_client), ElectionConfig.from_settings(settings),
+                   callbacks, metrics)
 
     # ------------------------------------------------------------------ what others ask
 
@@ -256,7 +249,9 @@ class LeaderElector:
 
     def _pause(self, began: float) -> float:
         """Until the next attempt: one retry period after this one began (a standby adds up to
-        10 % jitter); a leader also wakes at its fence time to step down on time."""
+        10 % jitter). A leader also wakes at its fence time, to step down on time; a standby also
+        wakes when the Lease it watches would expire, so a dead leader's Lease is taken when it
+        expires, not up to a retry period later (the expiry rule itself is unchanged)."""
         now = self._clock()
         wait = began + self.retry_period - now
         with self._lock:
@@ -264,6 +259,10 @@ class LeaderElector:
                 wait = min(wait, self._renewed_at + self.renew_deadline - now)
             else:
                 wait += random.uniform(0, 0.1 * self.retry_period)
+                record = self._record
+                if record is not None and record.holder not in (None, self.identity):
+                    seconds = record.lease_seconds or self.lease_seconds
+                    wait = min(wait, self._observed_at + seconds + 0.01 - now)
         return max(0.0, wait)
 
     def _campaign(self, began: float) -> None:
@@ -340,8 +339,8 @@ class LeaderElector:
                 record.holder or "nobody",
                 self.identity,
             )
-            if self._on_new_leader is not None:
-                callback = self._on_new_leader
+            if self._callbacks_given.on_new_leader is not None:
+                callback = self._callbacks_given.on_new_leader
                 self._dispatch(lambda: callback(record.holder))
 
     # ------------------------------------------------------------------ transitions
@@ -361,8 +360,8 @@ class LeaderElector:
         message = f"{self.identity} became leader (leaseTransitions={transitions})"
         log.info("leader election: %s of Lease %s/%s", message, self.namespace, self.name)
         self._dispatch(lambda: self._event("LeaderElection", message))
-        if self._on_started is not None:
-            self._dispatch(self._on_started)
+        if self._callbacks_given.on_started_leading is not None:
+            self._dispatch(self._callbacks_given.on_started_leading)
 
     def _step_down(self, reason: str, *, release: bool = False) -> None:
         with self._lock:
@@ -386,7 +385,8 @@ class LeaderElector:
             self.name,
             reason,
         )
-        done = self._dispatch(self._on_stopped) if self._on_stopped is not None else None
+        stopped = self._callbacks_given.on_stopped_leading
+        done = self._dispatch(stopped) if stopped is not None else None
         if not release:
             return
         if done is not None:
@@ -419,7 +419,7 @@ class LeaderElector:
     def _event(self, reason: str, message: str) -> None:
         with self._lock:
             lease = self._lease
-        if not self._record_events or lease is None:
+        if not self.config.record_events or lease is None:
             return
         try:
             self._client.event(lease, reason, message, timeout=self.retry_period)

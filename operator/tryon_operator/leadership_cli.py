@@ -21,8 +21,14 @@ from typing import Any
 
 from kubernetes import client, config
 
-from .leadership import LeaderElector
-from .leadership_lease import LEASE_NAME, default_identity, default_namespace, lease_api_client
+from .leadership import LeaderElector, LeadershipCallbacks
+from .leadership_lease import (
+    LEASE_NAME,
+    ElectionConfig,
+    default_identity,
+    default_namespace,
+    lease_api_client,
+)
 
 
 def _say(event: str, **fields: Any) -> None:
@@ -60,15 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     identity = args.identity or default_identity()
     elector = LeaderElector(
         api,
-        identity=identity,
-        namespace=default_namespace(args.namespace),
-        name=args.name,
-        lease_seconds=args.lease_seconds,
-        renew_deadline_seconds=args.renew_deadline_seconds,
-        retry_period_seconds=args.retry_period_seconds,
-        on_started_leading=lambda: _say("started_leading", identity=identity),
-        on_stopped_leading=lambda: _say("stopped_leading", identity=identity),
-        on_new_leader=lambda holder: _say("new_leader", identity=identity, holder=holder),
+        ElectionConfig(
+            identity=identity,
+            namespace=default_namespace(args.namespace),
+            name=args.name,
+            lease_seconds=args.lease_seconds,
+            renew_deadline_seconds=args.renew_deadline_seconds,
+            retry_period_seconds=args.retry_period_seconds,
+        ),
+        LeadershipCallbacks(
+            on_started_leading=lambda: _say("started_leading", identity=identity),
+            on_stopped_leading=lambda: _say("stopped_leading", identity=identity),
+            on_new_leader=lambda holder: _say("new_leader", identity=identity, holder=holder),
+        ),
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,11 +30,42 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from .errors import KubeConflictError, KubeError
+from .settings import OperatorSettings
 
 T = TypeVar("T")
 LEASE_NAME = "tryon-operator"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 COMPONENT = "tryon-operator"
+
+
+@dataclass(frozen=True)
+class ElectionConfig:
+    """Who campaigns for which Lease, and the timings (lease > renew deadline > retry > 0)."""
+
+    identity: str
+    namespace: str
+    name: str = LEASE_NAME
+    lease_seconds: int = 15
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+    record_events: bool = True  # best-effort Events on the Lease on each leadership change
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds > self.renew_deadline_seconds > self.retry_period_seconds > 0:
+            raise ValueError("leader election needs lease > renew deadline > retry period > 0, "
+                             f"got {self.lease_seconds} / {self.renew_deadline_seconds} / "
+                             f"{self.retry_period_seconds}")
+
+    @classmethod
+    def from_settings(cls, settings: OperatorSettings) -> ElectionConfig:
+        """Identity and namespace defaults resolved (pod name or host-pid; SA namespace)."""
+        return cls(
+            identity=default_identity(settings.pod_name),
+            namespace=default_namespace(settings.leader_election_namespace),
+            lease_seconds=settings.leader_election_lease_seconds,
+            renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
+            retry_period_seconds=settings.leader_election_retry_period_seconds,
+        )
 
 
 def lease_api_client(base: client.ApiClient) -> client.ApiClient:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from tryon_operator.leadership import LeaderElector
+from tryon_operator.leadership import LeaderElector, LeadershipCallbacks
+from tryon_operator.leadership_lease import ElectionConfig
 
 from tests.support.cluster import KubeCluster, wait_for
 
@@ -138,10 +139,13 @@ def elector(counted: Counted, namespace: str, identity: str) -> Watched:
         watched.stopped.append(time.monotonic())
 
     watched = Watched(
-        LeaderElector(counted.api, identity=identity, namespace=namespace, lease_seconds=LEASE,
-                      renew_deadline_seconds=RENEW, retry_period_seconds=RETRY,
-                      on_started_leading=started, on_stopped_leading=stopped,
-                      on_new_leader=lambda holder: watched.holders.append(holder)),
+        LeaderElector(
+            counted.api,
+            ElectionConfig(identity=identity, namespace=namespace, lease_seconds=LEASE,
+                           renew_deadline_seconds=RENEW, retry_period_seconds=RETRY),
+            LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped,
+                                on_new_leader=lambda holder: watched.holders.append(holder)),
+        ),
         counted,
     )
     return watched

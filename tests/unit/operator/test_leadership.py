@@ -12,6 +12,7 @@ from kubernetes import client
 from pydantic import ValidationError
 from tryon_operator.leadership import LeaderElector, NotLeaderError
 from tryon_operator.leadership_lease import (
+    ElectionConfig,
     LeaseRecord,
     default_identity,
     default_namespace,
@@ -160,9 +161,11 @@ def test_elector_from_settings(tmp_path: Path) -> None:
     elector = LeaderElector.from_settings(settings, client.ApiClient())
     assert (elector.identity, elector.namespace, elector.name) == ("op-0", "ops", "tryon-operator")
     assert (elector.lease_seconds, elector.renew_deadline, elector.retry_period) == (15, 10, 2)
-    with pytest.raises(ValueError):
-        LeaderElector(client.ApiClient(), identity="x", namespace="n", lease_seconds=5,
-                      renew_deadline_seconds=5, retry_period_seconds=1)
+    assert elector._client._coordination.api_client.configuration.retries is False
+    for lease, renew, retry in ((5, 5, 1), (5, 4, 4), (5, 4, 0)):
+        with pytest.raises(ValueError):
+            ElectionConfig("x", "n", lease_seconds=lease, renew_deadline_seconds=renew,
+                           retry_period_seconds=retry)
 
 
 class FakeClock:
@@ -176,8 +179,8 @@ class FakeClock:
 def test_the_fence_closes_at_the_renew_deadline_whatever_the_loop_does() -> None:
     clock = FakeClock()
     metrics = Metrics()
-    elector = LeaderElector(client.ApiClient(), identity="a", namespace="n", clock=clock,
-                            metrics=metrics, record_events=False)
+    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False),
+                            metrics=metrics, clock=clock)
     assert not elector.is_leader and not elector.still_leader()
     with pytest.raises(NotLeaderError), elector.write_batch():
         pass
@@ -217,7 +220,7 @@ def test_the_lease_client_has_no_hidden_retries_and_a_pool_of_its_own() -> None:
 def test_asyncio_code_awaits_leadership_without_blocking_the_loop() -> None:
     import asyncio
 
-    elector = LeaderElector(client.ApiClient(), identity="a", namespace="n", record_events=False)
+    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False))
 
     async def scenario() -> list[str]:
         seen: list[str] = []
@@ -228,7 +231,7 @@ def test_asyncio_code_awaits_leadership_without_blocking_the_loop() -> None:
         await asyncio.wait_for(waiter, 5)
         seen.append("leader")
         await asyncio.wait_for(elector.wait_for_leadership_async(), 1)  # already: at once
-        cancelled = LeaderElector(client.ApiClient(), identity="b", namespace="n")
+        cancelled = LeaderElector(client.ApiClient(), ElectionConfig("b", "n"))
         task = asyncio.create_task(cancelled.wait_for_leadership_async())
         await asyncio.sleep(0.01)
         task.cancel()
@@ -238,3 +241,17 @@ def test_asyncio_code_awaits_leadership_without_blocking_the_loop() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["waiting", "leader"]
+
+
+def test_a_standby_looks_again_when_the_watched_lease_would_expire() -> None:
+    clock = FakeClock()
+    elector = LeaderElector(client.ApiClient(), ElectionConfig("b", "n"), clock=clock)
+    with elector._lock:
+        elector._record = record(holder="a", seconds=15)
+        elector._observed_at = clock.now
+    assert 2.0 <= elector._pause(clock.now) <= 2.2  # a retry period (plus jitter) while valid
+    clock.now += 14.5
+    assert elector._pause(clock.now) == pytest.approx(0.51)  # not 2 s: the Lease expires first
+    with elector._lock:
+        elector._record = record(holder=None)
+    assert elector._pause(clock.now) >= 2.0  # nobody holds it: the next look takes it anyway
