@@ -24,8 +24,9 @@ from torch import nn
 
 from .contract import ContractError, ModelContract
 from .golden import GoldenSet
+from .hashing import sha256_file
 from .network import build_model
-from .packaging import CHECKSUMS_FILE, MODEL_INDEX, NATIVE_FORMAT, sha256_file
+from .packaging import CHECKSUMS_FILE, MODEL_INDEX, NATIVE_FORMAT
 
 # MLflow's HTTP defaults retry for minutes; the renderer's loader has its own retry loop and
 # should report "registry unreachable" quickly. Applied by the entry point (process-wide env).

@@ -26,7 +26,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - conventional alias
 from torch import Tensor, nn
 
+from .placement import PLACEMENT_ARCH, PlacementConfig, PlacementTryOnNet
+
 ARCH_NAME = "tryon-afn-v1"
+# Every architecture the renderer can rebuild from a stored version (older versions keep loading).
+ARCHITECTURES: tuple[str, ...] = (ARCH_NAME, PLACEMENT_ARCH)
 FAILURE_MODES = ("nan", "blank", "unloadable")
 # "unloadable" models fail to build in every renderer: what an export for a newer architecture
 # looks like. The renderer exits on them (CrashLoopBackOff) instead of retrying forever.
@@ -162,6 +166,8 @@ class CompositionGenerator(nn.Module):
 class TryOnNet(nn.Module):
     """Warp-then-compose try-on network; `forward` follows the model contract."""
 
+    arch_name = ARCH_NAME
+
     def __init__(self, config: TryOnConfig | None = None) -> None:
         super().__init__()
         self.config = config or TryOnConfig()
@@ -204,14 +210,28 @@ class FaultyOutput(nn.Module):
         return torch.zeros_like(out)
 
 
+# The networks this package can package and rebuild (both follow the model contract).
+TryOnNetwork = TryOnNet | PlacementTryOnNet
+
+
+def build_network(name: str, config: dict[str, Any]) -> TryOnNetwork:
+    """A fresh network of a known architecture (`ARCHITECTURES`) from its stored config."""
+    if name == ARCH_NAME:
+        return TryOnNet(TryOnConfig.from_dict(config))
+    if name == PLACEMENT_ARCH:
+        return PlacementTryOnNet(PlacementConfig.from_dict(config))
+    raise ValueError(f"unknown architecture {name!r}, expected one of {list(ARCHITECTURES)}")
+
+
 def build_model(arch: dict[str, Any], state_dict: dict[str, Tensor] | None = None) -> nn.Module:
     """Rebuild a model from its stored architecture description (and weights, if given)."""
-    if arch.get("name") != ARCH_NAME:
-        raise ValueError(f"unknown architecture {arch.get('name')!r}, expected {ARCH_NAME!r}")
+    name = str(arch.get("name"))
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}, expected one of {list(ARCHITECTURES)}")
     failure_mode = arch.get("failure_mode")
     if failure_mode == "unloadable":
         raise ValueError("this model was exported as deliberately unloadable (failure_mode)")
-    net = TryOnNet(TryOnConfig.from_dict(arch.get("config", {})))
+    net = build_network(name, arch.get("config", {}))
     if state_dict is not None:
         net.load_state_dict(state_dict)
     return FaultyOutput(net, str(failure_mode)) if failure_mode else net

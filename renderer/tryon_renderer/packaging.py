@@ -15,7 +15,6 @@ Layout of the version's artifact directory:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -33,22 +32,15 @@ from .golden import (
     synthetic_garment,
     synthetic_person,
 )
+from .hashing import sha256_file
 from .images import encode_image, to_tensor
-from .network import ARCH_NAME, FAILURE_MODES, TryOnNet
+from .network import FAILURE_MODES, TryOnNetwork
 
 MODEL_INDEX = "tryon_model.json"
 WEIGHTS_FILE = "weights.pt"
 CHECKSUMS_FILE = "checksums.json"
 NATIVE_FORMAT = "tryon-native"
 ARTIFACT_PATH = "model"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_checksums(model_dir: Path) -> dict[str, str]:
@@ -101,7 +93,7 @@ def _write_golden(
 
 
 def write_model_dir(
-    net: TryOnNet,
+    net: TryOnNetwork,
     dest: Path,
     *,
     contract: ModelContract | None = None,
@@ -122,7 +114,7 @@ def write_model_dir(
     dest.mkdir(parents=True, exist_ok=True)
     contract.save(dest)
     torch.save(net.state_dict(), dest / WEIGHTS_FILE)
-    arch: dict[str, Any] = {"name": ARCH_NAME, "config": net.config.to_dict()}
+    arch: dict[str, Any] = {"name": net.arch_name, "config": net.config.to_dict()}
     if failure_mode:
         arch["failure_mode"] = failure_mode
     index = {"format": NATIVE_FORMAT, "arch": arch, "weights": WEIGHTS_FILE}
@@ -133,7 +125,7 @@ def write_model_dir(
 
 
 def log_tryon_model(
-    net: TryOnNet,
+    net: TryOnNetwork,
     registered_model_name: str,
     *,
     tracking_uri: str | None = None,

@@ -22,52 +22,29 @@ import math
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - conventional alias
 
+from .baselines import BASELINE_NAMES, baseline_metrics
 from .data import Batch, Dataset, dataset_hash, load_batch, open_dataset
+from .distributed import SINGLE, DistContext
 from .evaluate import evaluate_model, identity_metrics, pick_device
-from .progress import Progress
+from .fit import FitOptions, FitResult, TrainConfig, TrainingError, fit
 from .registry import TAG_PREFIX, Registry, VersionInfo, actor, now_iso
 
-if TYPE_CHECKING:
-    from tryon_renderer.network import TryOnNet
-
-
-class TrainingError(Exception):
-    """Training cannot start or finish (bad settings, empty data)."""
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    max_steps: int | None = None  # stop after this many optimiser steps (0: untrained)
-    batch_size: int = 16
-    lr: float = 3e-3
-    base_width: int = 16
-    levels: int = 3
-    height: int | None = None  # default: the dataset's declared size
-    width: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    corrupt_labels: bool = False  # shuffle targets between samples (a deliberately bad model)
-    mask_weight: float = 1.0
-    warp_weight: float = 0.5
-    blend_weight: float = 0.1
-    grad_clip: float = 1.0
-
-
-@dataclass
-class FitResult:
-    model: TryOnNet
-    history: list[dict[str, float]]
-    steps: int
-    seconds: float
+__all__ = [
+    "FitResult",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "fit",
+    "measure_latency_ms",
+    "model_size",
+    "train_and_register",
+]
 
 
 @dataclass
@@ -83,109 +60,8 @@ class TrainResult:
     seconds: float
     dataset_hash: str
     experiment_id: str = ""
+    world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def build_network(cfg: TrainConfig, num_categories: int) -> TryOnNet:
-    from tryon_renderer.network import TryOnConfig, TryOnNet
-
-    return TryOnNet(
-        TryOnConfig(base_width=cfg.base_width, levels=cfg.levels, num_categories=num_categories)
-    )
-
-
-def training_loss(
-    aux: dict[str, torch.Tensor], batch: Batch, cfg: TrainConfig, has_masks: bool
-) -> torch.Tensor:
-    loss = F.l1_loss(aux["image"], batch.target)
-    if has_masks:
-        m = batch.mask
-        area = m.sum().clamp_min(1.0) * 3
-        loss = loss + cfg.mask_weight * ((aux["image"] - batch.target).abs() * m).sum() / area
-        loss = loss + cfg.warp_weight * ((aux["warped"] - batch.target).abs() * m).sum() / area
-        blend = aux["mask"].clamp(1e-4, 1 - 1e-4)
-        loss = loss + cfg.blend_weight * F.binary_cross_entropy(blend, m)
-    return loss
-
-
-def fit(
-    cfg: TrainConfig,
-    train: Batch,
-    val: Batch,
-    num_categories: int,
-    has_masks: bool = True,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    show_progress: bool = True,
-) -> FitResult:
-    """Train a fresh network on `train`, evaluating on `val` after every epoch."""
-    if len(train) == 0:
-        raise TrainingError("the train split is empty")
-    if cfg.batch_size < 1 or cfg.epochs < 0 or (cfg.max_steps is not None and cfg.max_steps < 0):
-        raise TrainingError("batch size must be >= 1, epochs and max steps >= 0")
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    net = build_network(cfg, num_categories).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    order_gen = torch.Generator().manual_seed(cfg.seed)
-    targets = train
-    if cfg.corrupt_labels:
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed + 1))
-        targets = Batch(
-            train.person,
-            train.garment,
-            train.target[perm],
-            train.mask[perm],
-            train.category,
-            train.sample_ids,
-        )
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    history: list[dict[str, float]] = []
-    step = 0
-    start = time.monotonic()
-    epoch = 0
-    with Progress(total_steps, "training", enabled=None if show_progress else False) as bar:
-        while step < total_steps:
-            net.train()
-            order = torch.randperm(len(train), generator=order_gen)
-            losses: list[float] = []
-            for i in range(0, len(train), cfg.batch_size):
-                if step >= total_steps:
-                    break
-                part = targets.index(order[i : i + cfg.batch_size]).to(device)
-                aux = net.forward_with_aux(part.person, part.garment, part.category)
-                loss = training_loss(aux, part, cfg, has_masks)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                # Cosine decay to 5% of the base rate over the planned steps.
-                progress = step / max(total_steps, 1)
-                for group in optimiser.param_groups:
-                    group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-                optimiser.step()
-                step += 1
-                losses.append(float(loss.detach()))
-                bar.update(postfix=f"epoch {epoch + 1} loss {losses[-1]:.4f}")
-            record = {"train_loss": sum(losses) / max(len(losses), 1)}
-            if len(val):
-                val_metrics = evaluate_model(net, val, device)
-                record.update({f"val_{k}": v for k, v in val_metrics.items()})
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(epoch, record)
-            epoch += 1
-    net.eval()
-    return FitResult(net.cpu(), history, step, time.monotonic() - start)
 
 
 def model_size(model: torch.nn.Module) -> tuple[int, int]:
@@ -276,8 +152,12 @@ def train_and_register(
     latency_budget_ms: float = 5000.0,
     run_name: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    ctx: DistContext = SINGLE,
 ) -> TrainResult:
-    """The `train` command: data -> fit -> log run -> package -> register."""
+    """The `train` command: data -> fit -> log run -> package -> register.
+
+    Under torchrun (`ctx.enabled`) every rank trains; rank 0 alone logs, packages and registers.
+    """
     from mlflow.entities import Metric, Param
     from tryon_renderer.contract import ModelContract
     from tryon_renderer.packaging import ARTIFACT_PATH, NATIVE_FORMAT, write_model_dir
@@ -287,11 +167,23 @@ def train_and_register(
     train_samples, val_samples = ds.split("train"), ds.split("val")
     if not train_samples:
         raise TrainingError(f"{ds.root}: the train split is empty")
-    registry.check_reachable()
-    data_hash = dataset_hash(ds, show_progress=True)
-    train_batch = load_batch(train_samples, height, width, ds.categories, label="loading train")
-    val_batch = load_batch(val_samples, height, width, ds.categories, label="loading val")
+    main = ctx.is_main
+    if main:
+        registry.check_reachable()
+    data_hash = dataset_hash(ds, show_progress=main) if main else ""
+    train_batch = load_batch(
+        train_samples, height, width, ds.categories, label="loading train" if main else None
+    )
+    val_batch = load_batch(
+        val_samples, height, width, ds.categories, label="loading val" if main else None
+    )
     has_masks = all(s.mask is not None for s in train_samples)
+    if not main:
+        opts = FitOptions(has_masks, None, False, ctx)
+        result = _fit(cfg, train_batch, val_batch, len(ds.categories), opts)
+        return TrainResult(
+            "", None, {}, {}, 0, 0, 0.0, result.steps, result.seconds, "", world_size=ctx.world_size
+        )
     code = code_version()
     client = registry.client
     with registry._translate(f"experiment {experiment!r}"):
@@ -324,6 +216,8 @@ def train_and_register(
         "val_samples": str(len(val_batch)),
         "dataset_hash": data_hash,
         "categories": ",".join(ds.categories),
+        "world_size": str(ctx.world_size),
+        "backend": ctx.backend or "none",
     }
     with registry._translate("logging params"):
         client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
@@ -336,15 +230,19 @@ def train_and_register(
 
     status = "FAILED"
     try:
-        result = fit(cfg, train_batch, val_batch, len(ds.categories), has_masks, log_epoch)
+        opts = FitOptions(has_masks, log_epoch, True, ctx)
+        result = _fit(cfg, train_batch, val_batch, len(ds.categories), opts)
         net = result.model
         baseline = identity_metrics(val_batch) if len(val_batch) else {}
+        baselines = baseline_metrics(val_batch) if len(val_batch) else {}
+        paste = baselines.get(BASELINE_NAMES[1], {})
         final = evaluate_model(net, val_batch, torch.device("cpu")) if len(val_batch) else {}
         parameters, size_bytes = model_size(net)
         latency = measure_latency_ms(net, height, width, torch.device("cpu"))
         summary = {
             **{f"final_val_{k}": v for k, v in final.items()},
             **{f"baseline_identity_{k}": v for k, v in baseline.items()},
+            **{f"baseline_paste_{k}": v for k, v in paste.items()},
             "model_parameters": float(parameters),
             "model_size_bytes": float(size_bytes),
             "latency_ms_cpu_b1": latency,
@@ -403,4 +301,23 @@ def train_and_register(
         result.seconds,
         data_hash,
         experiment_id=str(exp_id),
+        world_size=ctx.world_size,
+        extra={"baselines": baselines},
     )
+
+
+def _fit(
+    cfg: TrainConfig, train: Batch, val: Batch, num_categories: int, opts: FitOptions
+) -> FitResult:
+    """`fit`, with a failed peer process turned into one clear error."""
+    ctx = opts.ctx
+    try:
+        return fit(cfg, train, val, num_categories, opts)
+    except RuntimeError as err:  # torch.distributed.DistBackendError is a RuntimeError
+        if not ctx.enabled:
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise TrainingError(
+            f"data-parallel training failed on rank {ctx.rank} of {ctx.world_size}: another "
+            f"worker stopped or failed ({first}); nothing was registered"
+        ) from err

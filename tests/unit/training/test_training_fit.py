@@ -6,11 +6,13 @@ import pytest
 import torch
 from tryon_model.data import load_batch
 from tryon_model.evaluate import evaluate_model, format_table, identity_metrics
+from tryon_model.fit import FitOptions
 from tryon_model.train import TrainConfig, fit, measure_latency_ms, model_size
 
 pytestmark = pytest.mark.unit
 
 TINY = {"base_width": 4, "batch_size": 8, "device": "cpu"}
+QUIET = FitOptions(show_progress=False)
 
 
 @pytest.fixture
@@ -23,9 +25,9 @@ def batches(tiny_dataset):
 
 def test_same_seed_same_weights(batches) -> None:
     train, val = batches
-    a = fit(TrainConfig(epochs=1, seed=5, **TINY), train, val, 3, show_progress=False)
-    b = fit(TrainConfig(epochs=1, seed=5, **TINY), train, val, 3, show_progress=False)
-    c = fit(TrainConfig(epochs=1, seed=6, **TINY), train, val, 3, show_progress=False)
+    a = fit(TrainConfig(epochs=1, seed=5, **TINY), train, val, 3, QUIET)
+    b = fit(TrainConfig(epochs=1, seed=5, **TINY), train, val, 3, QUIET)
+    c = fit(TrainConfig(epochs=1, seed=6, **TINY), train, val, 3, QUIET)
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
@@ -40,8 +42,7 @@ def test_training_reduces_the_loss_and_logs_every_epoch(batches) -> None:
         train,
         val,
         3,
-        on_epoch=lambda epoch, _: seen.append(epoch),
-        show_progress=False,
+        FitOptions(on_epoch=lambda epoch, _: seen.append(epoch), show_progress=False),
     )
     assert seen == [0, 1, 2, 3]
     assert result.steps == 8
@@ -51,8 +52,8 @@ def test_training_reduces_the_loss_and_logs_every_epoch(batches) -> None:
 
 def test_zero_steps_is_an_untrained_model(batches) -> None:
     train, val = batches
-    untrained = fit(TrainConfig(max_steps=0, **TINY), train, val, 3, show_progress=False)
-    trained = fit(TrainConfig(epochs=6, **TINY), train, val, 3, show_progress=False)
+    untrained = fit(TrainConfig(max_steps=0, **TINY), train, val, 3, QUIET)
+    trained = fit(TrainConfig(epochs=6, **TINY), train, val, 3, QUIET)
     assert untrained.steps == 0 and untrained.history == []
     u = evaluate_model(untrained.model, val)
     t = evaluate_model(trained.model, val)
@@ -63,10 +64,8 @@ def test_zero_steps_is_an_untrained_model(batches) -> None:
 
 def test_corrupted_labels_change_training(batches) -> None:
     train, val = batches
-    clean = fit(TrainConfig(epochs=1, **TINY), train, val, 3, show_progress=False)
-    bad = fit(
-        TrainConfig(epochs=1, corrupt_labels=True, **TINY), train, val, 3, show_progress=False
-    )
+    clean = fit(TrainConfig(epochs=1, **TINY), train, val, 3, QUIET)
+    bad = fit(TrainConfig(epochs=1, corrupt_labels=True, **TINY), train, val, 3, QUIET)
     assert clean.history[0]["train_loss"] != bad.history[0]["train_loss"]
 
 
@@ -78,7 +77,7 @@ def test_identity_baseline_is_perfect_outside_the_mask(batches) -> None:
 
 def test_size_and_latency(batches) -> None:
     train, val = batches
-    net = fit(TrainConfig(max_steps=0, **TINY), train, val, 3, show_progress=False).model
+    net = fit(TrainConfig(max_steps=0, **TINY), train, val, 3, QUIET).model
     params, size = model_size(net)
     assert params == sum(p.numel() for p in net.parameters()) > 0
     assert size > params * 4  # float32 weights plus the container
