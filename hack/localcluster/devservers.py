@@ -306,11 +306,14 @@ class MlflowServer:
         return _http_ok(f"{self.tracking_uri}/health")
 
 
-def start_mlflow_server(workdir: Path, s3: S3Server, host: str = "127.0.0.1") -> MlflowServer:
+def start_mlflow_server(
+    workdir: Path, s3: S3Server, host: str = "127.0.0.1", extra_env: dict[str, str] | None = None
+) -> MlflowServer:
     """Start `mlflow server` with sqlite metadata and an s3:// default artifact root.
 
     ``allowed_hosts`` widens MLflow's Host-header check (DNS-rebinding protection) to the
-    in-cluster Service name when pods call it through a Service.
+    in-cluster Service name when pods call it through a Service. ``extra_env`` goes to the server
+    process only (e.g. its webhook settings).
     """
     s3.create_bucket(MLFLOW_ARTIFACT_BUCKET)
     port = free_port()
@@ -328,6 +331,7 @@ def start_mlflow_server(workdir: Path, s3: S3Server, host: str = "127.0.0.1") ->
     # MLflow 3 also spawns a huey job-runner process by default; tests need no server-side jobs,
     # and on a small shared machine that third interpreter roughly doubles (re)start time.
     server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    server_env |= extra_env or {}
     argv = [
         _find_binary("mlflow"),
         "server",

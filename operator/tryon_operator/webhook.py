@@ -105,6 +105,13 @@ def make_app(verifier: WebhookVerifier, trigger: Callable[[str], int]) -> web.Ap
             return web.json_response({"error": err.reason}, status=err.status)
         name = registered_model_of(payload)
         triggered = trigger(name) if name else 0
+        log.info(
+            "webhook %s.%s for %r accepted: %d reconcile(s) woken",
+            payload.get("entity"),
+            payload.get("action"),
+            name,
+            triggered,
+        )
         return web.json_response({"accepted": True, "triggered": triggered})
 
     async def healthz(_: web.Request) -> web.Response:

@@ -15,8 +15,6 @@ import logging
 import ssl
 from pathlib import Path
 
-import kopf
-
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -26,8 +24,9 @@ MIN_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 Fingerprint = tuple[int, ...]
 
 
-class WebhookTLSError(kopf.PermanentError):
-    """The receiver's TLS settings or files cannot be used; the operator stops with this message."""
+class WebhookTLSError(ValueError):
+    """The receiver's TLS settings or files cannot be used; the operator stops with this message
+    (startup turns a ValueError into kopf's PermanentError)."""
 
 
 def load_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
