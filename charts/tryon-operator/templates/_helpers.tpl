@@ -93,3 +93,16 @@ namespace; cluster scope without a list means every namespace (an empty list).
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* Leader election's values make sense together: one replica without it, lease > renew > retry. */}}
+{{- define "tryon-operator.leaderElectionChecks" -}}
+{{- $le := .Values.leaderElection }}
+{{- if and (not $le.enabled) (gt (int .Values.replicas) 1) }}
+{{- fail "replicas > 1 needs leaderElection.enabled: two operators without a leader would both write" }}
+{{- end }}
+{{- if $le.enabled }}
+{{- if not (and (gt (float64 $le.leaseSeconds) (float64 $le.renewDeadlineSeconds)) (gt (float64 $le.renewDeadlineSeconds) (float64 $le.retryPeriodSeconds))) }}
+{{- fail "leaderElection needs leaseSeconds > renewDeadlineSeconds > retryPeriodSeconds" }}
+{{- end }}
+{{- end }}
+{{- end }}

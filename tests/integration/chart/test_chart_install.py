@@ -38,6 +38,9 @@ WORKLOAD = {
     "events": {"create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
 }
+# Leader election, in the release namespace only: get/update on the Lease tryon-operator, and
+# create (which RBAC cannot narrow to a name).
+LEASES = {"leases.coordination.k8s.io": {"get", "update", "create"}}
 # Granted to every authenticated user by the cluster's own bootstrap roles, not by the chart.
 EVERYONE = {
     "selfsubjectreviews.authentication.k8s.io",
@@ -65,7 +68,6 @@ NEVER = [
     ("delete", "namespaces", []),
     ("list", "configmaps", ["--all-namespaces"]),
     ("create", "serviceaccounts", ["--subresource=token"]),
-    ("create", "leases.coordination.k8s.io", []),
     ("create", "clusterroles.rbac.authorization.k8s.io", []),
     ("create", "rolebindings.rbac.authorization.k8s.io", []),
     ("escalate", "roles.rbac.authorization.k8s.io", []),
@@ -103,6 +105,22 @@ class Operator:
             verbs = line[line.rindex("[") + 1: line.rindex("]")].split()
             rules.setdefault(resource, set()).update(verbs)
         return {r: v for r, v in rules.items() if r not in EVERYONE}
+
+
+def assert_lease_rights(op: Operator, release_ns: str, elsewhere: str) -> None:
+    """get/update on the one Lease, create in the release namespace; nothing else on Leases."""
+    lease = "leases.coordination.k8s.io"
+    for verb in ("get", "update"):
+        assert op.can(verb, f"{lease}/tryon-operator", namespace=release_ns), verb
+        assert not op.can(verb, f"{lease}/kube-controller-manager", namespace=release_ns), verb
+        assert not op.can(verb, f"{lease}/tryon-operator", namespace=elsewhere), verb
+    assert op.can("create", lease, namespace=release_ns)
+    assert not op.can("create", lease, namespace=elsewhere)
+    assert not op.can("create", lease, namespace="kube-system")
+    for verb in ("list", "watch", "patch", "delete", "deletecollection"):
+        assert not op.can(verb, lease, namespace=release_ns), verb
+        assert not op.can(verb, f"{lease}/tryon-operator", namespace=release_ns), verb
+    assert not op.can("get", lease, "--all-namespaces")
 
 
 def _crd_established(cluster: KubeCluster) -> bool:
@@ -160,9 +178,11 @@ def test_cluster_scope_grants_exactly_what_the_operator_needs(
         kube_cluster.get_json("serviceaccount", sa, "-n", namespace)
 
         op = Operator(kube_cluster, namespace, sa)
-        # exactly the workload rules plus the cluster reads, in any namespace
-        for ns in (namespace, other_namespace):
-            assert op.granted(ns) == WORKLOAD | CLUSTER_READS
+        # exactly the workload rules plus the cluster reads, in any namespace, plus the Lease
+        # in the release namespace
+        assert op.granted(namespace) == WORKLOAD | CLUSTER_READS | LEASES
+        assert op.granted(other_namespace) == WORKLOAD | CLUSTER_READS
+        assert_lease_rights(op, namespace, elsewhere=other_namespace)
         # and the cluster-wide verbs kopf's watches use
         for verb in ("list", "watch"):
             assert op.can(verb, CRD, "--all-namespaces")
@@ -196,8 +216,10 @@ def test_namespaced_scope_confines_workload_rights_to_the_watched_namespaces(
         assert f"--namespace={namespace}" in args and f"--namespace={other_namespace}" in args
 
         op = Operator(kube_cluster, namespace, sa)
+        assert op.granted(namespace) == WORKLOAD | CLUSTER_READS | LEASES
+        assert op.granted(other_namespace) == WORKLOAD | CLUSTER_READS
+        assert_lease_rights(op, namespace, elsewhere=unwatched)
         for ns in (namespace, other_namespace):
-            assert op.granted(ns) == WORKLOAD | CLUSTER_READS
             assert op.can("patch", CRD, "--subresource=status", namespace=ns)
             assert op.can("create", "deployments.apps", namespace=ns)
         # elsewhere: only the read-only cluster-scoped rules

@@ -35,6 +35,12 @@ def _env(objects: list[dict]) -> dict[str, dict]:
     return {e["name"]: e for e in _container(objects)["env"]}
 
 
+def _workload_roles(objects: list[dict], kind: str = "Role") -> list[dict]:
+    """Roles (or their bindings) of the workload rules, without leader election's own."""
+    return [o for o in _kinds(objects, kind)
+            if not o["metadata"]["name"].endswith("-leader-election")]
+
+
 def _rules(objects: list[dict]) -> list[dict]:
     return [r for o in objects if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
 
@@ -60,6 +66,9 @@ def test_default_render_has_exactly_the_expected_objects(helm: Helm) -> None:
         ("ClusterRoleBinding", "rel-tryon-operator-cluster-read"),
         ("Service", "rel-tryon-operator"),
         ("Deployment", "rel-tryon-operator"),
+        ("Role", "rel-tryon-operator-leader-election"),
+        ("RoleBinding", "rel-tryon-operator-leader-election"),
+        ("PodDisruptionBudget", "rel-tryon-operator"),
     ])
     for obj in objects:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
@@ -67,11 +76,12 @@ def test_default_render_has_exactly_the_expected_objects(helm: Helm) -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel"
 
 
-def test_deployment_is_one_replica_recreate_with_probes_and_resources(helm: Helm) -> None:
+def test_deployment_is_two_replicas_rolling_with_probes_and_resources(helm: Helm) -> None:
     objects = helm.template()
     deployment = _one(objects, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2  # one leader, one standby (leader election)
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     container = _container(objects)
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -155,7 +165,7 @@ def test_without_secrets_nothing_secret_is_referenced_and_webhook_is_off(helm: H
     env = _env(helm.template())
     assert not SECRET_SETTINGS & set(env)
     assert env["TRYON_WEBHOOK_PORT"]["value"] == "0"
-    assert not any("valueFrom" in e for e in env.values())
+    assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in env.values())
 
 
 def test_webhook_without_a_secret_is_refused(helm: Helm) -> None:
@@ -213,16 +223,16 @@ def test_cluster_scope_grants_workload_rules_cluster_wide(helm: Helm) -> None:
     for binding in _kinds(objects, "ClusterRoleBinding"):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "rel-tryon-operator", "namespace": "ops"}]
-    assert not _kinds(objects, "Role") and not _kinds(objects, "RoleBinding")
+    assert not _workload_roles(objects) and not _workload_roles(objects, "RoleBinding")
 
 
 def test_namespaced_scope_renders_a_role_per_namespace(helm: Helm) -> None:
     objects = helm.template("--set", "rbac.scope=namespaced",
                             "--set", "watch.namespaces={shop,outlet}")
-    assert sorted(o["metadata"]["namespace"] for o in _kinds(objects, "Role")) == [
+    assert sorted(o["metadata"]["namespace"] for o in _workload_roles(objects)) == [
         "outlet", "shop"]
-    assert sorted(o["metadata"]["namespace"] for o in _kinds(objects, "RoleBinding")) == [
-        "outlet", "shop"]
+    assert sorted(o["metadata"]["namespace"]
+                  for o in _workload_roles(objects, "RoleBinding")) == ["outlet", "shop"]
     cluster_roles = _kinds(objects, "ClusterRole")
     assert [o["metadata"]["name"] for o in cluster_roles] == ["rel-tryon-operator-cluster-read"]
     cluster_resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
@@ -231,7 +241,7 @@ def test_namespaced_scope_renders_a_role_per_namespace(helm: Helm) -> None:
         "--liveness=http://0.0.0.0:8082/healthz", "--namespace=shop", "--namespace=outlet"]
     # without a list, namespaced scope means the release namespace
     objects = helm.template("--set", "rbac.scope=namespaced", namespace="shop")
-    assert [o["metadata"]["namespace"] for o in _kinds(objects, "Role")] == ["shop"]
+    assert [o["metadata"]["namespace"] for o in _workload_roles(objects)] == ["shop"]
     assert _container(objects)["args"] == [
         "--liveness=http://0.0.0.0:8082/healthz", "--namespace=shop"]
 

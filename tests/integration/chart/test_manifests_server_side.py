@@ -69,8 +69,9 @@ def test_chart_objects_are_valid_and_restricted(
     rendered = helm.template("--set", "webhook.enabled=true", "--set", "webhook.secret.name=hooks",
                              "--set", "webhook.tls.secretName=hooks-tls",
                              release="dry", namespace=namespace)
-    namespaced = [o for o in rendered if o["kind"] in ("Deployment", "Service", "ServiceAccount")]
-    assert len(namespaced) == 3
+    namespaced = [o for o in rendered if o["kind"] in (
+        "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "Role", "RoleBinding")]
+    assert len(namespaced) == 6
     out, warnings = _dry_run(kube_cluster, namespace, namespaced)
     assert warnings == "", warnings
     assert "deployment.apps/dry-tryon-operator created (server dry run)" in out
