@@ -29,10 +29,12 @@ import torch
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import Response
 from PIL import Image
+from tryon_renderer import fastpath
 from tryon_renderer.contract import ModelContract
 from tryon_renderer.golden import synthetic_garment, synthetic_person
 from tryon_renderer.network import TryOnConfig, TryOnNet
 from tryon_renderer.packaging import write_model_dir
+from tryon_renderer.placement import PlacementConfig, PlacementTryOnNet
 
 
 @dataclass
@@ -313,6 +315,21 @@ def machine() -> str:
     )
 
 
+def raw_forward_tables(model: torch.nn.Module, args: argparse.Namespace) -> None:
+    """GFLOP per image, then eager vs faster paths for the served network and the previous one."""
+    peak, how = fastpath.peak_gflops_per_core()
+    batches = [int(b) for b in args.raw_batches.split(",")]
+    print(f"machine: {machine()}; {args.torch_threads} torch thread(s)")
+    print(f"1-core fp32 peak: {peak:.1f} GFLOP/s = {how}")
+    previous = TryOnNet(TryOnConfig()).eval()
+    for label, net in (("PlacementTryOnNet (served)", model), ("TryOnNet (previous)", previous)):
+        gflop = fastpath.gflop_per_image(net, args.height, args.width)
+        print(f"\n{label} at {args.height}x{args.width}: {gflop:.3f} GFLOP per image")
+        rows = fastpath.measure(net, args.height, args.width, batches)
+        print(fastpath.table(rows, gflop, peak), flush=True)
+    print()
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--concurrency", default="1,4,16,64")
@@ -335,6 +352,10 @@ def parse_args() -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="renderer batches in flight at once (CPU: one per core)",
     )
+    parser.add_argument(
+        "--raw-only", action="store_true", help="only the raw forward table (eager vs fast paths)"
+    )
+    parser.add_argument("--raw-batches", default="1,8", help="batch sizes of the raw table")
     parser.add_argument("--serve-naive", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -348,12 +369,16 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     contract = ModelContract(height=args.height, width=args.width)
     torch.manual_seed(0)
-    model = TryOnNet(TryOnConfig()).eval()
+    model = PlacementTryOnNet(PlacementConfig()).eval()
+    torch.set_num_threads(args.torch_threads)
+    raw_forward_tables(model, args)
+    if args.raw_only:
+        return
     workdir = Path(tempfile.mkdtemp(prefix="tryon-bench-"))
     model_dir = write_model_dir(model, workdir / "model", contract=contract)
     body = multipart_body(contract)
     env = {**os.environ, "TRYON_MODEL_PATH": str(model_dir), "TRYON_CACHE_DIR": str(workdir)}
-    print(f"machine: {machine()}\nmodel: TryOnNet base_width 16 at {args.height}x{args.width}")
+    print(f"served model: PlacementTryOnNet base_width 16 at {args.height}x{args.width}")
 
     from tryon_renderer.batching import BatchRunner
 

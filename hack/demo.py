@@ -225,7 +225,22 @@ def train(version_hint: str, data: Path, env: Mapping[str, str], epochs: int) ->
         capture=True,
     )
     result = json.loads(out[out.index("{") :])
-    return str(result["version"])
+    version = str(result["version"])
+    detail(
+        f"v{version}: {result['steps']} steps in {result['train_seconds']} s; validation "
+        + ", ".join(f"{k} {v:.4f}" for k, v in result["val_metrics"].items())
+    )
+    # Test split: the version as the renderer loads it, next to the two baselines.
+    table = run(
+        [
+            *(str(BIN / "tryon-model"), "evaluate", "--data", str(data), "--model", MODEL),
+            *("--version", version, "--against", "none"),
+        ],
+        env,
+        capture=True,
+    )
+    detail(table.rstrip())
+    return version
 
 
 def register_broken(env: Mapping[str, str]) -> str:

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# GPU check of the renderer's CUDA path, under 5 minutes on one GPU:
+#   1. raw forward: the BatchRunner (pinned host memory, non_blocking copies, channels_last,
+#      bf16 autocast, fp16 where bf16 is unsupported) at batch 1, 2, 4, ..., 64: img/s, p50/p99;
+#   2. served: `python -m tryon_renderer` on the GPU with max batch 64 and closed-loop clients
+#      at concurrency 1..64: req/s, p50/p99, next to raw at the batch size that concurrency gives.
+# Usage: bench/gpu-check.sh [--height 256 --width 192]   (needs .venv and a CUDA torch)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export PYTHONPATH=renderer${PYTHONPATH:+:$PYTHONPATH}
+timeout 290 "$PY" - "$@" <<'PYEOF'
+import argparse, asyncio, os, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, "bench")
+import renderer_bench as rb  # noqa: E402
+from tryon_renderer.batching import BatchRunner  # noqa: E402
+from tryon_renderer.contract import ModelContract  # noqa: E402
+from tryon_renderer.packaging import write_model_dir  # noqa: E402
+from tryon_renderer.placement import PlacementTryOnNet  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--height", type=int, default=256)
+ap.add_argument("--width", type=int, default=192)
+ap.add_argument("--reps", type=int, default=30)
+args = ap.parse_args()
+if not torch.cuda.is_available():
+    sys.exit("gpu-check: no CUDA device visible to torch")
+dev = torch.device("cuda")
+print(f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
+      f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp16)'}", flush=True)
+torch.manual_seed(0)
+model = PlacementTryOnNet().eval()
+runner = BatchRunner(model, dev)
+print(f"autocast dtype: {runner.autocast_dtype}")
+h, w = args.height, args.width
+raw = {}
+print("| batch | raw img/s | p50 ms/batch | p99 ms/batch |\n|---:|---:|---:|---:|")
+for b in (1, 2, 4, 8, 16, 32, 64):
+    x = torch.rand(b, 3, h, w) * 2 - 1
+    c = torch.zeros(b, dtype=torch.long)
+    for _ in range(5):
+        runner.run(x, x, c)
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter(); runner.run(x, x, c); times.append(time.perf_counter() - t0)
+    raw[b] = b / (sum(times) / len(times))
+    print(f"| {b} | {raw[b]:.0f} | {rb.percentile(times, .5)*1e3:.2f} | "
+          f"{rb.percentile(times, .99)*1e3:.2f} |", flush=True)
+with torch.inference_mode():
+    x = torch.rand(8, 3, h, w, device=dev) * 2 - 1
+    c = torch.zeros(8, dtype=torch.long, device=dev)
+    ref = model.to(dev)(x, x, c).float()
+    with torch.autocast("cuda", dtype=runner.autocast_dtype):
+        low = model(x, x, c).float()
+print(f"autocast vs fp32 max abs diff: {(low - ref).abs().max().item():.4f} ([-1, 1] scale)")
+
+work = Path(tempfile.mkdtemp(prefix="tryon-gpu-"))
+contract = ModelContract(height=h, width=w)
+model_dir = write_model_dir(model.cpu(), work / "model", contract=contract)
+port = rb.free_port()
+env = {**os.environ, "TRYON_MODEL_PATH": str(model_dir), "TRYON_CACHE_DIR": str(work),
+       "TRYON_PORT": str(port), "TRYON_DEVICE": "cuda", "TRYON_MAX_BATCH_SIZE": "64",
+       "TRYON_MAX_WAIT_MS": "2", "TRYON_MAX_QUEUE": "4096", "TRYON_REQUEST_TIMEOUT_S": "120"}
+proc = rb.start_server([sys.executable, "-m", "tryon_renderer", "--log-level", "warning"],
+                       env, port, work / "renderer.log")
+body = rb.multipart_body(contract)
+url = f"http://127.0.0.1:{port}/v1/tryon"
+try:
+    asyncio.run(rb.drive(url, *body, 4, 16, 60))
+    print("\n| concurrency | served req/s | p50 ms | p99 ms | raw img/s at that batch | served/raw |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for conc in (1, 4, 16, 64):
+        r = asyncio.run(rb.drive(url, *body, conc, max(64, 8 * conc), 40))
+        b = min(conc, 64)
+        print(f"| {conc} | {r.throughput:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {raw[b]:.0f} "
+              f"| {r.throughput / raw[b]:.0%} |", flush=True)
+finally:
+    rb.stop_server(proc)
+PYEOF
