@@ -129,8 +129,9 @@ class LeaderElector:
     ) -> LeaderElector:
         """The elector the settings describe, on a client of its own made from ``api_client``
         (``lease_api_client``: no hidden retries, its own connections)."""
-        return cls(lease_api_client(api_client), ElectionConfig.from_settings(settings),
-                   callbacks, metrics)
+        return cls(
+            lease_api_client(api_client), ElectionConfig.from_settings(settings), callbacks, metrics
+        )
 
     # ------------------------------------------------------------------ what others ask
 
@@ -319,6 +320,11 @@ class LeaderElector:
                 self.namespace,
                 self.name,
                 err,
+            )
+            return "failed"
+        except Exception:  # a surprise must not end the campaign; the fence still holds
+            log.exception(
+                "leader election: unexpected error on Lease %s/%s", self.namespace, self.name
             )
             return "failed"
 

@@ -52,9 +52,11 @@ class ElectionConfig:
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > self.renew_deadline_seconds > self.retry_period_seconds > 0:
-            raise ValueError("leader election needs lease > renew deadline > retry period > 0, "
-                             f"got {self.lease_seconds} / {self.renew_deadline_seconds} / "
-                             f"{self.retry_period_seconds}")
+            raise ValueError(
+                "leader election needs lease > renew deadline > retry period > 0, "
+                f"got {self.lease_seconds} / {self.renew_deadline_seconds} / "
+                f"{self.retry_period_seconds}"
+            )
 
     @classmethod
     def from_settings(cls, settings: OperatorSettings) -> ElectionConfig:

@@ -255,3 +255,17 @@ def test_a_standby_looks_again_when_the_watched_lease_would_expire() -> None:
     with elector._lock:
         elector._record = record(holder=None)
     assert elector._pause(clock.now) >= 2.0  # nobody holds it: the next look takes it anyway
+
+
+def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -> None:
+    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False))
+    calls: list[float] = []
+
+    def broken(timeout: float) -> None:
+        calls.append(timeout)
+        raise RuntimeError("a body nobody expected")
+
+    elector._client.get = broken  # type: ignore[method-assign, assignment]
+    assert elector._attempt(time.monotonic(), time.monotonic() + 10) == "failed"
+    assert len(calls) == 1 and 9 < calls[0] <= 10  # bounded by the deadline
+    assert not elector.is_leader
