@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-# Max abs output difference vs eager fp32 allowed per path ([-1, 1] scale; 8-bit is 0.0078).
-TOLERANCE = {"eager": 0.0, "channels_last": 1e-4, "compile": 1e-4, "bf16": 0.06}
+# Max abs output difference vs eager fp32 allowed per path ([-1, 1] scale; one 8-bit output
+# level is 2/255 = 0.0078: compile fuses float ops, so it may differ by less than one level).
+TOLERANCE = {"eager": 0.0, "channels_last": 1e-4, "compile": 2 / 255, "bf16": 0.06}
 
 
 def cpu_flags() -> set[str]:
