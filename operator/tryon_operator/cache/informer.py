@@ -75,12 +75,13 @@ class Informer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ends the watch now: ``shutdown`` interrupts the read blocked on another thread (a plain
+        ``close`` would wait for it)."""
         self._stopping.set()
         response = self._response
         if response is not None:
-            # Closing a socket another thread reads from may raise; that is harmless here.
-            with contextlib.suppress(Exception):
-                response.close()
+            with contextlib.suppress(Exception):  # the socket may be closing already
+                response.shutdown()
 
     def _run(self) -> None:
         failures = 0
@@ -103,16 +104,24 @@ class Informer:
                 self._stopping.wait(delay)
 
     def _request(self, query: list[tuple[str, Any]], timeout: float) -> Any:
-        response, _status, _headers = self._api.call_api(  # type: ignore[call-arg]
-            self.resource.path(self.namespace),
+        """One GET, streamed (the urllib3 response); an HTTP error becomes an exception."""
+        method, url, headers, _body, _post = self._api.param_serialize(
             "GET",
+            self.resource.path(self.namespace),
             query_params=query,
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=(10, timeout),
         )
-        return response
+        response = self._api.call_api(method, url, headers, _request_timeout=(10, timeout))
+        raw = response.response
+        if response.status == 410:
+            raw.release_conn()
+            raise WatchExpiredError("resourceVersion too old")
+        if response.status >= 400:
+            detail = raw.data[:300].decode(errors="replace")
+            raw.release_conn()
+            raise RuntimeError(f"HTTP {response.status} for {self.resource.plural}: {detail}")
+        return raw
 
     def _list(self) -> str:
         self.relists += 1

@@ -7,11 +7,17 @@ from typing import Any
 
 import pytest
 from tryon_operator.builders import LABEL_COLOR, Owner
-from tryon_operator.observe.views import ColorView, Observed, SmokeOutcome
 from tryon_operator.errors import InvalidSpecError, ModelResolutionError, RegistryError
-from tryon_operator.observe.views import ClusterView, HpaView, ServiceView
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.models import PendingTag, TryOnModelStatus
+from tryon_operator.observe.views import (
+    ClusterView,
+    ColorView,
+    HpaView,
+    Observed,
+    ServiceView,
+    SmokeOutcome,
+)
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.reconcile.history import OWED_TAGS_LIMIT, owe_tag
 from tryon_operator.settings import OperatorSettings
