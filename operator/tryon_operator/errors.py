@@ -34,3 +34,7 @@ class ModelResolutionError(TryOnError):
 
 class RegistryError(TryOnError):
     """A registry write (such as a tag) failed."""
+
+
+class NotLeaderError(TryOnError):
+    """This replica does not (or no longer) hold the leader Lease: it must write nothing."""

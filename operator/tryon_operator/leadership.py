@@ -45,8 +45,9 @@ from typing import Any, Literal
 
 from kubernetes import client
 
-from .errors import KubeConflictError, KubeError, TryOnError
+from .errors import KubeConflictError, KubeError, NotLeaderError
 from .leadership_lease import (
+    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseClient,
     LeaseRecord,
@@ -63,10 +64,6 @@ from .settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 Attempt = Literal["ok", "failed", "held"]
-
-
-class NotLeaderError(TryOnError):
-    """This replica does not (or no longer) hold the Lease: write nothing."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +143,22 @@ class LeaderElector:
         """The holder in the last record this replica saw (None: nobody)."""
         with self._lock:
             return self._record.holder if self._record else None
+
+    @property
+    def leader_webhook_url(self) -> str | None:
+        """The leader's webhook receiver as it wrote it on the Lease (None: unknown, or us)."""
+        with self._lock:
+            lease, record = self._lease, self._record
+        if lease is None or record is None or record.holder in (None, self.identity):
+            return None
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        url = annotations.get(ANNOTATION_LEADER_WEBHOOK)
+        return str(url) if url else None
+
+    def _annotations(self) -> dict[str, str]:
+        """What the holder writes on the Lease besides the spec: where its webhook answers."""
+        url = self.config.webhook_url
+        return {ANNOTATION_LEADER_WEBHOOK: url} if url else {}
 
     def still_leader(self) -> bool:
         """The fence: leading *and* the last successful renewal started under the renew
@@ -295,7 +308,8 @@ class LeaderElector:
             lease = self._client.get(timeout=max(0.05, left()))
             if lease is None:
                 spec = held_spec(None, self.identity, self.lease_seconds, micro_time())
-                self._observe(self._client.create(spec, timeout=max(0.05, left())))
+                created = self._client.create(spec, max(0.05, left()), self._annotations())
+                self._observe(created)
                 return "ok"
             self._observe(lease)
             record = LeaseRecord.from_lease(lease)
@@ -308,7 +322,8 @@ class LeaderElector:
             if left() <= 0:
                 return "failed"
             spec = held_spec(record, self.identity, self.lease_seconds, micro_time())
-            self._observe(self._client.update(lease, spec, timeout=max(0.05, left())))
+            updated = self._client.update(lease, spec, max(0.05, left()), self._annotations())
+            self._observe(updated)
             return "ok"
         except KubeConflictError:
             log.debug("leader election: Lease %s changed under %s", self.name, self.identity)
@@ -412,7 +427,10 @@ class LeaderElector:
         self._event("LeaderElection", f"{self.identity} released the Lease")
         try:
             released = self._client.update(
-                lease, released_spec(record, micro_time()), timeout=self.retry_period
+                lease,
+                released_spec(record, micro_time()),
+                self.retry_period,
+                {ANNOTATION_LEADER_WEBHOOK: None},
             )
         except KubeError as err:
             log.warning("leader election: could not release Lease %s: %s", self.name, err)

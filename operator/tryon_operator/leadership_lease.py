@@ -34,6 +34,7 @@ from .settings import OperatorSettings
 
 T = TypeVar("T")
 LEASE_NAME = "tryon-operator"
+ANNOTATION_LEADER_WEBHOOK = "tryon.dev/leader-webhook-url"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 COMPONENT = "tryon-operator"
 
@@ -49,6 +50,9 @@ class ElectionConfig:
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
     record_events: bool = True  # best-effort Events on the Lease on each leadership change
+    # Where this replica's webhook receiver answers (https://<pod IP>:<port>); the leader writes it
+    # on the Lease (ANNOTATION_LEADER_WEBHOOK) so a standby can hand a delivery over.
+    webhook_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > self.renew_deadline_seconds > self.retry_period_seconds > 0:
@@ -67,7 +71,17 @@ class ElectionConfig:
             lease_seconds=settings.leader_election_lease_seconds,
             renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
             retry_period_seconds=settings.leader_election_retry_period_seconds,
+            webhook_url=webhook_url(settings),
         )
+
+
+def webhook_url(settings: OperatorSettings) -> str | None:
+    """This replica's own receiver address, when it has a pod IP and a webhook port."""
+    if not settings.pod_ip or not settings.webhook_port:
+        return None
+    scheme = "https" if settings.webhook_cert_file else "http"
+    host = f"[{settings.pod_ip}]" if ":" in settings.pod_ip else settings.pod_ip
+    return f"{scheme}://{host}:{settings.webhook_port}"
 
 
 def lease_api_client(base: client.ApiClient) -> client.ApiClient:
@@ -243,12 +257,17 @@ class LeaseClient:
                 return None
             raise
 
-    def create(self, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    def create(
+        self, spec: Mapping[str, Any], timeout: float, annotations: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Creates the Lease; ``KubeConflictError`` when another replica created it first."""
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         lease = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": metadata,
             "spec": dict(spec),
         }
         return _json(
@@ -256,10 +275,19 @@ class LeaseClient:
         )
 
     def update(
-        self, lease: Mapping[str, Any], spec: Mapping[str, Any], timeout: float
+        self,
+        lease: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        timeout: float,
+        annotations: Mapping[str, str] | Mapping[str, None] | None = None,
     ) -> dict[str, Any]:
-        """PUT ``lease`` with ``spec`` merged in, guarded by its resourceVersion (409: lost)."""
-        body = {**lease, "spec": {**(lease.get("spec") or {}), **spec}}
+        """PUT ``lease`` with ``spec`` (and ``annotations``; None removes one) merged in, guarded
+        by its resourceVersion (409: lost)."""
+        meta = dict(lease.get("metadata") or {})
+        if annotations:
+            merged = {**(meta.get("annotations") or {}), **annotations}
+            meta["annotations"] = {k: v for k, v in merged.items() if v is not None}
+        body = {**lease, "metadata": meta, "spec": {**(lease.get("spec") or {}), **spec}}
         return _json(
             self._coordination.replace_namespaced_lease,
             self.name,

@@ -49,7 +49,10 @@ class RegistryPoller:
         followers: tuple[ResolutionCache, ModelWatchers],
         poke: Callable[[str, str], object],
         interval: float,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``active``: whether to poll now (a standby under leader election does not)."""
+        self._active = active
         self._registry = registry
         self._cache, self._watchers = followers
         self._poke = poke
@@ -72,6 +75,8 @@ class RegistryPoller:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            if not self._active():
+                continue
             try:
                 wake = await asyncio.to_thread(self.poll_once)
             except Exception:  # a bug here must not stop the polling

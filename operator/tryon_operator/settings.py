@@ -58,6 +58,7 @@ class OperatorSettings(BaseModel):
     leader_election_renew_deadline_seconds: Annotated[float, Field(gt=0)] = 10.0
     leader_election_retry_period_seconds: Annotated[float, Field(gt=0)] = 2.0
     pod_name: str | None = None  # the Lease's holderIdentity; None: <hostname>-<pid>
+    pod_ip: str | None = None  # where a standby hands webhook deliveries to the leader
 
     @model_validator(mode="after")
     def _leader_election_timing(self) -> OperatorSettings:

@@ -16,9 +16,12 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from .handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +96,20 @@ def registered_model_of(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def make_app(verifier: WebhookVerifier, trigger: Callable[[str], int]) -> web.Application:
-    """``trigger(registered_model)`` schedules reconciles and returns how many it scheduled."""
+def make_app(
+    verifier: WebhookVerifier,
+    trigger: Callable[[str], int],
+    handover: Handover | None = None,
+) -> web.Application:
+    """``trigger(registered_model)`` schedules reconciles and returns how many it scheduled;
+    ``handover`` passes a delivery to the leader while this replica is a standby."""
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
+        if handover is not None:
+            answer = await handover(request.headers, body)
+            if answer is not None:
+                return answer
         try:
             payload = verifier.verify(request.headers, body)
         except WebhookRejectedError as err:

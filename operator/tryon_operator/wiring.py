@@ -4,9 +4,10 @@ from the settings in one place. ``handlers.py`` only calls ``start`` and ``stop`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,13 +19,16 @@ from .announce import start_announcer
 from .audit import configure_audit_logging
 from .cache.informer import Informer, Resource, wait_synced, without_managed_fields
 from .cache.kube import CachedKube, CacheMetrics, Stores
+from .gateways.fenced import FencedRegistry
 from .gateways.kube import KubeGateway
 from .gateways.mlflow import MlflowRegistry
 from .gateways.smoke import SmokeTester
+from .handover import Handover
+from .leadership import LeaderElector, LeadershipCallbacks
 from .metrics import Metrics
 from .models import GROUP, KIND
 from .notify.dispatcher import Dispatcher
-from .reconcile import Reconciler
+from .reconcile import Reconciler, ReconcileResult
 from .registry_poll import RegistryPoller
 from .settings import OperatorSettings
 from .vocabulary import APP_NAME, LABEL_COLOR, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER
@@ -96,6 +100,27 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     webhook_runner: Any = None
     notifier: Dispatcher | None = None
+    elector: LeaderElector | None = None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica may write: always without leader election."""
+        return self.elector is None or self.elector.still_leader()
+
+    def lead(self) -> None:
+        """Won the Lease (on the event loop): forget registry answers from before, then look at
+        every object afresh; nothing decided as a standby is trusted."""
+        log.info("leading: reconciling all %d TryOnModels afresh", len(self.queue.known))
+        self.reconciler.cache.invalidate()
+        self.queue.active.set()
+        for namespace, name in self.queue.known:
+            self.queue.poke(namespace, name)
+
+    def stand_by(self) -> None:
+        """Lost or gave up the Lease (on the event loop): start no more reconciles. Ones in
+        flight are fenced: each write checks the Lease first (``CachedKube``'s fence)."""
+        log.info("standing by: no reconciles until this replica leads again")
+        self.queue.active.clear()
 
     def tryonmodel_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """kopf's watch of TryOnModels: keep the cache, and the object's loop, current."""
@@ -128,12 +153,14 @@ def _wants_a_look(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> Runtime:
-    loop = asyncio.get_running_loop()
-    workers = settings.reconcile_workers
+    """Builds and starts everything; reconciles begin once this replica may write."""
     # One connection per thread that may call the API: reconcile workers, the informers, and a
     # margin for the registry poller and Events.
-    api_client = make_api_client(pool_size=workers + len(CHILDREN) + 8)
+    api_client = make_api_client(pool_size=settings.reconcile_workers + len(CHILDREN) + 8)
     metrics = Metrics()
+    holder: list[Runtime] = []  # the Runtime, once built (the elector's callbacks need it)
+    elector = _elector(settings, api_client, metrics, lambda: holder[0])
+    fence = elector.write_batch if elector is not None else contextlib.nullcontext
     live = KubeGateway(api_client, crashloop_restarts=settings.crashloop_restarts)
     stores = Stores()
     kube = CachedKube(
@@ -141,28 +168,86 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
         stores,
         crashloop_restarts=settings.crashloop_restarts,
         metrics=CacheMetrics(metrics.registry),
+        fence=fence,
     )
     configure_audit_logging()
     announcer, notifier = await start_announcer(settings, metrics.registry, live.emit_event)
     reconciler = Reconciler(
         kube=kube,
-        registry=MlflowRegistry(
-            timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token
+        registry=FencedRegistry(
+            MlflowRegistry(timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token),
+            fence,
         ),
         smoke=SmokeTester(),
         settings=settings,
         metrics=metrics,
         announcer=announcer,
     )
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+    executor = ThreadPoolExecutor(
+        max_workers=settings.reconcile_workers, thread_name_prefix="reconcile"
+    )
+
+    def reconcile(namespace: str, name: str) -> ReconcileResult | None:
+        with fence():  # NotLeaderError up front on a standby; step-down waits for this one
+            return reconciler.reconcile(namespace, name)
+
     queue = WorkQueue(
-        reconciler.reconcile,
+        reconcile,
         settings.resync_seconds,
         executor=executor,
-        workers=workers,
+        workers=settings.reconcile_workers,
         jitter=True,
         count_error=lambda ns, name, kind: metrics.reconcile_errors.labels(ns, name, kind).inc(),
     )
+    informers = await _start_informers(api_client, stores, queue, namespaces)
+    runtime = Runtime(
+        settings, reconciler, queue, stores, informers, executor, notifier=notifier, elector=elector
+    )
+    holder.append(runtime)
+    if elector is not None:
+        queue.active.clear()  # a standby until the Lease is won
+        elector.start()
+    poller = RegistryPoller(
+        reconciler.registry,
+        (reconciler.cache, reconciler.watchers),
+        queue.poke,
+        settings.mlflow_poll_seconds,
+        active=lambda: runtime.leading,
+    )
+    runtime.tasks.append(asyncio.create_task(poller.run()))
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+    if settings.webhook_port:
+        runtime.webhook_runner = await _start_webhook(settings, runtime)
+    return runtime
+
+
+def _elector(
+    settings: OperatorSettings,
+    api_client: client.ApiClient,
+    metrics: Metrics,
+    runtime: Callable[[], Runtime],
+) -> LeaderElector | None:
+    """The Lease campaign, or None when leader election is off (one replica writes alone)."""
+    if not settings.leader_election:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def started() -> None:  # on the elector's callback thread
+        loop.call_soon_threadsafe(runtime().lead)
+
+    def stopped() -> None:
+        loop.call_soon_threadsafe(runtime().stand_by)
+
+    callbacks = LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped)
+    return LeaderElector.from_settings(settings, api_client, callbacks, metrics)
+
+
+async def _start_informers(
+    api_client: client.ApiClient, stores: Stores, queue: WorkQueue, namespaces: Sequence[str]
+) -> list[Informer]:
+    """Starts the child informers; a change worth a reconcile pokes the owner's loop."""
+    loop = asyncio.get_running_loop()
     changes = ChildChanges()
 
     def child_changed(event_type: str, obj: dict[str, Any]) -> None:  # on the event loop
@@ -178,41 +263,24 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
 
     informers = [
         Informer(
-            api_client,
-            resource,
-            stores.of(resource.kind),
-            namespace=namespace,
-            on_event=from_informer,
+            api_client, resource, stores.of(resource.kind), namespace=ns, on_event=from_informer
         )
         for resource in CHILDREN
-        for namespace in informer_namespaces(namespaces)
+        for ns in informer_namespaces(namespaces)
     ]
     for informer in informers:
         informer.start()
     if not await asyncio.to_thread(wait_synced, informers, CACHE_SYNC_SECONDS):
         log.warning(
-            "watch cache not synced after %.0fs; reading live until it is", CACHE_SYNC_SECONDS
+            "watch cache not synced after %.0fs; reading live until then", CACHE_SYNC_SECONDS
         )
-    runtime = Runtime(settings, reconciler, queue, stores, informers, executor, notifier=notifier)
-    poller = RegistryPoller(
-        reconciler.registry,
-        (reconciler.cache, reconciler.watchers),
-        queue.poke,
-        settings.mlflow_poll_seconds,
-    )
-    runtime.tasks.append(asyncio.create_task(poller.run()))
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_port, settings.metrics_host)
-    if settings.webhook_port:
-        runtime.webhook_runner = await _start_webhook(settings, reconciler, queue)
-    return runtime
+    return informers
 
 
-async def _start_webhook(
-    settings: OperatorSettings, reconciler: Reconciler, queue: WorkQueue
-) -> Any:
+async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
     if not settings.webhook_secret:
         raise ValueError("TRYON_WEBHOOK_SECRET is required with a webhook port")
+    reconciler, queue, elector = runtime.reconciler, runtime.queue, runtime.elector
 
     def trigger(registered_model: str) -> int:
         """Same path as the registry poller: a fresh answer, then a poke per follower."""
@@ -220,11 +288,14 @@ async def _start_webhook(
         targets = sorted(reconciler.watchers.of(registered_model))
         return sum(queue.poke(ns, name) for ns, name in targets)
 
+    handover = None
+    if elector is not None:
+        handover = Handover(lambda: runtime.leading, lambda: elector.leader_webhook_url)
     verifier = WebhookVerifier(
         settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds
     )
     return await serve(
-        make_app(verifier, trigger),
+        make_app(verifier, trigger, handover),
         settings.webhook_host,
         settings.webhook_port,
         tls=receiver_tls(settings),
@@ -232,6 +303,8 @@ async def _start_webhook(
 
 
 async def stop(runtime: Runtime) -> None:
+    if runtime.elector is not None:  # releases the Lease: a standby takes over within ~2 s
+        await asyncio.to_thread(runtime.elector.stop)
     for task in runtime.tasks:
         task.cancel()
     await runtime.queue.stop()

@@ -14,7 +14,9 @@ is down.
 Error policy, the same for every path: an invalid spec is not retried (it is in status; a spec
 edit brings a watch event), a write conflict is retried after 1 s, other API and registry errors
 back off from 1 s doubling up to the interval, a bug is logged and retried after the interval.
-Each failure counts in ``tryon_reconcile_errors_total{kind}``.
+Each failure counts in ``tryon_reconcile_errors_total{kind}``. Under leader election the workers
+wait while ``active`` is clear (a standby), and a reconcile cut short because this replica lost
+the Lease (``NotLeaderError``) is no error: the new leader reconciles every object afresh.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from .errors import InvalidSpecError, KubeConflictError, TryOnError
+from .errors import InvalidSpecError, KubeConflictError, NotLeaderError, TryOnError
 from .reconcile import ReconcileResult
 
 log = logging.getLogger(__name__)
@@ -194,6 +196,8 @@ class WorkQueue:
             started = time.monotonic()
             try:
                 result = await self._run(key, urgent=poked or requeued)
+            except NotLeaderError:
+                continue  # lost the Lease mid-reconcile: the new leader takes over, no error
             except Exception as err:
                 failures += 1
                 delay = self.retry_delay(err, failures)

@@ -17,9 +17,11 @@ the Deployment read in ``restore_template`` (its JSON patch tests the live resou
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -94,7 +96,7 @@ class CacheMetrics:
 class CachedKube:
     """What the Reconciler uses in the operator: reads cached, writes live, never stale."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options with defaults
         self,
         live: KubeGateway,
         stores: Stores,
@@ -102,9 +104,12 @@ class CachedKube:
         crashloop_restarts: int = 3,
         fresh_wait: float = FRESH_WAIT_SECONDS,
         metrics: CacheMetrics | None = None,
+        fence: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``fence`` wraps every write (leader election: raises when this replica may not write)."""
         self.live = live
+        self._fence = fence
         self.stores = stores
         self._crashloop_restarts = crashloop_restarts
         self._fresh_wait = fresh_wait
@@ -190,40 +195,48 @@ class CachedKube:
     # ------------------------------------------------------------------ writes
 
     def apply(self, obj: dict[str, Any]) -> str | None:
-        version = self.live.apply(obj)
+        with self._fence():
+            version = self.live.apply(obj)
         self._expect((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
         return version
 
     def restore_template(self, obj: dict[str, Any]) -> str | None:
-        version = self.live.restore_template(obj)
+        with self._fence():
+            version = self.live.restore_template(obj)
         self._expect(("Deployment", obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
         return version
 
     def scale(self, namespace: str, name: str, replicas: int) -> str | None:
-        version = self.live.scale(namespace, name, replicas)
+        with self._fence():
+            version = self.live.scale(namespace, name, replicas)
         self._expect(("Deployment", namespace, name), version)
         return version
 
     def set_selector_color(self, namespace: str, service: str, color: str) -> str | None:
-        version = self.live.set_selector_color(namespace, service, color)
+        with self._fence():
+            version = self.live.set_selector_color(namespace, service, color)
         self._expect(("Service", namespace, service), version)
         return version
 
     def delete_hpa(self, namespace: str, name: str) -> str | None:
-        self.live.delete_hpa(namespace, name)
+        with self._fence():
+            self.live.delete_hpa(namespace, name)
         self._expect(("HorizontalPodAutoscaler", namespace, name), None)
         return None
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str | None:
-        version = self.live.patch_status(namespace, name, status)
+        with self._fence():
+            version = self.live.patch_status(namespace, name, status)
         self._expect(("TryOnModel", namespace, name), version)
         return version
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> str | None:
-        version = self.live.remove_annotation(namespace, name, key)
+        with self._fence():
+            version = self.live.remove_annotation(namespace, name, key)
         if version is not None:
             self._expect(("TryOnModel", namespace, name), version)
         return version
 
     def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
-        self.live.emit_event(owner, type_, reason, message)
+        with self._fence():
+            self.live.emit_event(owner, type_, reason, message)

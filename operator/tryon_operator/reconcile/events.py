@@ -7,6 +7,7 @@ import logging
 
 from ..announce import Announcer
 from ..builders import Owner
+from ..errors import NotLeaderError
 from ..told import Told as Told
 from .ports import KubePort
 
@@ -24,6 +25,8 @@ class EventSink:
         log.info("%s/%s %s: %s", owner.namespace, owner.name, told.reason, told.message)
         try:
             self.kube.emit_event(owner, told.type, told.reason, told.message)
+        except NotLeaderError:
+            raise  # this replica lost the Lease: nothing more may be told or written
         except Exception as err:  # an Event is worth less than the reconcile that emits it
             log.warning("could not post event %s: %s", told.reason, err)
         self.announcer.decision(owner, told)

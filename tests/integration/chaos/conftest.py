@@ -44,6 +44,8 @@ def chaos_operator(kube_cluster: Any, crd: Any, chaos_mlflow: Any, namespace: st
         "TRYON_MLFLOW_TIMEOUT_SECONDS": "2",
         "TRYON_RESYNC_SECONDS": "0.5",
         "TRYON_SERVICE_URL_TEMPLATE": smoke.url,
+        # One operator, SIGKILLed and restarted by the faults: no Lease to wait out each time.
+        "TRYON_LEADER_ELECTION": "false",
     }
     op = OperatorProcess([sys.executable, "-m", "tryon_operator", "--namespace", namespace],
                          env, tmp_path / "operator.log")

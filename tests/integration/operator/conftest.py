@@ -156,6 +156,10 @@ def operator_factory(kube_cluster: Any, crd: Any, mlflow_server: Any, namespace:
             "TRYON_MLFLOW_TIMEOUT_SECONDS": "2",
             "TRYON_RESYNC_SECONDS": "0.5",
             "TRYON_SERVICE_URL_TEMPLATE": smoke_url,
+            # One operator per test, killed and restarted at will: no Lease to wait out. The HA
+            # tests turn election on; the Lease then lives in the test's namespace.
+            "TRYON_LEADER_ELECTION": "false",
+            "TRYON_LEADER_ELECTION_NAMESPACE": namespace,
             **extra_env,
         }
         op = OperatorProcess(

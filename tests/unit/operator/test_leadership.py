@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from pydantic import ValidationError
-from tryon_operator.leadership import LeaderElector, NotLeaderError
+from tryon_operator.errors import NotLeaderError
+from tryon_operator.leadership import LeaderElector
 from tryon_operator.leadership_lease import (
     ElectionConfig,
     LeaseRecord,

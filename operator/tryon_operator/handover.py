@@ -1,0 +1,61 @@
+"""A webhook delivery that reaches a standby is handed to the leader, so the alias move still
+starts the rollout within a second (polling stays the safety net).
+
+The leader writes its receiver's address on the Lease (``tryon.dev/leader-webhook-url``, only the
+operator's ServiceAccount may update that Lease); the standby forwards the delivery there
+unchanged. The standby does not verify it: the leader checks the signature, the timestamp and
+replays, exactly as for a delivery it got itself. The hop is inside the cluster to a pod IP, which
+no certificate names, so the certificate is not checked on it; the HMAC signature is what makes a
+delivery count, and a delivery carries no secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+
+import aiohttp
+from aiohttp import web
+
+from .webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+log = logging.getLogger(__name__)
+
+FORWARDED = (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER, "Content-Type")
+HANDOVER_TIMEOUT_SECONDS = 5.0
+
+
+class Handover:
+    """``await handover(headers, body)``: the leader's answer when this replica is a standby,
+    None when it leads (then it handles the delivery itself)."""
+
+    def __init__(self, leading: Callable[[], bool], leader_url: Callable[[], str | None]) -> None:
+        self._leading = leading
+        self._leader_url = leader_url
+        self._tls = ssl.create_default_context()
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    async def __call__(self, headers: Mapping[str, str], body: bytes) -> web.Response | None:
+        if self._leading():
+            return None
+        url = self._leader_url()
+        if url is None:
+            log.warning("webhook on a standby, leader address unknown; polling will see the change")
+            return web.json_response(
+                {"error": "this replica is a standby and the leader is not known yet"}, status=503
+            )
+        sent = {k: headers[k] for k in FORWARDED if k in headers}
+        timeout = aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(f"{url}/webhooks/mlflow", data=body, headers=sent, ssl=self._tls) as r,
+            ):
+                answer = await r.read()
+                log.info("webhook handed to the leader at %s: HTTP %d", url, r.status)
+                return web.Response(status=r.status, body=answer, content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError) as err:
+            log.warning("webhook handover to %s failed: %s", url, err)
+            return web.json_response({"error": f"leader unreachable: {err}"}, status=503)
