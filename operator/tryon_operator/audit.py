@@ -45,6 +45,7 @@ DECISION_BY_REASON: dict[str, Decision] = {
     "ScaledDown": "scale",
     "PreviewShrunk": "scale",
     "PreviewGrowing": "scale",
+    "StandbyShrunk": "scale",
     "MadeRoomForPreview": "scale",
     "SmokeTestPassed": "smoke",
     "Promoted": "flip",

@@ -31,6 +31,14 @@ class Desired:
     scale_down_delay: timedelta = timedelta(seconds=300)
     post_promotion: timedelta = timedelta(seconds=120)
     gpu_shortage_policy: GpuShortagePolicy = "Wait"
+    # spec.rollout.warmStandbyReplicas; None keeps the previous colour whole for the window.
+    warm_standby_replicas: int | None = None
+    autoscaled: bool = False  # an HPA sizes the active colour; replicas is its floor then
+
+    @property
+    def rollback_window(self) -> timedelta:
+        """How long after the flip the previous colour is kept for an instant flip back."""
+        return max(self.post_promotion, self.scale_down_delay)
 
 
 # ------------------------------------------------------------------ actions
@@ -115,11 +123,29 @@ class Abort:
 
 
 @dataclass(frozen=True)
+class ShrinkStandby:
+    """Right after the flip: the previous colour keeps only ``replicas`` warm pods for the window.
+
+    ``serving`` is the size it grows back to if traffic flips back to it.
+    """
+
+    color: Color
+    replicas: int
+    serving: int
+
+
+@dataclass(frozen=True)
 class FlipBack:
-    """Roll back after the flip: traffic returns to the previous colour, still warm."""
+    """Roll back after the flip: traffic returns to the previous colour, still warm.
+
+    With a shrunk warm standby, ``warm`` is the pods Ready on it when traffic returns and
+    ``grow_to`` the serving size it is scaled back to (the flip does not wait for them).
+    """
 
     reason: str
     message: str
+    warm: int | None = None
+    grow_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +165,7 @@ Action = (
     | AwaitPromotion
     | Promote
     | Abort
+    | ShrinkStandby
     | FlipBack
     | FinishRollout
 )
@@ -309,18 +336,48 @@ def _decide_post_promotion(
         elif active.exists and active.ready_replicas < min(active.replicas, rollout.replicas):
             failure = "LostReadiness"
         if failure and previous.ready_replicas > 0:
-            return FlipBack(
+            return _flip_back(
                 failure,
                 f"{rollout.color} (version {rollout.version}) failed after promotion "
                 f"({active.ready_replicas}/{active.replicas} Ready, "
                 f"{active.crashlooping_pods} crash-looping); traffic returned to "
                 f"{rollout.previous_color} (version {rollout.previous_version})",
+                rollout,
+                previous,
             )
-    hold = max(desired.post_promotion, desired.scale_down_delay)
+    hold = desired.rollback_window
     if rollout.previous_color is None or now >= rollout.promoted_at + hold:
         return FinishRollout()
+    shrink = _standby_shrink(desired, rollout, observed)
+    if shrink is not None:
+        return shrink
     remaining = (rollout.promoted_at + hold - now).total_seconds()
     return Wait("PostPromotion", min(CHILD_POLL_SECONDS, max(remaining, 0.1)))
+
+
+def _standby_shrink(
+    desired: Desired, rollout: RolloutState, observed: Observed
+) -> ShrinkStandby | None:
+    """Once per rollout, right after the flip: the previous colour down to its warm standby.
+
+    Idempotent against a stale view: the rollout remembers that it shrank.
+    """
+    keep = desired.warm_standby_replicas
+    if keep is None or rollout.previous_color is None or rollout.standby_replicas is not None:
+        return None
+    previous = observed.color(rollout.previous_color)
+    if not previous.exists or previous.replicas <= keep:
+        return None
+    serving = max(desired.replicas, previous.replicas) if desired.autoscaled else desired.replicas
+    return ShrinkStandby(rollout.previous_color, keep, serving)
+
+
+def _flip_back(reason: str, message: str, rollout: RolloutState, warm: ColorView) -> FlipBack:
+    """The flip back, told to grow the standby when it was shrunk and is short of its size."""
+    serving = rollout.standby_serving_replicas
+    if rollout.standby_replicas is None or serving is None or warm.replicas >= serving:
+        return FlipBack(reason, message)
+    return FlipBack(reason, message, warm=warm.ready_replicas, grow_to=serving)
 
 
 MANUAL_ROLLBACK = "ManualRollback"
@@ -365,10 +422,12 @@ def manual_rollback(
             f"{rollout.previous_version}) is no longer warm ({warm.ready_replicas} pods Ready); "
             "move the MLflow alias (`tryon-model rollback`) or pin spec.model.version"
         )
-    return FlipBack(
+    return _flip_back(
         MANUAL_ROLLBACK,
         f"rollback of version {version} on {rollout.color} requested by a person; traffic "
         f"returned to {previous} (version {rollout.previous_version})",
+        rollout,
+        warm,
     )
 
 

@@ -145,6 +145,8 @@ class RolloutSpec(_Spec):
     post_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] = 120
     smoke_test: SmokeTestSpec = Field(default_factory=SmokeTestSpec)
     gpu_shortage_policy: GpuShortagePolicy = "Wait"
+    # None: the previous colour keeps all its pods for the rollback window (the default).
+    warm_standby_replicas: Annotated[int | None, Field(ge=0, le=64)] = None
 
 
 class AutoscalingSpec(_Spec):
@@ -228,6 +230,10 @@ class RolloutState(_Status):
     full_replicas: int | None = None
     room_made: int = 0
     gpu_shortage_reported: bool = False
+    # Warm standby (spec.rollout.warmStandbyReplicas): the pods the previous colour was shrunk to
+    # after the flip, and the serving size it grows back to if traffic flips back.
+    standby_replicas: int | None = None
+    standby_serving_replicas: int | None = None
 
 
 Outcome = Literal["Promoted", "RolledBack", "Superseded", "Cancelled"]

@@ -54,6 +54,7 @@ EventReason = Literal[
     "Promoted",
     "PreviewGrowing",
     "PreviewShrunk",
+    "StandbyShrunk",
     "MadeRoomForPreview",
     "RolledBack",
     "ScaledDown",

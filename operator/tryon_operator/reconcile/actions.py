@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import decision as d
-from ..builders import build_deployment, build_service, deployment_name
+from ..builders import build_deployment, build_hpa, build_service, deployment_name
 from ..models import Color, RolloutState, TryOnModelStatus
 from ..vocabulary import TAG_PROMOTED, TAG_REJECTED
 from .context import Step
 from .events import Told
-from .history import evidence, must, record, without_rollout
+from .history import evidence, must, record, with_rollout, without_rollout
 from .promotion import ease_gpu_shortage, promote
 from .resolve import first_seen
 from .tags import tag
@@ -121,12 +121,17 @@ def abort(step: Step, action: d.Abort) -> TryOnModelStatus:
 
 
 def flip_back(step: Step, action: d.FlipBack) -> TryOnModelStatus:
-    """After a flip: traffic back to the previous colour, the new one to 0, the version rejected."""
+    """After a flip: traffic back to the previous colour, the new one to 0, the version rejected.
+
+    A shrunk warm standby takes the traffic at once and is grown back to its serving size in the
+    same breath; the Service does not wait for the new pods.
+    """
     ctx, fx = step.ctx, step.fx
     rollout = must(step.status.rollout)
     previous: Color = must(rollout.previous_color)
     # Apply (not patch) so a Service deleted at the worst moment comes back pointing right.
     fx.kube.apply(build_service(ctx.spec, ctx.owner, color=previous, preview=False))
+    shrunk = _grow_standby(step, action, previous)
     fx.kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), 0)
     status = step.status.model_copy(
         update={
@@ -136,19 +141,22 @@ def flip_back(step: Step, action: d.FlipBack) -> TryOnModelStatus:
             "active_renderer": rollout.previous_renderer,
         }
     )
-    status = reject(step, rollout, (action.reason, action.message), status)
+    status = reject(step, rollout, (action.reason, action.message + shrunk), status)
+    told = evidence(step.cluster, rollout.color, action.message)
+    if action.grow_to is not None:
+        told |= {"warmPods": action.warm, "growingTo": action.grow_to}
     step.tell(
         Told(
             "Warning",
             "RolledBack",
             f"version {rollout.version} {_why_flipped_back(action.reason)}; "
-            f"traffic flipped back to {previous} (version {rollout.previous_version})",
+            f"traffic flipped back to {previous} (version {rollout.previous_version}){shrunk}",
             decision="rollback",
             version=rollout.version,
             color=rollout.color,
             previous_version=rollout.previous_version,
             previous_color=previous,
-            evidence=evidence(step.cluster, rollout.color, action.message),
+            evidence=told,
         )
     )
     if rollout.previous_version is not None:
@@ -158,6 +166,48 @@ def flip_back(step: Step, action: d.FlipBack) -> TryOnModelStatus:
         )
         status = tag(ctx, fx, status, (rollout.previous_version, TAG_PROMOTED, note))
     return without_rollout(status)
+
+
+def _grow_standby(step: Step, action: d.FlipBack, color: Color) -> str:
+    """Scales a shrunk standby back to its serving size (the HPA follows it); what to tell."""
+    if action.grow_to is None:
+        return ""
+    ctx, kube = step.ctx, step.fx.kube
+    kube.scale(ctx.namespace, deployment_name(ctx.name, color), action.grow_to)
+    if ctx.spec.autoscaling.enabled:
+        kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))
+    warm = action.warm if action.warm is not None else 0
+    return (
+        f"; it ran shrunk: flipped back to {warm} warm pod{'' if warm == 1 else 's'}, "
+        f"growing to {action.grow_to}"
+    )
+
+
+def shrink_standby(step: Step, action: d.ShrinkStandby) -> TryOnModelStatus:
+    """Right after the flip: the previous colour keeps only its warm standby for the window."""
+    ctx, spec = step.ctx, step.ctx.spec
+    rollout = must(step.status.rollout)
+    had = step.cluster.observed.color(action.color).replicas
+    step.fx.kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
+    window = max(spec.rollout.post_promotion_seconds, spec.rollout.scale_down_delay_seconds)
+    step.tell(
+        Told(
+            "Normal",
+            "StandbyShrunk",
+            f"previous colour {action.color} (version {rollout.previous_version}) shrunk from "
+            f"{had} to {action.replicas} warm pod(s) for the {window}s rollback window; a "
+            f"failure of version {rollout.version} flips traffic back to them and grows them "
+            f"to {action.serving}",
+            version=rollout.previous_version,
+            color=action.color,
+            previous_version=rollout.version,
+            previous_color=rollout.color,
+            evidence={"replicas": action.replicas, "from": had, "serving": action.serving},
+        )
+    )
+    return with_rollout(
+        step.status, standby_replicas=action.replicas, standby_serving_replicas=action.serving
+    )
 
 
 def finish_rollout(step: Step, action: d.FinishRollout) -> TryOnModelStatus:
@@ -233,6 +283,7 @@ ACTIONS: dict[type[d.Action], Carry] = {
     d.ShrinkPreview: ease_gpu_shortage,
     d.MakeRoom: ease_gpu_shortage,
     d.Abort: abort,
+    d.ShrinkStandby: shrink_standby,
     d.FlipBack: flip_back,
     d.FinishRollout: finish_rollout,
 }

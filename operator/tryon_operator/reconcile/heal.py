@@ -76,6 +76,7 @@ def plan(step: Step) -> tuple[TryOnModelStatus, list[Repair]]:
         status, active = _active_repairs(step, status)
         repairs += active
     repairs += _preview_repairs(step, status)
+    repairs += _standby_repairs(step, status)
     repairs += _idle_colours(step, status)
     repairs += _service_repairs(step, status)
     repairs += _hpa_repairs(step, status)
@@ -151,6 +152,28 @@ def _preview_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
     ):
         return [Apply("Deployment", rollout.color, rollout.version, rollout.replicas)]
     return []
+
+
+def _standby_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
+    """A shrunk warm standby stays at its size for the rollback window: neither grown back to the
+    serving size nor scaled to 0 before the window ends (that is the rollout's to do)."""
+    rollout = status.rollout
+    if (
+        rollout is None
+        or rollout.phase != "PostPromotion"
+        or rollout.previous_color is None
+        or rollout.standby_replicas is None
+    ):
+        return []
+    view = step.cluster.observed.color(rollout.previous_color)
+    if not view.exists or view.replicas == rollout.standby_replicas:
+        return []
+    name = deployment_name(step.ctx.name, rollout.previous_color)
+    heal = (
+        f"Deployment {name} (warm standby) scaled back from {view.replicas} to "
+        f"{rollout.standby_replicas} replicas"
+    )
+    return [Scale(rollout.previous_color, rollout.standby_replicas, heal)]
 
 
 def _idle_colours(step: Step, status: TryOnModelStatus) -> list[Repair]:

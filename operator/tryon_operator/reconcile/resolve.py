@@ -129,6 +129,8 @@ def desired(
         scale_down_delay=timedelta(seconds=rollout.scale_down_delay_seconds),
         post_promotion=timedelta(seconds=rollout.post_promotion_seconds),
         gpu_shortage_policy=rollout.gpu_shortage_policy,
+        warm_standby_replicas=rollout.warm_standby_replicas,
+        autoscaled=spec.autoscaling.enabled,
     )
 
 

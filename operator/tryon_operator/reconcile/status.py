@@ -78,6 +78,11 @@ def _progressing(status: TryOnModelStatus, cluster: ClusterView, gpu_note: str |
         detail = gpu_note or preview.unschedulable_message
         message += f": {preview.unschedulable_pods} pod(s) cannot be scheduled: {detail}"
         return ("Progressing", True, "PreviewUnschedulable", message)
+    if rollout.phase == "PostPromotion" and rollout.standby_replicas is not None:
+        message += (
+            f"; previous {rollout.previous_color} kept as a warm standby of "
+            f"{rollout.standby_replicas} pod(s) (serving size {rollout.standby_serving_replicas})"
+        )
     return ("Progressing", True, reason, message)
 
 
