@@ -239,6 +239,32 @@ DEFAULT_NODES: tuple[tuple[str, int], ...] = (
 # --- the cluster ---
 
 
+AUDIT_LOG = "kube-apiserver-audit.log"
+# Writes to what the operator owns or touches, at Metadata level (no bodies); node heartbeats and
+# pod status churn from kwok and the kubelet are left out.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: None
+    verbs: [get, list, watch]
+  - level: None
+    namespaces: [kube-node-lease, kube-system]
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [services, events, pods]
+      - group: apps
+        resources: [deployments, deployments/scale]
+      - group: autoscaling
+        resources: [horizontalpodautoscalers]
+      - group: tryon.dev
+      - group: coordination.k8s.io
+        resources: [leases]
+  - level: None
+"""
+
+
 class LocalCluster:
     """Starts and stops the control plane whose files live in ``state_dir``."""
 
@@ -384,10 +410,17 @@ class LocalCluster:
             f"--kubelet-client-certificate={pki / 'admin.crt'}",
             f"--kubelet-client-key={pki / 'admin.key'}",
         ]
+        audit_policy = self.state_dir / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
         self._spawn(
             "kube-apiserver",
             [
                 str(binaries.kube_apiserver),
+                # Who wrote what (user agent included): the HA tests prove a standby writes nothing.
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.logs / AUDIT_LOG}",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
                 f"--etcd-servers={etcd_url}",
                 f"--bind-address={host}",
                 f"--advertise-address={host}",

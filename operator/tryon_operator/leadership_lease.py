@@ -92,7 +92,9 @@ def lease_api_client(base: client.ApiClient) -> client.ApiClient:
     cfg = copy.deepcopy(base.configuration)
     cfg.retries = False
     cfg.connection_pool_maxsize = 2
-    return client.ApiClient(cfg)
+    lease_client = client.ApiClient(cfg)
+    lease_client.user_agent = base.user_agent  # the same replica in the audit log
+    return lease_client
 
 
 def default_identity(pod_name: str | None = None) -> str:

@@ -25,6 +25,7 @@ from .gateways.mlflow import MlflowRegistry
 from .gateways.smoke import SmokeTester
 from .handover import Handover
 from .leadership import LeaderElector, LeadershipCallbacks
+from .leadership_lease import default_identity
 from .metrics import Metrics
 from .models import GROUP, KIND
 from .notify.dispatcher import Dispatcher
@@ -53,11 +54,12 @@ CHILDREN = (
 WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
 
 
-def make_api_client(pool_size: int = 10) -> client.ApiClient:
+def make_api_client(pool_size: int = 10, user_agent: str = MANAGER) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``).
 
     ``pool_size`` connections per host: one per thread that may call the API at once, else
     urllib3 drops and re-opens connections ("Connection pool is full") under load.
+    ``user_agent`` names the replica in the API server's audit log (``tryon-operator/<pod>``).
     """
     cfg = client.Configuration()
     try:
@@ -65,7 +67,9 @@ def make_api_client(pool_size: int = 10) -> client.ApiClient:
     except ConfigException:
         config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = pool_size
-    return client.ApiClient(cfg)
+    api_client = client.ApiClient(cfg)
+    api_client.user_agent = user_agent
+    return api_client
 
 
 def owner_of(meta: Mapping[str, Any]) -> str | None:
@@ -156,7 +160,10 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
     """Builds and starts everything; reconciles begin once this replica may write."""
     # One connection per thread that may call the API: reconcile workers, the informers, and a
     # margin for the registry poller and Events.
-    api_client = make_api_client(pool_size=settings.reconcile_workers + len(CHILDREN) + 8)
+    api_client = make_api_client(
+        pool_size=settings.reconcile_workers + len(CHILDREN) + 8,
+        user_agent=f"{MANAGER}/{default_identity(settings.pod_name)}",
+    )
     metrics = Metrics()
     holder: list[Runtime] = []  # the Runtime, once built (the elector's callbacks need it)
     elector = _elector(settings, api_client, metrics, lambda: holder[0])
