@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ NATIVE_FORMAT = "tryon-native"
 ARTIFACT_PATH = "model"
 
 
+@dataclass(frozen=True)
+class GoldenSpec:
+    """How the golden smoke set is built: the renderer's smoke test replays it after every load."""
+
+    num_cases: int = 2
+    latency_budget_ms: float = 5000.0
+    tolerance: float = 0.03
+
+
 def write_checksums(model_dir: Path) -> dict[str, str]:
     """Hash every file (except the checksum file itself) and write checksums.json."""
     files = {
@@ -54,20 +64,13 @@ def write_checksums(model_dir: Path) -> dict[str, str]:
     return files
 
 
-def _write_golden(
-    net: nn.Module,
-    contract: ModelContract,
-    dest: Path,
-    num_cases: int,
-    latency_budget_ms: float,
-    tolerance: float,
-) -> None:
+def _write_golden(net: nn.Module, contract: ModelContract, dest: Path, golden: GoldenSpec) -> None:
     """Synthesise golden inputs and store the healthy network's outputs as references."""
     root = dest / GOLDEN_DIR
     root.mkdir(parents=True, exist_ok=True)
     cases: list[GoldenCase] = []
     net.eval()
-    for i in range(num_cases):
+    for i in range(golden.num_cases):
         person = synthetic_person(contract, seed=i)
         garment = synthetic_garment(contract, seed=i)
         category = contract.categories[i % len(contract.categories)]
@@ -88,7 +91,9 @@ def _write_golden(
                 reference=f"reference_{i}.png",
             )
         )
-    index = GoldenIndex(cases=cases, tolerance=tolerance, latency_budget_ms=latency_budget_ms)
+    index = GoldenIndex(
+        cases=cases, tolerance=golden.tolerance, latency_budget_ms=golden.latency_budget_ms
+    )
     (root / GOLDEN_INDEX).write_text(index.model_dump_json(indent=2))
 
 
@@ -98,9 +103,7 @@ def write_model_dir(
     *,
     contract: ModelContract | None = None,
     failure_mode: str | None = None,
-    num_golden: int = 2,
-    latency_budget_ms: float = 5000.0,
-    tolerance: float = 0.03,
+    golden: GoldenSpec = GoldenSpec(),
 ) -> Path:
     """Write the native model layout to `dest`.
 
@@ -119,12 +122,12 @@ def write_model_dir(
         arch["failure_mode"] = failure_mode
     index = {"format": NATIVE_FORMAT, "arch": arch, "weights": WEIGHTS_FILE}
     (dest / MODEL_INDEX).write_text(json.dumps(index, indent=2))
-    _write_golden(net, contract, dest, num_golden, latency_budget_ms, tolerance)
+    _write_golden(net, contract, dest, golden)
     write_checksums(dest)
     return dest
 
 
-def log_tryon_model(
+def log_tryon_model(  # noqa: PLR0913 - keyword-only public API (docs/renderer.md, hack/, e2e)
     net: TryOnNetwork,
     registered_model_name: str,
     *,
@@ -134,8 +137,7 @@ def log_tryon_model(
     experiment_name: str = "tryon-renderer",
     aliases: tuple[str, ...] = (),
     tags: dict[str, str] | None = None,
-    latency_budget_ms: float = 5000.0,
-    num_golden: int = 2,
+    golden: GoldenSpec = GoldenSpec(),
 ) -> Any:
     """Log the network (+ golden set) to a new MLflow run and register it as a new version.
 
@@ -154,8 +156,7 @@ def log_tryon_model(
             Path(tmp) / ARTIFACT_PATH,
             contract=contract,
             failure_mode=failure_mode,
-            num_golden=num_golden,
-            latency_budget_ms=latency_budget_ms,
+            golden=golden,
         )
         client.log_artifacts(run.info.run_id, str(model_dir), ARTIFACT_PATH)
     client.set_terminated(run.info.run_id)

@@ -23,7 +23,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_train_command(sub)
+    _add_registry_commands(sub)
+    return parser
 
+
+if TYPE_CHECKING:
+    # What `add_subparsers` returns; argparse names the class privately.
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _add_data_commands(sub: _Subparsers) -> None:
+    """`data make` and `data validate`."""
     data = sub.add_parser("data", help="make or validate datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     make = data_sub.add_parser("make", help="generate a seeded synthetic try-on dataset")
@@ -88,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="machine-readable report")
     validate.add_argument("--max-issues", type=int, default=200)
 
+
+def _add_train_command(sub: _Subparsers) -> None:
     train = sub.add_parser("train", help="train the renderer's network and register a version")
     train.add_argument("--data", type=Path, required=True)
     train.add_argument("--format", default="auto", choices=["auto", "tryon", "vitonhd"])
@@ -113,24 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--latency-budget-ms", type=float, default=5000.0)
     train.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    def registry_eval_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", type=Path, required=True, help="dataset with the held-out split")
-        p.add_argument("--format", default="auto", choices=["auto", "tryon", "vitonhd"])
-        p.add_argument("--split", default="test", choices=["val", "test"])
-        p.add_argument("--model", default=DEFAULT_MODEL)
-        p.add_argument("--device", default="auto")
-        p.add_argument("--cache-dir", type=Path, help="reuse downloaded models (default: temp)")
-        p.add_argument("--json", action="store_true")
 
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    """The data and model flags `evaluate` and `promote` share."""
+    p.add_argument("--data", type=Path, required=True, help="dataset with the held-out split")
+    p.add_argument("--format", default="auto", choices=["auto", "tryon", "vitonhd"])
+    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", type=Path, help="reuse downloaded models (default: temp)")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_registry_commands(sub: _Subparsers) -> None:
+    """`evaluate`, `promote`, `rollback` and `history`."""
     evaluate = sub.add_parser("evaluate", help="metrics of a version next to production")
-    registry_eval_args(evaluate)
+    _add_eval_args(evaluate)
     evaluate.add_argument("--version", required=True, help="number, 'latest' or '@alias'")
     evaluate.add_argument(
         "--against", default="@production", help="compare with ('@production', N, or 'none')"
     )
 
     promote = sub.add_parser("promote", help="move the production alias if the candidate is better")
-    registry_eval_args(promote)
+    _add_eval_args(promote)
     promote.add_argument("--version", required=True, help="number or 'latest'")
     promote.add_argument("--alias", default="production")
     promote.add_argument("--margin", type=float, default=0.02, help="required l1 gain (0.02)")
@@ -148,7 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="show the production alias history")
     history.add_argument("--model", default=DEFAULT_MODEL)
     history.add_argument("--json", action="store_true")
-    return parser
 
 
 def _v(version: object) -> str:
@@ -176,18 +194,13 @@ def _open(path: Path, fmt: str) -> Any:
 
 
 def cmd_data_make(args: argparse.Namespace) -> int:
-    from .data import make_synthetic
+    from .data import SyntheticSpec, make_synthetic
 
+    spec = SyntheticSpec(
+        args.count, height=args.height, width=args.width, seed=args.seed, fractions=args.split
+    )
     try:
-        ds = make_synthetic(
-            args.out,
-            args.count,
-            height=args.height,
-            width=args.width,
-            seed=args.seed,
-            fractions=args.split,
-            overwrite=args.overwrite,
-        )
+        ds = make_synthetic(args.out, spec, overwrite=args.overwrite)
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from err
     counts = ", ".join(f"{k} {v}" for k, v in ds.split_counts().items())

@@ -32,7 +32,7 @@ def torch_threads_for_training() -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
     from .evaluate import pick_device
-    from .train import TrainConfig, train_and_register
+    from .train import TrainConfig, TrainOptions, train_and_register
     from .validate import validate_dataset
 
     registry = _registry(args)
@@ -66,11 +66,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg,
             args.model,
             registry,
-            experiment=args.experiment,
-            data_format=args.format,
-            register=not args.no_register,
-            latency_budget_ms=args.latency_budget_ms,
-            run_name=args.run_name,
+            TrainOptions(
+                experiment=args.experiment,
+                data_format=args.format,
+                register=not args.no_register,
+                latency_budget_ms=args.latency_budget_ms,
+                run_name=args.run_name,
+            ),
             ctx=ctx,
         )
     finally:
@@ -168,7 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from .evaluate import pick_device
-    from .lifecycle import promote
+    from .lifecycle import EvalSettings, PromoteOptions, promote
     from .policy import PromotionPolicy
 
     if args.force and not (args.reason and args.reason.strip()):
@@ -183,14 +185,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
         args.model,
         args.version,
         _open(args.data, args.format),
-        split=args.split,
-        policy=policy,
-        force=args.force,
-        reason=args.reason,
-        alias=args.alias,
-        device=pick_device(args.device),
-        cache_dir=args.cache_dir,
-        dry_run=args.dry_run,
+        PromoteOptions(
+            policy=policy,
+            force=args.force,
+            reason=args.reason,
+            alias=args.alias,
+            dry_run=args.dry_run,
+        ),
+        EvalSettings(split=args.split, device=pick_device(args.device), cache_dir=args.cache_dir),
     )
     d = outcome.decision
     if args.json:

@@ -17,7 +17,7 @@ import torch
 
 from .data import Batch, Dataset, dataset_hash
 from .evaluate import evaluate_version, format_table, load_version
-from .policy import Decision, PromotionPolicy, decide
+from .policy import Decision, PromotionPolicy, Scored, decide
 from .registry import (
     PRODUCTION_ALIAS,
     TAG_PREFIX,
@@ -58,74 +58,131 @@ def resolve_version(registry: Registry, name: str, version: str) -> VersionInfo:
     return registry.version(name, version)
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """Where candidate and production are evaluated: the same split, device and model cache."""
+
+    split: str = "test"
+    device: torch.device | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class PromoteOptions:
+    """How the decision is taken and applied (the `promote` flags beyond the data)."""
+
+    policy: PromotionPolicy | None = None
+    force: bool = False
+    reason: str | None = None
+    alias: str = PRODUCTION_ALIAS
+    dry_run: bool = False
+
+
 def promote(
     registry: Registry,
     name: str,
     version: str,
     ds: Dataset,
-    split: str = "test",
-    policy: PromotionPolicy | None = None,
-    force: bool = False,
-    reason: str | None = None,
-    alias: str = PRODUCTION_ALIAS,
-    device: torch.device | None = None,
-    cache_dir: Path | None = None,
-    dry_run: bool = False,
+    opts: PromoteOptions = PromoteOptions(),
+    settings: EvalSettings = EvalSettings(),
 ) -> PromotionOutcome:
     """Evaluate candidate and production, decide, and (unless refused or dry-run) move the alias."""
-    policy = policy or PromotionPolicy()
-    device = device or torch.device("cpu")
     candidate = resolve_version(registry, name, version)
-    production = registry.alias_version(name, alias)
+    production = registry.alias_version(name, opts.alias)
     data_hash = dataset_hash(ds)
-    batches: dict[tuple[Any, ...], Batch] = {}
-    cand_loaded = load_version(name, candidate.version, registry.tracking_uri, cache_dir)
-    cand_metrics = evaluate_version(cand_loaded, ds, split, device, batches)
-    prod_metrics: dict[str, float] | None = None
-    columns = {f"candidate v{candidate.version}": cand_metrics}
-    baseline: str | None = None
-    if production is not None and production.version != candidate.version:
-        prod_loaded = load_version(name, production.version, registry.tracking_uri, cache_dir)
-        prod_metrics = evaluate_version(prod_loaded, ds, split, device, batches)
-        baseline = f"production v{production.version}"
-        columns = {baseline: prod_metrics, **columns}
-    table = format_table(columns, baseline)
+    cand_metrics, prod_metrics, table = _evaluate_both(
+        registry, name, (candidate, production), ds, settings
+    )
+    # Same version on both sides: it is compared with itself (and refused as already production).
+    prod_scored = (
+        Scored(production.version, prod_metrics if prod_metrics is not None else cand_metrics)
+        if production is not None
+        else None
+    )
     decision = decide(
-        candidate.version,
-        cand_metrics,
-        production.version if production else None,
-        prod_metrics,
-        policy,
-        force=force,
-        reason=reason,
+        Scored(candidate.version, cand_metrics),
+        prod_scored,
+        opts.policy or PromotionPolicy(),
+        force=opts.force,
+        reason=opts.reason,
     )
     outcome = PromotionOutcome(
         decision, candidate, production, cand_metrics, prod_metrics, table, data_hash, False
     )
-    if dry_run:
+    if opts.dry_run:
         return outcome
-    who, when = actor(), now_iso()
     metrics_json = json.dumps(
-        {"split": split, "candidate": cand_metrics, "production": prod_metrics}, sort_keys=True
+        {"split": settings.split, "candidate": cand_metrics, "production": prod_metrics},
+        sort_keys=True,
     )
     if not decision.promote:
         if production is not None and production.version == candidate.version:
             return outcome  # nothing was refused: it already serves
-        registry.set_version_tags(
-            name,
-            candidate.version,
-            {
-                TAG_PREFIX + "refused_at": when,
-                TAG_PREFIX + "refused_by": who,
-                TAG_PREFIX + "refusal": decision.summary,
-                TAG_PREFIX + "refusal_metrics": metrics_json,
-            },
-        )
+        _record_refusal(registry, name, candidate, decision, metrics_json)
         return outcome
+    _apply_promotion(registry, name, outcome, opts, metrics_json, ds)
+    outcome.applied = True
+    return outcome
 
+
+def _evaluate_both(
+    registry: Registry,
+    name: str,
+    versions: tuple[VersionInfo, VersionInfo | None],
+    ds: Dataset,
+    settings: EvalSettings,
+) -> tuple[dict[str, float], dict[str, float] | None, str]:
+    """Candidate and (if it is another version) production metrics on the same batches + table."""
+    candidate, production = versions
+    device = settings.device or torch.device("cpu")
+    batches: dict[tuple[Any, ...], Batch] = {}
+
+    def metrics_of(v: VersionInfo) -> dict[str, float]:
+        loaded = load_version(name, v.version, registry.tracking_uri, settings.cache_dir)
+        return evaluate_version(loaded, ds, settings.split, device, batches)
+
+    cand_metrics = metrics_of(candidate)
+    prod_metrics: dict[str, float] | None = None
+    columns = {f"candidate v{candidate.version}": cand_metrics}
+    baseline: str | None = None
+    if production is not None and production.version != candidate.version:
+        prod_metrics = metrics_of(production)
+        baseline = f"production v{production.version}"
+        columns = {baseline: prod_metrics, **columns}
+    return cand_metrics, prod_metrics, format_table(columns, baseline)
+
+
+def _record_refusal(
+    registry: Registry, name: str, candidate: VersionInfo, decision: Decision, metrics_json: str
+) -> None:
+    """Tag the refused candidate so the registry shows who tried, when, and why it failed."""
+    registry.set_version_tags(
+        name,
+        candidate.version,
+        {
+            TAG_PREFIX + "refused_at": now_iso(),
+            TAG_PREFIX + "refused_by": actor(),
+            TAG_PREFIX + "refusal": decision.summary,
+            TAG_PREFIX + "refusal_metrics": metrics_json,
+        },
+    )
+
+
+def _apply_promotion(
+    registry: Registry,
+    name: str,
+    outcome: PromotionOutcome,
+    opts: PromoteOptions,
+    metrics_json: str,
+    ds: Dataset,
+) -> None:
+    """Move the alias (if it has not moved since we evaluated), with audit tags and history."""
+    who, when = actor(), now_iso()
+    alias, candidate, decision = opts.alias, outcome.candidate, outcome.decision
+    reason = opts.reason or "passed the promotion gates"
     # Re-check: the alias must still point where it did when we evaluated.
     now_prod = registry.alias_version(name, alias)
-    before = production.version if production else None
+    before = outcome.production.version if outcome.production else None
     after = now_prod.version if now_prod else None
     if before != after:
         raise RegistryError(
@@ -138,12 +195,12 @@ def promote(
         {
             TAG_PREFIX + "promoted_at": when,
             TAG_PREFIX + "promoted_by": who,
-            TAG_PREFIX + "promotion_reason": reason or "passed the promotion gates",
+            TAG_PREFIX + "promotion_reason": reason,
             TAG_PREFIX + "promotion_forced": "true" if decision.forced else "false",
             TAG_PREFIX + "promotion_decision": decision.summary,
             TAG_PREFIX + "promotion_metrics": metrics_json,
             TAG_PREFIX + "parent_version": before or "none",
-            TAG_PREFIX + "eval_dataset_hash": data_hash,
+            TAG_PREFIX + "eval_dataset_hash": outcome.dataset_hash,
             TAG_PREFIX + "eval_dataset_path": str(ds.root),
             TAG_PREFIX + "promoted_alias": alias,
         },
@@ -158,11 +215,9 @@ def promote(
             "from": before,
             "at": when,
             "by": who,
-            "reason": reason or "passed the promotion gates",
+            "reason": reason,
         },
     )
-    outcome.applied = True
-    return outcome
 
 
 @dataclass

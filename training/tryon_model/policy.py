@@ -90,16 +90,25 @@ def metric_gates(
     return passed, failed
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A version and its metrics on the evaluation split: one side of the comparison."""
+
+    version: str
+    metrics: Mapping[str, float]
+
+
 def decide(
-    candidate_version: str,
-    candidate: Mapping[str, float],
-    production_version: str | None,
-    production: Mapping[str, float] | None,
+    candidate: Scored,
+    production: Scored | None,
     policy: PromotionPolicy | None = None,
     force: bool = False,
     reason: str | None = None,
 ) -> Decision:
-    """Decide whether `candidate_version` may become production (see the module docstring)."""
+    """Decide whether `candidate` may become production (see the module docstring).
+
+    `production` is None when no version holds the alias yet.
+    """
     policy = policy or PromotionPolicy()
     if force and not (reason and reason.strip()):
         return Decision(
@@ -108,6 +117,8 @@ def decide(
             "--force needs --reason: say why the gates are overridden",
             ("force without reason",),
         )
+    candidate_version = candidate.version
+    production_version = production.version if production is not None else None
     if production_version is not None and str(candidate_version) == str(production_version):
         return Decision(
             False,
@@ -118,16 +129,17 @@ def decide(
 
     passed: list[str] = []
     failed: list[str] = []
-    if not _finite(candidate, (policy.primary,)):
+    if not _finite(candidate.metrics, (policy.primary,)):
         failed.append(
-            f"candidate {policy.primary} is {candidate.get(policy.primary)} (non-finite output)"
+            f"candidate {policy.primary} is {candidate.metrics.get(policy.primary)} "
+            "(non-finite output)"
         )
-    elif production_version is None or production is None:
+    elif production is None:
         passed.append("no production version yet")
-    elif not _finite(production, (policy.primary,)):
+    elif not _finite(production.metrics, (policy.primary,)):
         passed.append(f"production {policy.primary} is non-finite; any finite candidate is better")
     else:
-        passed, failed = metric_gates(policy, candidate, production)
+        passed, failed = metric_gates(policy, candidate.metrics, production.metrics)
 
     if not failed:
         return Decision(

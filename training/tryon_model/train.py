@@ -16,12 +16,10 @@ kernels (grid_sample backward) have no deterministic version, so runs are close,
 
 from __future__ import annotations
 
-import contextlib
 import io
-import math
 import subprocess
-import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +32,12 @@ from .distributed import SINGLE, DistContext
 from .evaluate import evaluate_model, identity_metrics, pick_device
 from .fit import FitOptions, FitResult, TrainConfig, TrainingError, fit
 from .registry import TAG_PREFIX, Registry, VersionInfo, actor, now_iso
+from .tracking import TrainingRun
 
 __all__ = [
     "FitResult",
     "TrainConfig",
+    "TrainOptions",
     "TrainResult",
     "TrainingError",
     "fit",
@@ -140,36 +140,89 @@ def _resolve_size(cfg: TrainConfig, ds: Dataset) -> tuple[int, int]:
     return height, width
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `train` does around the fit: the data layout, where the run goes, what is registered."""
+
+    experiment: str = "tryon-training"
+    data_format: str = "auto"
+    register: bool = True
+    num_golden: int = 2
+    latency_budget_ms: float = 5000.0
+    run_name: str | None = None
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _TrainData:
+    """The opened dataset with its batches at the training resolution."""
+
+    ds: Dataset
+    height: int
+    width: int
+    train: Batch
+    val: Batch
+    has_masks: bool
+    hash: str  # "" on ranks other than 0, which log nothing
+
+
+@dataclass(frozen=True)
+class _FinalEval:
+    """What is measured on the trained network, logged to the run and returned."""
+
+    final: dict[str, float]
+    identity: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    parameters: int
+    size_bytes: int
+    latency_ms: float
+
+    def summary(self, result: FitResult) -> dict[str, float]:
+        paste = self.baselines.get(BASELINE_NAMES[1], {})
+        return {
+            **{f"final_val_{k}": v for k, v in self.final.items()},
+            **{f"baseline_identity_{k}": v for k, v in self.identity.items()},
+            **{f"baseline_paste_{k}": v for k, v in paste.items()},
+            "model_parameters": float(self.parameters),
+            "model_size_bytes": float(self.size_bytes),
+            "latency_ms_cpu_b1": self.latency_ms,
+            "train_seconds": result.seconds,
+            "train_steps": float(result.steps),
+        }
+
+
 def train_and_register(
     data: Path,
     cfg: TrainConfig,
     model_name: str,
     registry: Registry,
-    experiment: str = "tryon-training",
-    data_format: str = "auto",
-    register: bool = True,
-    num_golden: int = 2,
-    latency_budget_ms: float = 5000.0,
-    run_name: str | None = None,
-    extra_tags: dict[str, str] | None = None,
+    opts: TrainOptions = TrainOptions(),
     ctx: DistContext = SINGLE,
 ) -> TrainResult:
     """The `train` command: data -> fit -> log run -> package -> register.
 
     Under torchrun (`ctx.enabled`) every rank trains; rank 0 alone logs, packages and registers.
     """
-    from mlflow.entities import Metric, Param
-    from tryon_renderer.contract import ModelContract
-    from tryon_renderer.packaging import ARTIFACT_PATH, NATIVE_FORMAT, write_model_dir
-
-    ds = open_dataset(data, data_format)
+    ds = open_dataset(data, opts.data_format)
     height, width = _resolve_size(cfg, ds)
-    train_samples, val_samples = ds.split("train"), ds.split("val")
-    if not train_samples:
+    if not ds.split("train"):
         raise TrainingError(f"{ds.root}: the train split is empty")
-    main = ctx.is_main
-    if main:
+    if ctx.is_main:
         registry.check_reachable()
+    td = _load_data(ds, height, width, ctx.is_main)
+    if not ctx.is_main:
+        result = _fit(
+            cfg, td.train, td.val, len(ds.categories), FitOptions(td.has_masks, None, False, ctx)
+        )
+        return TrainResult(
+            "", None, {}, {}, 0, 0, 0.0, result.steps, result.seconds, "", world_size=ctx.world_size
+        )
+    return _train_logged(cfg, td, model_name, registry, opts, ctx)
+
+
+def _load_data(ds: Dataset, height: int, width: int, main: bool) -> _TrainData:
+    """Hash (rank 0 only) and decode the train and val splits."""
+    train_samples, val_samples = ds.split("train"), ds.split("val")
     data_hash = dataset_hash(ds, show_progress=main) if main else ""
     train_batch = load_batch(
         train_samples, height, width, ds.categories, label="loading train" if main else None
@@ -178,132 +231,122 @@ def train_and_register(
         val_samples, height, width, ds.categories, label="loading val" if main else None
     )
     has_masks = all(s.mask is not None for s in train_samples)
-    if not main:
-        opts = FitOptions(has_masks, None, False, ctx)
-        result = _fit(cfg, train_batch, val_batch, len(ds.categories), opts)
-        return TrainResult(
-            "", None, {}, {}, 0, 0, 0.0, result.steps, result.seconds, "", world_size=ctx.world_size
-        )
+    return _TrainData(ds, height, width, train_batch, val_batch, has_masks, data_hash)
+
+
+def _train_logged(
+    cfg: TrainConfig,
+    td: _TrainData,
+    model_name: str,
+    registry: Registry,
+    opts: TrainOptions,
+    ctx: DistContext,
+) -> TrainResult:
+    """Rank 0: fit inside an MLflow run, log the model into it and register a version."""
+    from tryon_renderer.contract import ModelContract
+    from tryon_renderer.packaging import GoldenSpec
+
     code = code_version()
-    client = registry.client
-    with registry._translate(f"experiment {experiment!r}"):
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-        run = client.create_run(
-            exp_id,
-            run_name=run_name,
-            tags={
-                "mlflow.user": actor(),
-                "mlflow.source.name": "tryon-model train",
-                **(
-                    {"mlflow.source.git.commit": code["git_commit"]} if "git_commit" in code else {}
-                ),
-                TAG_PREFIX + "dataset_hash": data_hash,
-                TAG_PREFIX + "dataset_path": str(ds.root),
-                TAG_PREFIX + "dataset_format": ds.format,
-                **{TAG_PREFIX + k: v for k, v in code.items()},
-                **(extra_tags or {}),
-            },
-        )
-    run_id = run.info.run_id
-    device = pick_device(cfg.device)
-    params = {
-        **{k: str(v) for k, v in asdict(cfg).items()},
-        "height": str(height),
-        "width": str(width),
-        "device": str(device),
-        "train_samples": str(len(train_batch)),
-        "val_samples": str(len(val_batch)),
-        "dataset_hash": data_hash,
-        "categories": ",".join(ds.categories),
-        "world_size": str(ctx.world_size),
-        "backend": ctx.backend or "none",
-    }
-    with registry._translate("logging params"):
-        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    run = TrainingRun.start(registry, opts.experiment, opts.run_name, _run_tags(td, code, opts))
+    run.log_params(_run_params(cfg, td, pick_device(cfg.device), ctx))
 
     def log_epoch(epoch: int, record: dict[str, float]) -> None:
-        ts = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), ts, epoch) for k, v in record.items() if math.isfinite(v)]
-        with registry._translate("logging metrics"):
-            client.log_batch(run_id, metrics=metrics)
+        run.log_metrics(record, epoch, "logging metrics")
 
     status = "FAILED"
     try:
-        opts = FitOptions(has_masks, log_epoch, True, ctx)
-        result = _fit(cfg, train_batch, val_batch, len(ds.categories), opts)
-        net = result.model
-        baseline = identity_metrics(val_batch) if len(val_batch) else {}
-        baselines = baseline_metrics(val_batch) if len(val_batch) else {}
-        paste = baselines.get(BASELINE_NAMES[1], {})
-        final = evaluate_model(net, val_batch, torch.device("cpu")) if len(val_batch) else {}
-        parameters, size_bytes = model_size(net)
-        latency = measure_latency_ms(net, height, width, torch.device("cpu"))
-        summary = {
-            **{f"final_val_{k}": v for k, v in final.items()},
-            **{f"baseline_identity_{k}": v for k, v in baseline.items()},
-            **{f"baseline_paste_{k}": v for k, v in paste.items()},
-            "model_parameters": float(parameters),
-            "model_size_bytes": float(size_bytes),
-            "latency_ms_cpu_b1": latency,
-            "train_seconds": result.seconds,
-            "train_steps": float(result.steps),
-        }
-        ts = int(time.time() * 1000)
-        with registry._translate("logging summary metrics"):
-            client.log_batch(
-                run_id,
-                metrics=[
-                    Metric(k, float(v), ts, result.steps)
-                    for k, v in summary.items()
-                    if math.isfinite(v)
-                ],
-            )
-        contract = ModelContract(height=height, width=width, categories=ds.categories)
-        with tempfile.TemporaryDirectory(prefix="tryon-train-") as tmp:
-            model_dir = write_model_dir(
-                net,
-                Path(tmp) / ARTIFACT_PATH,
-                contract=contract,
-                num_golden=num_golden,
-                latency_budget_ms=latency_budget_ms,
-            )
-            with registry._translate("uploading the model artifacts"):
-                client.log_artifacts(run_id, str(model_dir), ARTIFACT_PATH)
+        fit_opts = FitOptions(td.has_masks, log_epoch, True, ctx)
+        result = _fit(cfg, td.train, td.val, len(td.ds.categories), fit_opts)
+        ev = _final_eval(result.model, td)
+        run.log_metrics(ev.summary(result), result.steps, "logging summary metrics")
+        source = run.log_model(
+            result.model,
+            ModelContract(height=td.height, width=td.width, categories=td.ds.categories),
+            GoldenSpec(num_cases=opts.num_golden, latency_budget_ms=opts.latency_budget_ms),
+        )
         version = None
-        if register:
-            tags = {
-                "tryon.format": NATIVE_FORMAT,
-                TAG_PREFIX + "dataset_hash": data_hash,
-                TAG_PREFIX + "train_run_id": run_id,
-                TAG_PREFIX + "created_by": actor(),
-                TAG_PREFIX + "created_at": now_iso(),
-                TAG_PREFIX + "train_steps": str(result.steps),
-                **{TAG_PREFIX + k: v for k, v in code.items()},
-                **{TAG_PREFIX + f"val_{k}": f"{v:.6f}" for k, v in final.items()},
-            }
-            version = registry.create_version(
-                model_name, f"{run.info.artifact_uri}/{ARTIFACT_PATH}", run_id, tags
-            )
+        if opts.register:
+            tags = _version_tags(td.hash, run.run_id, result.steps, code, ev.final)
+            version = registry.create_version(model_name, source, run.run_id, tags)
         status = "FINISHED"
     finally:
-        with contextlib.suppress(Exception):  # never hide the original error
-            client.set_terminated(run_id, status)
+        run.finish(status)  # never hides the original error
     return TrainResult(
-        run_id,
+        run.run_id,
         version,
-        final,
-        baseline,
-        size_bytes,
-        parameters,
-        latency,
+        ev.final,
+        ev.identity,
+        ev.size_bytes,
+        ev.parameters,
+        ev.latency_ms,
         result.steps,
         result.seconds,
-        data_hash,
-        experiment_id=str(exp_id),
+        td.hash,
+        experiment_id=run.experiment_id,
         world_size=ctx.world_size,
-        extra={"baselines": baselines},
+        extra={"baselines": ev.baselines},
     )
+
+
+def _run_tags(td: _TrainData, code: dict[str, str], opts: TrainOptions) -> dict[str, str]:
+    """Who trained what from which data and code: the run's provenance tags."""
+    commit = {"mlflow.source.git.commit": code["git_commit"]} if "git_commit" in code else {}
+    return {
+        "mlflow.user": actor(),
+        "mlflow.source.name": "tryon-model train",
+        **commit,
+        TAG_PREFIX + "dataset_hash": td.hash,
+        TAG_PREFIX + "dataset_path": str(td.ds.root),
+        TAG_PREFIX + "dataset_format": td.ds.format,
+        **{TAG_PREFIX + k: v for k, v in code.items()},
+        **opts.extra_tags,
+    }
+
+
+def _run_params(
+    cfg: TrainConfig, td: _TrainData, device: torch.device, ctx: DistContext
+) -> dict[str, str]:
+    return {
+        **{k: str(v) for k, v in asdict(cfg).items()},
+        "height": str(td.height),
+        "width": str(td.width),
+        "device": str(device),
+        "train_samples": str(len(td.train)),
+        "val_samples": str(len(td.val)),
+        "dataset_hash": td.hash,
+        "categories": ",".join(td.ds.categories),
+        "world_size": str(ctx.world_size),
+        "backend": ctx.backend or "none",
+    }
+
+
+def _final_eval(net: torch.nn.Module, td: _TrainData) -> _FinalEval:
+    """Validation metrics next to the baselines, and the size and CPU latency the renderer sees."""
+    val = td.val
+    identity = identity_metrics(val) if len(val) else {}
+    baselines = baseline_metrics(val) if len(val) else {}
+    final = evaluate_model(net, val, torch.device("cpu")) if len(val) else {}
+    parameters, size_bytes = model_size(net)
+    latency = measure_latency_ms(net, td.height, td.width, torch.device("cpu"))
+    return _FinalEval(final, identity, baselines, parameters, size_bytes, latency)
+
+
+def _version_tags(
+    data_hash: str, run_id: str, steps: int, code: dict[str, str], final: dict[str, float]
+) -> dict[str, str]:
+    """Tags of the registered version: format, provenance and the validation metrics."""
+    from tryon_renderer.packaging import NATIVE_FORMAT
+
+    return {
+        "tryon.format": NATIVE_FORMAT,
+        TAG_PREFIX + "dataset_hash": data_hash,
+        TAG_PREFIX + "train_run_id": run_id,
+        TAG_PREFIX + "created_by": actor(),
+        TAG_PREFIX + "created_at": now_iso(),
+        TAG_PREFIX + "train_steps": str(steps),
+        **{TAG_PREFIX + k: v for k, v in code.items()},
+        **{TAG_PREFIX + f"val_{k}": f"{v:.6f}" for k, v in final.items()},
+    }
 
 
 def _fit(

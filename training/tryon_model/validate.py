@@ -131,112 +131,129 @@ def _decode(path: Path, as_mask: bool) -> _Decoded:
     return _Decoded(digest, size, arr)
 
 
+@dataclass
+class _Scan:
+    """What the checks carry from one sample to the next."""
+
+    seen_ids: dict[str, Sample] = field(default_factory=dict)
+    pair_owner: dict[tuple[str, str], Sample] = field(default_factory=dict)
+    person_owner: dict[str, Sample] = field(default_factory=dict)
+    hash_lines: list[str] = field(default_factory=list)
+    hash_complete: bool = True  # every file decoded, so the content hash can be computed
+    referenced: set[Path] = field(default_factory=set)
+
+
 def validate_dataset(ds: Dataset, show_progress: bool = True) -> Report:
     """Run every check on `ds` and return the report (never raises for bad content)."""
     report = Report(
         root=str(ds.root), format=ds.format, counts=ds.split_counts(), notes=list(ds.notes)
     )
-    rel = ds.rel
-    seen_ids: dict[str, Sample] = {}
-    pair_owner: dict[tuple[str, str], Sample] = {}
-    person_owner: dict[str, Sample] = {}
-    hash_lines: list[str] = []
-    hash_complete = True
-    referenced: set[Path] = set()
-
-    # Schema-level checks.
-    for split in ("train",):
-        if not ds.split(split):
-            report.add(ERROR, "empty_split", str(ds.root), f"no samples in the {split} split")
-    if not ds.split("val") and not ds.split("test"):
-        report.add(ERROR, "empty_split", str(ds.root), "no samples in val or test to evaluate on")
-
+    scan = _Scan()
+    _check_splits(ds, report)
     with Progress(len(ds.samples), "validating", enabled=None if show_progress else False) as bar:
         for sample in ds.samples:
             bar.update()
-            sid = sample.sample_id
-            if sid in seen_ids:
-                report.add(
-                    ERROR, "duplicate_id", rel(sample.person), f"sample id {sid!r} is used twice"
-                )
-            seen_ids[sid] = sample
-            if sample.split not in SPLITS:
-                report.add(
-                    ERROR,
-                    "unknown_split",
-                    rel(sample.person),
-                    f"sample {sid}: split {sample.split!r} is not one of {list(SPLITS)}",
-                )
-            if sample.category not in ds.categories:
-                report.add(
-                    ERROR,
-                    "unknown_category",
-                    rel(sample.person),
-                    f"sample {sid}: category {sample.category!r} is not one of "
-                    f"{list(ds.categories)}",
-                )
-            if ds.format == "tryon" and sample.mask is None:
-                report.add(ERROR, "missing_mask", rel(sample.target), f"sample {sid}: no mask")
-
-            decoded: dict[str, _Decoded] = {}
-            for kind, path in sample.files():
-                referenced.add(path.resolve())
-                if not path.is_file():
-                    report.add(
-                        ERROR, "missing_file", rel(path), f"sample {sid}: {kind} file is missing"
-                    )
-                    continue
-                try:
-                    decoded[kind] = _decode(path, as_mask=kind == "mask")
-                except Exception as err:
-                    report.add(
-                        ERROR,
-                        "undecodable",
-                        rel(path),
-                        f"sample {sid}: {kind} image cannot be decoded ({err})",
-                    )
-            if len(decoded) != len(sample.files()):
-                hash_complete = False
-            else:
-                hash_lines.append(
-                    sample_hash_line(sample, {k: d.sha256 for k, d in decoded.items()})
-                )
+            _check_record(ds, sample, scan, report)
+            decoded = _decode_files(ds, sample, scan, report)
             _check_sizes(ds, sample, decoded, report)
             _check_mask(ds, sample, decoded, report)
             _check_sanity(ds, sample, decoded, report)
-
-            # Duplicates and leakage.
-            if "person" in decoded and "garment" in decoded:
-                key = (decoded["person"].sha256, decoded["garment"].sha256)
-                other = pair_owner.get(key)
-                if other is not None:
-                    code = "duplicate_sample" if other.split == sample.split else "split_leakage"
-                    report.add(
-                        ERROR,
-                        code,
-                        rel(sample.person),
-                        f"sample {sid} ({sample.split}) has the same person and garment "
-                        f"images as sample {other.sample_id} ({other.split}): "
-                        f"{rel(other.person)}",
-                    )
-                else:
-                    pair_owner[key] = sample
-                    owner = person_owner.get(key[0])
-                    if owner is not None and owner.split != sample.split:
-                        report.add(
-                            ERROR,
-                            "split_leakage",
-                            rel(sample.person),
-                            f"sample {sid} ({sample.split}) uses the same person photo as "
-                            f"sample {owner.sample_id} ({owner.split}): {rel(owner.person)}",
-                        )
-                    person_owner.setdefault(key[0], sample)
-
+            _check_duplicates(ds, sample, decoded, scan, report)
     if ds.format == "tryon":
-        _check_orphans(ds, referenced, report)
-    if hash_complete:
-        report.dataset_hash = combine_hash_lines(hash_lines)
+        _check_orphans(ds, scan.referenced, report)
+    if scan.hash_complete:
+        report.dataset_hash = combine_hash_lines(scan.hash_lines)
     return report
+
+
+def _check_splits(ds: Dataset, report: Report) -> None:
+    """Schema level: something to train on and something to evaluate on."""
+    if not ds.split("train"):
+        report.add(ERROR, "empty_split", str(ds.root), "no samples in the train split")
+    if not ds.split("val") and not ds.split("test"):
+        report.add(ERROR, "empty_split", str(ds.root), "no samples in val or test to evaluate on")
+
+
+def _check_record(ds: Dataset, sample: Sample, scan: _Scan, report: Report) -> None:
+    """The index row itself: unique id, known split and category, a mask where one is required."""
+    rel, sid = ds.rel, sample.sample_id
+    if sid in scan.seen_ids:
+        report.add(ERROR, "duplicate_id", rel(sample.person), f"sample id {sid!r} is used twice")
+    scan.seen_ids[sid] = sample
+    if sample.split not in SPLITS:
+        report.add(
+            ERROR,
+            "unknown_split",
+            rel(sample.person),
+            f"sample {sid}: split {sample.split!r} is not one of {list(SPLITS)}",
+        )
+    if sample.category not in ds.categories:
+        report.add(
+            ERROR,
+            "unknown_category",
+            rel(sample.person),
+            f"sample {sid}: category {sample.category!r} is not one of {list(ds.categories)}",
+        )
+    if ds.format == "tryon" and sample.mask is None:
+        report.add(ERROR, "missing_mask", rel(sample.target), f"sample {sid}: no mask")
+
+
+def _decode_files(ds: Dataset, sample: Sample, scan: _Scan, report: Report) -> dict[str, _Decoded]:
+    """Decode the sample's files (reporting missing and broken ones) and record its hash line."""
+    sid = sample.sample_id
+    decoded: dict[str, _Decoded] = {}
+    for kind, path in sample.files():
+        scan.referenced.add(path.resolve())
+        if not path.is_file():
+            report.add(ERROR, "missing_file", ds.rel(path), f"sample {sid}: {kind} file is missing")
+            continue
+        try:
+            decoded[kind] = _decode(path, as_mask=kind == "mask")
+        except Exception as err:
+            report.add(
+                ERROR,
+                "undecodable",
+                ds.rel(path),
+                f"sample {sid}: {kind} image cannot be decoded ({err})",
+            )
+    if len(decoded) != len(sample.files()):
+        scan.hash_complete = False
+    else:
+        scan.hash_lines.append(sample_hash_line(sample, {k: d.sha256 for k, d in decoded.items()}))
+    return decoded
+
+
+def _check_duplicates(
+    ds: Dataset, sample: Sample, decoded: dict[str, _Decoded], scan: _Scan, report: Report
+) -> None:
+    """The same (person, garment) pair twice, or the same person photo in two splits."""
+    if "person" not in decoded or "garment" not in decoded:
+        return
+    rel, sid = ds.rel, sample.sample_id
+    key = (decoded["person"].sha256, decoded["garment"].sha256)
+    other = scan.pair_owner.get(key)
+    if other is not None:
+        code = "duplicate_sample" if other.split == sample.split else "split_leakage"
+        report.add(
+            ERROR,
+            code,
+            rel(sample.person),
+            f"sample {sid} ({sample.split}) has the same person and garment "
+            f"images as sample {other.sample_id} ({other.split}): "
+            f"{rel(other.person)}",
+        )
+        return
+    scan.pair_owner[key] = sample
+    owner = scan.person_owner.get(key[0])
+    if owner is not None and owner.split != sample.split:
+        report.add(
+            ERROR,
+            "split_leakage",
+            rel(sample.person),
+            f"sample {sid} ({sample.split}) uses the same person photo as "
+            f"sample {owner.sample_id} ({owner.split}): {rel(owner.person)}",
+        )
+    scan.person_owner.setdefault(key[0], sample)
 
 
 def _check_sizes(ds: Dataset, s: Sample, decoded: dict[str, _Decoded], report: Report) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tryon_model.data import Dataset, make_synthetic
+from tryon_model.data import Dataset, SyntheticSpec, make_synthetic
 
 TINY_H, TINY_W = 32, 24
 
@@ -29,4 +29,4 @@ def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Dataset:
     """20 samples at 32x24 (train 16, val 2, test 2)."""
-    return make_synthetic(tmp_path / "ds", 20, height=TINY_H, width=TINY_W, seed=3)
+    return make_synthetic(tmp_path / "ds", SyntheticSpec(20, height=TINY_H, width=TINY_W, seed=3))

@@ -11,6 +11,7 @@ from PIL import Image
 from tryon_model.data import (
     CATEGORIES,
     DataError,
+    SyntheticSpec,
     dataset_hash,
     detect_format,
     load_batch,
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.unit
 
 
 def test_same_seed_gives_identical_bytes_and_hash(tmp_path: Path) -> None:
-    a = make_synthetic(tmp_path / "a", 9, height=32, width=24, seed=7)
-    b = make_synthetic(tmp_path / "b", 9, height=32, width=24, seed=7)
-    c = make_synthetic(tmp_path / "c", 9, height=32, width=24, seed=8)
+    a = make_synthetic(tmp_path / "a", SyntheticSpec(9, height=32, width=24, seed=7))
+    b = make_synthetic(tmp_path / "b", SyntheticSpec(9, height=32, width=24, seed=7))
+    c = make_synthetic(tmp_path / "c", SyntheticSpec(9, height=32, width=24, seed=8))
     assert dataset_hash(a) == dataset_hash(b)
     assert dataset_hash(a) != dataset_hash(c)
     for sa, sb in zip(a.samples, b.samples, strict=True):
@@ -36,8 +37,12 @@ def test_same_seed_gives_identical_bytes_and_hash(tmp_path: Path) -> None:
 
 
 def test_a_sample_depends_only_on_seed_and_index(tmp_path: Path) -> None:
-    small = make_synthetic(tmp_path / "s", 5, height=32, width=24, seed=1, fractions=(1, 0, 0))
-    large = make_synthetic(tmp_path / "l", 12, height=32, width=24, seed=1, fractions=(1, 0, 0))
+    small = make_synthetic(
+        tmp_path / "s", SyntheticSpec(5, height=32, width=24, seed=1, fractions=(1, 0, 0))
+    )
+    large = make_synthetic(
+        tmp_path / "l", SyntheticSpec(12, height=32, width=24, seed=1, fractions=(1, 0, 0))
+    )
     for s, l_ in zip(small.samples, large.samples[:5], strict=True):
         assert s.sample_id == l_.sample_id
         assert s.target.read_bytes() == l_.target.read_bytes()
@@ -64,16 +69,16 @@ def test_layout_sizes_masks_and_splits(tiny_dataset) -> None:
 
 
 def test_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
-    make_synthetic(tmp_path / "d", 3, height=32, width=24)
+    make_synthetic(tmp_path / "d", SyntheticSpec(3, height=32, width=24))
     with pytest.raises(DataError, match="--overwrite"):
-        make_synthetic(tmp_path / "d", 3, height=32, width=24)
-    again = make_synthetic(tmp_path / "d", 4, height=32, width=24, overwrite=True)
+        make_synthetic(tmp_path / "d", SyntheticSpec(3, height=32, width=24))
+    again = make_synthetic(tmp_path / "d", SyntheticSpec(4, height=32, width=24), overwrite=True)
     assert len(again.samples) == 4
     other = tmp_path / "not-a-dataset"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")
     with pytest.raises(DataError, match="not a tryon dataset"):
-        make_synthetic(other, 3, height=32, width=24, overwrite=True)
+        make_synthetic(other, SyntheticSpec(3, height=32, width=24), overwrite=True)
     assert (other / "precious.txt").exists()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from tryon_model.policy import PromotionPolicy, decide, relative_improvement
+from tryon_model.policy import PromotionPolicy, Scored, decide, relative_improvement
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,8 @@ CASES = [
     ids=[c[0] for c in CASES],
 )
 def test_decide(candidate, prod_version, prod, force, reason, promote, forced, text) -> None:
-    decision = decide("2", candidate, prod_version, prod, force=force, reason=reason)
+    production = Scored(prod_version, prod) if prod_version is not None else None
+    decision = decide(Scored("2", candidate), production, force=force, reason=reason)
     assert decision.promote is promote
     assert decision.forced is forced
     assert text in decision.summary
@@ -53,14 +54,14 @@ def test_decide(candidate, prod_version, prod, force, reason, promote, forced, t
 
 
 def test_refusal_message_carries_both_metrics() -> None:
-    decision = decide("3", m(l1=0.0812), "2", m(l1=0.0650))
+    decision = decide(Scored("3", m(l1=0.0812)), Scored("2", m(l1=0.0650)))
     assert "0.0812" in decision.summary and "0.0650" in decision.summary
 
 
 def test_custom_policy() -> None:
     strict = PromotionPolicy(primary="ssim", margin=0.10, guards=())
-    assert not decide("2", m(ssim=0.75), "1", GOOD, strict).promote
-    assert decide("2", m(ssim=0.78, l1=0.9), "1", GOOD, strict).promote
+    assert not decide(Scored("2", m(ssim=0.75)), Scored("1", GOOD), strict).promote
+    assert decide(Scored("2", m(ssim=0.78, l1=0.9)), Scored("1", GOOD), strict).promote
     with pytest.raises(ValueError, match="unknown metric"):
         PromotionPolicy(primary="fid")
     with pytest.raises(ValueError):

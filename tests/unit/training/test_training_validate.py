@@ -91,9 +91,11 @@ def test_every_corruption_is_caught_and_named(tiny_dataset) -> None:
 
 
 def test_empty_splits_are_errors(tmp_path: Path) -> None:
-    from tryon_model.data import make_synthetic
+    from tryon_model.data import SyntheticSpec, make_synthetic
 
-    ds = make_synthetic(tmp_path / "d", 4, height=32, width=24, fractions=(1.0, 0.0, 0.0))
+    ds = make_synthetic(
+        tmp_path / "d", SyntheticSpec(4, height=32, width=24, fractions=(1.0, 0.0, 0.0))
+    )
     report = validate_dataset(ds, show_progress=False)
     assert [i.code for i in report.errors] == ["empty_split"]
     assert "val or test" in report.errors[0].message

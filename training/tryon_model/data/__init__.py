@@ -1,7 +1,7 @@
 """Try-on datasets: the on-disk layouts, a seeded synthetic generator, hashing and tensors.
 
 - `layout`: `Sample`, `Dataset`, the ``tryon`` and ``vitonhd`` loaders, `open_dataset`;
-- `synthetic`: `make_synthetic` / `render_sample` (``tryon-model data make``);
+- `synthetic`: `make_synthetic` / `render_sample`, `SyntheticSpec` (``tryon-model data make``);
 - `hashing`: the dataset content hash recorded with every run and version;
 - `tensors`: `Batch` and `load_batch`, images as contract tensors.
 """
@@ -25,7 +25,7 @@ from .layout import (
     load_vitonhd,
     open_dataset,
 )
-from .synthetic import make_synthetic, render_sample, split_counts_for
+from .synthetic import SyntheticSpec, make_synthetic, render_sample, split_counts_for
 from .tensors import Batch, image_to_tensor, load_batch, load_mask, tensor_to_image
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "Sample",
+    "SyntheticSpec",
     "combine_hash_lines",
     "dataset_hash",
     "detect_format",

@@ -166,63 +166,69 @@ def _in_val(name: str, val_percent: int) -> bool:
     return int.from_bytes(digest[:4], "big") % 100 < val_percent
 
 
+def _read_pairs(root: Path, phase: str, paired: bool, notes: list[str]) -> list[tuple[str, str]]:
+    """(person, cloth) file names of one phase: from its pairs file, else image/ by name."""
+    base = root / phase
+    pairs_file = root / f"{phase}_pairs.txt"
+    if pairs_file.is_file():
+        pairs: list[tuple[str, str]] = []
+        for lineno, line in enumerate(pairs_file.read_text().splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DataError(f"{pairs_file}:{lineno}: expected '<person> <cloth>'")
+            pairs.append((parts[0], parts[0] if paired else parts[1]))
+        return pairs
+    if (base / "image").is_dir():
+        notes.append(f"{pairs_file.name} missing: pairing {phase}/image with {phase}/cloth by name")
+        return [(p.name, p.name) for p in sorted((base / "image").iterdir()) if p.is_file()]
+    raise DataError(f"{base} has neither {pairs_file.name} nor an image/ folder")
+
+
+def _phase_samples(
+    root: Path, phase: str, paired: bool, val_percent: int, notes: list[str]
+) -> list[Sample]:
+    """The samples of one VITON-HD phase (train or test); a slice of train becomes val."""
+    base = root / phase
+    pairs = _read_pairs(root, phase, paired, notes)
+    agnostic = _first_dir(base, ("agnostic-v3.2", "agnostic"))
+    parse = _first_dir(base, ("image-parse-v3", "image-parse"))
+    if agnostic is None:
+        notes.append(f"{phase}: no agnostic-v3.2/ folder; the person input is the target itself")
+    if parse is None:
+        notes.append(f"{phase}: no image-parse-v3/ folder; no try-on masks (masked metrics off)")
+    samples: list[Sample] = []
+    for person_name, cloth_name in pairs:
+        stem = Path(person_name).stem
+        split = phase
+        if phase == "train" and _in_val(stem, val_percent):
+            split = "val"
+        samples.append(
+            Sample(
+                sample_id=stem if paired else f"{stem}__{Path(cloth_name).stem}",
+                split=split,
+                category="upper",
+                person=(agnostic or base / "image") / person_name,
+                garment=base / "cloth" / cloth_name,
+                target=base / "image" / person_name,
+                mask=(parse / f"{stem}.png") if parse is not None else None,
+                mask_labels=VITONHD_GARMENT_LABELS if parse is not None else None,
+            )
+        )
+    return samples
+
+
 def load_vitonhd(root: Path, paired: bool = True, val_percent: int = 5) -> Dataset:
     """Read the VITON-HD layout; paired mode uses each person's own garment (ground truth)."""
     root = Path(root).resolve()
+    phases = [phase for phase in ("train", "test") if (root / phase).is_dir()]
+    if not phases:
+        raise DataError(f"{root} has no train/ or test/ folder; is it a VITON-HD dataset?")
     samples: list[Sample] = []
     notes: list[str] = []
-    found = False
-    for phase in ("train", "test"):
-        base = root / phase
-        pairs_file = root / f"{phase}_pairs.txt"
-        if not base.is_dir():
-            continue
-        found = True
-        if pairs_file.is_file():
-            pairs: list[tuple[str, str]] = []
-            for lineno, line in enumerate(pairs_file.read_text().splitlines(), start=1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if len(parts) != 2:
-                    raise DataError(f"{pairs_file}:{lineno}: expected '<person> <cloth>'")
-                pairs.append((parts[0], parts[0] if paired else parts[1]))
-        elif (base / "image").is_dir():
-            pairs = [(p.name, p.name) for p in sorted((base / "image").iterdir()) if p.is_file()]
-            notes.append(
-                f"{pairs_file.name} missing: pairing {phase}/image with {phase}/cloth by name"
-            )
-        else:
-            raise DataError(f"{base} has neither {pairs_file.name} nor an image/ folder")
-        agnostic = _first_dir(base, ("agnostic-v3.2", "agnostic"))
-        parse = _first_dir(base, ("image-parse-v3", "image-parse"))
-        if agnostic is None:
-            notes.append(
-                f"{phase}: no agnostic-v3.2/ folder; the person input is the target itself"
-            )
-        if parse is None:
-            notes.append(
-                f"{phase}: no image-parse-v3/ folder; no try-on masks (masked metrics off)"
-            )
-        for person_name, cloth_name in pairs:
-            stem = Path(person_name).stem
-            split = phase
-            if phase == "train" and _in_val(stem, val_percent):
-                split = "val"
-            samples.append(
-                Sample(
-                    sample_id=stem if paired else f"{stem}__{Path(cloth_name).stem}",
-                    split=split,
-                    category="upper",
-                    person=(agnostic or base / "image") / person_name,
-                    garment=base / "cloth" / cloth_name,
-                    target=base / "image" / person_name,
-                    mask=(parse / f"{stem}.png") if parse is not None else None,
-                    mask_labels=VITONHD_GARMENT_LABELS if parse is not None else None,
-                )
-            )
-    if not found:
-        raise DataError(f"{root} has no train/ or test/ folder; is it a VITON-HD dataset?")
+    for phase in phases:
+        samples += _phase_samples(root, phase, paired, val_percent, notes)
     return Dataset(
         root=root,
         format="vitonhd",

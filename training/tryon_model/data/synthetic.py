@@ -198,21 +198,46 @@ def split_counts_for(count: int, fractions: tuple[float, float, float]) -> dict[
     return {"train": n_train, "val": n_val, "test": n_test}
 
 
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What to generate: with the same spec the PNG bytes are identical run to run."""
+
+    count: int
+    height: int = 64
+    width: int = 48
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test
+
+
 def make_synthetic(
-    root: Path,
-    count: int,
-    height: int = 64,
-    width: int = 48,
-    seed: int = 0,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    overwrite: bool = False,
-    show_progress: bool = True,
+    root: Path, spec: SyntheticSpec, overwrite: bool = False, show_progress: bool = True
 ) -> Dataset:
     """Generate a synthetic dataset under `root` in the ``tryon`` layout."""
-    if height < 16 or width < 16:
-        raise ValueError(f"image size must be at least 16x16, got {height}x{width}")
-    counts = split_counts_for(count, fractions)
+    if spec.height < 16 or spec.width < 16:
+        raise ValueError(f"image size must be at least 16x16, got {spec.height}x{spec.width}")
+    counts = split_counts_for(spec.count, spec.fractions)
     root = Path(root)
+    _prepare_root(root, overwrite)
+    rows = _write_samples(root, spec, counts, show_progress)
+    with open(root / INDEX_FILE, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(INDEX_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "height": spec.height,
+        "width": spec.width,
+        "categories": list(CATEGORIES),
+        "generator": {"name": GENERATOR_NAME, "seed": spec.seed, "count": spec.count},
+        "splits": counts,
+    }
+    (root / DATASET_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return load_tryon(root)
+
+
+def _prepare_root(root: Path, overwrite: bool) -> None:
+    """Empty split folders under `root`; only an earlier tryon dataset may be replaced."""
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise DataError(f"{root} exists and is not empty (use --overwrite to replace it)")
@@ -223,12 +248,17 @@ def make_synthetic(
         for kind in ("person", "garment", "target", "mask"):
             (root / split / kind).mkdir(parents=True, exist_ok=True)
 
+
+def _write_samples(
+    root: Path, spec: SyntheticSpec, counts: dict[str, int], show_progress: bool
+) -> list[dict[str, str]]:
+    """Render and save every sample; returns the index rows in sample order."""
     rows: list[dict[str, str]] = []
     split_of = ["train"] * counts["train"] + ["val"] * counts["val"] + ["test"] * counts["test"]
-    with Progress(count, "generating", enabled=None if show_progress else False) as bar:
-        for index in range(count):
-            rng = np.random.default_rng([seed, index])
-            example = render_sample(rng, height, width)
+    with Progress(spec.count, "generating", enabled=None if show_progress else False) as bar:
+        for index in range(spec.count):
+            rng = np.random.default_rng([spec.seed, index])
+            example = render_sample(rng, spec.height, spec.width)
             split = split_of[index]
             sample_id = f"{index:06d}"
             row = {"sample_id": sample_id, "split": split, "category": example["category"]}
@@ -239,19 +269,4 @@ def make_synthetic(
                 row[kind] = rel
             rows.append(row)
             bar.update()
-
-    with open(root / INDEX_FILE, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(INDEX_COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    meta = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "height": height,
-        "width": width,
-        "categories": list(CATEGORIES),
-        "generator": {"name": GENERATOR_NAME, "seed": seed, "count": count},
-        "splits": counts,
-    }
-    (root / DATASET_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return load_tryon(root)
+    return rows
