@@ -54,7 +54,7 @@ lint: venv ## ruff
 typecheck: venv ## mypy (strict) on the packages
 	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer training/tryon_model
 
-test: doctor host-packages venv tools lint ## everything: unit, integration (starts its own control plane and servers), chart
+test: doctor host-packages venv tools lint typecheck ## everything: unit, integration (starts its own control plane and servers), chart
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows
@@ -73,9 +73,10 @@ test-integration: venv tools ## tests against the local control plane, MLflow an
 
 CHAOS_ITERATIONS ?= 50
 CHAOS_SEED ?= $(shell date +%Y%m%d)
+CHAOS_HA ?= 1
 
-chaos: venv tools ## nightly-size chaos run: 50 rollouts with faults (CHAOS_ITERATIONS=, CHAOS_SEED=)
-	TRYON_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) TRYON_CHAOS_SEED=$(CHAOS_SEED) \
+chaos: venv tools ## nightly-size chaos run: 50 rollouts with faults, two replicas under leader election (CHAOS_ITERATIONS=, CHAOS_SEED=, CHAOS_HA=0 for one)
+	TRYON_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) TRYON_CHAOS_SEED=$(CHAOS_SEED) TRYON_CHAOS_HA=$(CHAOS_HA) \
 	  TRYON_CHAOS_REPORT=$${TRYON_CHAOS_REPORT:-build/chaos-summary.txt} \
 	  $(PY) -m pytest tests/integration/chaos -s $(PYTEST_ARGS)
 

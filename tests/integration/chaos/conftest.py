@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.integration.chaos.ha import TIMINGS
 from tests.integration.operator.conftest import OperatorProcess, crd, smoke
 from tests.support.servers import S3Server, start_mlflow_server
 
-__all__ = ["chaos_mlflow", "chaos_operator", "crd", "smoke"]
+__all__ = ["chaos_mlflow", "chaos_operators", "crd", "smoke"]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +33,15 @@ def chaos_mlflow(s3_server: S3Server) -> Iterator[Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+HA = os.environ.get("TRYON_CHAOS_HA", "0") == "1"
+
+
 @pytest.fixture
-def chaos_operator(kube_cluster: Any, crd: Any, chaos_mlflow: Any, namespace: str,
-                   smoke: Any, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The operator as a real process against ``chaos_mlflow``; faults SIGKILL and restart it."""
+def chaos_operators(kube_cluster: Any, crd: Any, chaos_mlflow: Any, namespace: str,
+                    smoke: Any, tmp_path: Path) -> Iterator[list[OperatorProcess]]:
+    """The operator as real processes against ``chaos_mlflow``: one, which the faults SIGKILL and
+    restart, or with TRYON_CHAOS_HA=1 two replicas under leader election (Lease in the test
+    namespace, short timings), whose leader the faults kill or pause."""
     env = {
         **os.environ,
         "KUBECONFIG": kube_cluster.kubeconfig,
@@ -44,12 +50,18 @@ def chaos_operator(kube_cluster: Any, crd: Any, chaos_mlflow: Any, namespace: st
         "TRYON_MLFLOW_TIMEOUT_SECONDS": "2",
         "TRYON_RESYNC_SECONDS": "0.5",
         "TRYON_SERVICE_URL_TEMPLATE": smoke.url,
-        # One operator, SIGKILLed and restarted by the faults: no Lease to wait out each time.
-        "TRYON_LEADER_ELECTION": "false",
+        "TRYON_LEADER_ELECTION": "true" if HA else "false",
+        "TRYON_LEADER_ELECTION_NAMESPACE": namespace,
+        **(TIMINGS if HA else {}),
     }
-    op = OperatorProcess([sys.executable, "-m", "tryon_operator", "--namespace", namespace],
-                         env, tmp_path / "operator.log")
-    op.start()
-    yield op
-    op.stop()
-    print("---- operator log (tail) ----\n" + op.log())
+    ops = [
+        OperatorProcess([sys.executable, "-m", "tryon_operator", "--namespace", namespace],
+                        {**env, "TRYON_POD_NAME": f"chaos-{n}"}, tmp_path / f"operator-{n}.log")
+        for n in (("a", "b") if HA else ("a",))
+    ]
+    for op in ops:
+        op.start()
+    yield ops
+    for op in ops:
+        op.stop()
+        print(f"---- operator {op.env['TRYON_POD_NAME']} log (tail) ----\n" + op.log())

@@ -13,12 +13,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from random import Random
 from typing import Any, ClassVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from tests.integration.chaos.ha import LeaderKill, LeaderPause, double_actions
 from tests.integration.chaos.invariants import (
     COLOR,
     FAULT,
@@ -115,7 +117,12 @@ class World:
     mlflow_client: Any
     smoke: Any  # SmokeStandIn
     registered_model: str
+    standby: Any = None  # a second replica under leader election (``make chaos``: TRYON_CHAOS_HA)
     api: client.ApiClient = field(init=False)
+
+    @property
+    def replicas(self) -> list[Any]:
+        return [p for p in (self.operator, self.standby) if p is not None]
 
     def __post_init__(self) -> None:
         self.api = config.new_client_from_config(config_file=self.kubeconfig)
@@ -302,6 +309,9 @@ class ConcurrentWriters(Fault):
 FAULTS: tuple[Fault, ...] = (OperatorKill(), DeleteDeployment(), DeleteService(), DeletePods(),
                              FailPods(), MlflowOutage(), ConcurrentWriters())
 
+HA_FAULTS: tuple[Any, ...] = (LeaderKill(), LeaderPause(), DeleteDeployment(), DeleteService(),
+                               DeletePods(), FailPods(), MlflowOutage(), ConcurrentWriters())
+
 TARGETS: dict[str, float] = {
     "good-version": 3.0,
     "smoke-fails": 1.5,
@@ -332,6 +342,7 @@ class ChaosRun:
         self.replica_writes = False
         self.iteration = 0
         self._faults_now: list[str] = []
+        self.faults: tuple[Any, ...] = HA_FAULTS if world.standby is not None else FAULTS
 
     # -------------------------------------------------------------- registry writes (the test's)
 
@@ -422,7 +433,8 @@ class ChaosRun:
         self._faults_now = []
         target = self.rng.choices(list(TARGETS), weights=list(TARGETS.values()))[0]
         count = self.rng.choice([1, 1, 2, 2, 3])
-        faults = self.rng.choices(FAULTS, weights=[f.weight for f in FAULTS], k=count)
+        faults = self.rng.choices(self.faults, weights=[f.weight for f in self.faults], k=count)
+        began = datetime.now(UTC)
         moments = sorted(self.rng.uniform(0.0, FAULT_WINDOW_S) for _ in faults)
         self.stats.targets[target] += 1
 
@@ -459,6 +471,10 @@ class ChaosRun:
         settled = self.settle(self.aliases[ALIAS])
         if settled:
             self._check(version, expect_good and not pod_faults)
+        if self.world.standby is not None:
+            for violation in double_actions(self, began):
+                self.stats.violations.append((self.iteration, violation))
+                self.log(f"[chaos] iteration {self.iteration} VIOLATION {violation}")
         self.stats.iterations += 1
         self.stats.seconds.append(time.monotonic() - started)
 

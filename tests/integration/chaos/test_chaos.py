@@ -21,21 +21,22 @@ TIMEOUT = int(os.environ.get("TRYON_CHAOS_TIMEOUT", 240 + 45 * ITERATIONS))
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
 
-def test_chaos_rollouts_keep_invariants(chaos_operator, chaos_mlflow, smoke, kube_cluster,
+def test_chaos_rollouts_keep_invariants(chaos_operators, chaos_mlflow, smoke, kube_cluster,
                                         namespace, capsys, tmp_path):
     from mlflow import MlflowClient
 
     mlflow_client = MlflowClient(tracking_uri=chaos_mlflow.tracking_uri,
                                  registry_uri=chaos_mlflow.tracking_uri)
     mlflow_client.create_registered_model(namespace)
-    world = World(kube_cluster.kubeconfig, namespace, "chaos", chaos_operator, chaos_mlflow,
-                  mlflow_client, smoke, registered_model=namespace)
+    world = World(kube_cluster.kubeconfig, namespace, "chaos", chaos_operators[0], chaos_mlflow,
+                  mlflow_client, smoke, registered_model=namespace,
+                  standby=chaos_operators[1] if len(chaos_operators) > 1 else None)
 
     def say(line: str) -> None:
         with capsys.disabled():
             print(line, flush=True)
 
-    say(f"\n[chaos] seed={SEED} iterations={ITERATIONS} "
+    say(f"\n[chaos] seed={SEED} iterations={ITERATIONS} replicas={len(chaos_operators)} "
         f"(replay: TRYON_CHAOS_SEED={SEED} TRYON_CHAOS_ITERATIONS={ITERATIONS})")
     run = ChaosRun(world, SEED, log=say)
     run.start()
