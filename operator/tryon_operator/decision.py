@@ -13,6 +13,22 @@ from .models import Color, GpuShortagePolicy, RolloutState, TryOnModelStatus, ot
 from .observe.views import ColorView as ColorView
 from .observe.views import Observed as Observed
 from .observe.views import SmokeOutcome as SmokeOutcome
+from .rollout_actions import WAITING as WAITING
+from .rollout_actions import Abort as Abort
+from .rollout_actions import Action as Action
+from .rollout_actions import AwaitPromotion as AwaitPromotion
+from .rollout_actions import CancelRollout as CancelRollout
+from .rollout_actions import FinishRollout as FinishRollout
+from .rollout_actions import FlipBack as FlipBack
+from .rollout_actions import Hold as Hold
+from .rollout_actions import MakeRoom as MakeRoom
+from .rollout_actions import Promote as Promote
+from .rollout_actions import RunSmokeTest as RunSmokeTest
+from .rollout_actions import ShrinkPreview as ShrinkPreview
+from .rollout_actions import ShrinkStandby as ShrinkStandby
+from .rollout_actions import StartRollout as StartRollout
+from .rollout_actions import Steady as Steady
+from .rollout_actions import Wait as Wait
 
 # ------------------------------------------------------------------ inputs
 
@@ -40,135 +56,6 @@ class Desired:
         """How long after the flip the previous colour is kept for an instant flip back."""
         return max(self.post_promotion, self.scale_down_delay)
 
-
-# ------------------------------------------------------------------ actions
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Nothing may change now (paused, model unknown, version rejected, awaiting a person)."""
-
-    reason: str
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Steady:
-    """The active colour serves what is desired; nothing to do."""
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Something is in progress; look again in ``seconds``."""
-
-    reason: str
-    seconds: float
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class StartRollout:
-    color: Color
-    version: str
-    template_hash: str
-    replicas: int
-    superseded: RolloutState | None = None
-
-
-@dataclass(frozen=True)
-class CancelRollout:
-    """The desired state went back to what is active: drop the preview without blame."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class RunSmokeTest:
-    color: Color
-
-
-@dataclass(frozen=True)
-class ShrinkPreview:
-    """GPU shortage, policy ShrinkPreview: run the preview with the pods that fit."""
-
-    color: Color
-    replicas: int
-
-
-@dataclass(frozen=True)
-class MakeRoom:
-    """GPU shortage, policy InPlace: give up active pods so the preview's pods fit."""
-
-    color: Color
-    replicas: int
-    room_made: int
-
-
-@dataclass(frozen=True)
-class AwaitPromotion:
-    """Preview is healthy and tested; ``autoPromote: false`` waits for a person."""
-
-
-@dataclass(frozen=True)
-class Promote:
-    color: Color
-
-
-@dataclass(frozen=True)
-class Abort:
-    """Roll back before the flip: traffic never left the active colour."""
-
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ShrinkStandby:
-    """Right after the flip: the previous colour keeps only ``replicas`` warm pods for the window.
-
-    ``serving`` is the size it grows back to if traffic flips back to it.
-    """
-
-    color: Color
-    replicas: int
-    serving: int
-
-
-@dataclass(frozen=True)
-class FlipBack:
-    """Roll back after the flip: traffic returns to the previous colour, still warm.
-
-    With a shrunk warm standby, ``warm`` is the pods Ready on it when traffic returns and
-    ``grow_to`` the serving size it is scaled back to (the flip does not wait for them).
-    """
-
-    reason: str
-    message: str
-    warm: int | None = None
-    grow_to: int | None = None
-
-
-@dataclass(frozen=True)
-class FinishRollout:
-    """The post-promotion watch and the scale-down delay are over: scale the old colour to 0."""
-
-
-Action = (
-    Hold
-    | Steady
-    | Wait
-    | StartRollout
-    | CancelRollout
-    | RunSmokeTest
-    | ShrinkPreview
-    | MakeRoom
-    | AwaitPromotion
-    | Promote
-    | Abort
-    | ShrinkStandby
-    | FlipBack
-    | FinishRollout
-)
 
 POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachable smoke test)
 # Waits on the children (pods Ready, post-promotion health): their watch events wake the reconcile
@@ -429,6 +316,3 @@ def manual_rollback(
         rollout,
         warm,
     )
-
-
-WAITING = (Hold, Steady, Wait, AwaitPromotion)

@@ -1,40 +1,26 @@
 """Lease leader election, so two or more operator replicas run with exactly one writer.
 
-``LeaderElector`` campaigns for the ``coordination.k8s.io/v1`` Lease ``tryon-operator`` the way
-client-go's leaderelection does: it takes the Lease when it is free or expired, renews it every
-retry period, and stops leading when a renewal has not succeeded within the renew deadline, which
-is shorter than the lease duration, so a standby (which waits the full duration from the moment
-it last *saw the record change*, on its own monotonic clock) never writes while the old leader
-still believes it leads. Every update carries the resourceVersion it read: a 409 means another
-replica wrote first. A graceful ``stop()`` releases the Lease (no holder, 1 s duration), so a
-standby takes over within one retry period instead of a whole lease duration.
+``LeaderElector`` campaigns for the ``coordination.k8s.io/v1`` Lease ``tryon-operator`` as
+client-go's leaderelection does: it takes the Lease when free or expired (judged on its own
+monotonic clock from when it last saw the record change, never across hosts), renews it every
+retry period with the resourceVersion it read (409: another replica wrote first), and stops
+leading when no renewal succeeded within the renew deadline, which is shorter than the lease.
+A graceful ``stop()`` releases the Lease (no holder, 1 s) so a standby takes over at once.
 
-The elector runs on a **thread**, not an asyncio task: the Kubernetes client is blocking (an
-asyncio version would run every call in an executor anyway), and renewals must not wait behind
-kopf's event loop or a burst of handlers on it — a late renewal is a needless failover. The
-reconciles that consult it run on threads too, so its state is guarded by a lock, and asyncio code
-awaits leadership with ``wait_for_leadership_async()``. Give it an ``ApiClient`` of its own
-without urllib3 retries (``lease_api_client(shared)``; ``from_settings`` does this): a hidden
-retry would outlast the renew deadline, and a renewal must not queue behind reconciles.
-
-Fencing: ``still_leader()`` is false as soon as the renew deadline has passed without a successful
-renewal (measured from when the renewal *started*), whatever the loop is doing — after a SIGSTOP,
-a hung connection or a stalled thread. ``write_batch()`` wraps one batch of writes: it raises
-``NotLeaderError`` when not leading, and stepping down waits (until the fence time) for the
-batches in flight before the Lease is released, so two writers never overlap. A write already sent
-when the fence passes cannot be recalled; keep batches short.
-
-Callbacks (``on_started_leading``, ``on_stopped_leading``, ``on_new_leader``) run in order on a
-callback thread of their own, never on the renewing thread, so a slow callback cannot cost the
-Lease. They must not raise (an exception is logged and swallowed).
+It runs on a **thread**: the Kubernetes client blocks, and a renewal must not wait behind kopf's
+event loop. Its Lease client has no urllib3 retries and a pool of its own (``lease_api_client``):
+a hidden retry would outlast the renew deadline. ``still_leader()`` is the fence (false once the
+renew deadline passed without a renewal, whatever the loop is doing: SIGSTOP, a hung socket);
+``write_batch()`` wraps writes, raising ``NotLeaderError`` when not leading, and stepping down
+waits for the batches in flight before the Lease is released. Callbacks run in order on a thread
+of their own (``leadership_callbacks.py``) and must not raise. docs/operator.md#high-availability
+has the whole story and the measured failover.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import queue
 import random
 import threading
 import time
@@ -46,6 +32,7 @@ from typing import Any, Literal
 from kubernetes import client
 
 from .errors import KubeConflictError, KubeError, NotLeaderError
+from .leadership_callbacks import CallbackThread
 from .leadership_lease import (
     ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
@@ -106,13 +93,9 @@ class LeaderElector:
         self._record: LeaseRecord | None = None
         self._observed_at = -math.inf  # when this process last saw the record change
         self._leader_event = threading.Event()
-        self._async_waiters: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._callbacks: queue.Queue[tuple[Callable[[], None], threading.Event] | None] = (
-            queue.Queue()
-        )
-        self._callback_thread: threading.Thread | None = None
+        self._callbacks = CallbackThread()
         if metrics is not None:
             metrics.leader.set(0)
 
@@ -188,29 +171,6 @@ class LeaderElector:
         """Blocks until this replica leads (True) or ``timeout`` passes (False)."""
         return self._leader_event.wait(timeout)
 
-    async def wait_for_leadership_async(self) -> None:
-        """Awaits leadership without blocking the event loop (cancellable)."""
-        loop = asyncio.get_running_loop()
-        won: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not won.done():
-                won.set_result(None)
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(settle)
-
-        with self._lock:
-            if self._leading:
-                return
-            self._async_waiters.append(wake)
-        try:
-            await won
-        finally:
-            with self._lock:
-                if wake in self._async_waiters:
-                    self._async_waiters.remove(wake)
-
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LeaderElector:
@@ -225,7 +185,7 @@ class LeaderElector:
         Losing the Lease (renew deadline passed, or another holder seen) calls
         ``on_stopped_leading`` and campaigns again; the wiring may exit instead.
         """
-        self._start_callbacks()
+        self._callbacks.start()
         log.info(
             "leader election: %s campaigns for Lease %s/%s (lease %ss, renew deadline %ss, "
             "retry %ss)",
@@ -246,7 +206,7 @@ class LeaderElector:
                 self._stopping.wait(self._pause(began))
         finally:
             self._step_down("shutting down", release=True)
-            self._callbacks.put(None)
+            self._callbacks.finish()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stops campaigning; a leader steps down (waiting for write batches and
@@ -255,9 +215,7 @@ class LeaderElector:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout if timeout is not None else self.lease_seconds + 5)
-        callbacks = self._callback_thread
-        if callbacks is not None and callbacks is not threading.current_thread():
-            callbacks.join(timeout if timeout is not None else self.renew_deadline)
+        self._callbacks.join(timeout if timeout is not None else self.renew_deadline)
 
     # ------------------------------------------------------------------ the loop
 
@@ -362,7 +320,7 @@ class LeaderElector:
             )
             if self._callbacks_given.on_new_leader is not None:
                 callback = self._callbacks_given.on_new_leader
-                self._dispatch(lambda: callback(record.holder))
+                self._callbacks.dispatch(lambda: callback(record.holder))
 
     # ------------------------------------------------------------------ transitions
 
@@ -371,18 +329,15 @@ class LeaderElector:
             self._leading = True
             self._renewed_at = began
             transitions = self._record.transitions if self._record else 0
-            waiters, self._async_waiters = self._async_waiters, []
             self._leader_event.set()
-        for wake in waiters:
-            wake()
         if self._metrics is not None:
             self._metrics.leader.set(1)
             self._metrics.leader_transitions.labels("started").inc()
         message = f"{self.identity} became leader (leaseTransitions={transitions})"
         log.info("leader election: %s of Lease %s/%s", message, self.namespace, self.name)
-        self._dispatch(lambda: self._event("LeaderElection", message))
+        self._callbacks.dispatch(lambda: self._event("LeaderElection", message))
         if self._callbacks_given.on_started_leading is not None:
-            self._dispatch(self._callbacks_given.on_started_leading)
+            self._callbacks.dispatch(self._callbacks_given.on_started_leading)
 
     def _step_down(self, reason: str, *, release: bool = False) -> None:
         with self._lock:
@@ -407,7 +362,7 @@ class LeaderElector:
             reason,
         )
         stopped = self._callbacks_given.on_stopped_leading
-        done = self._dispatch(stopped) if stopped is not None else None
+        done = self._callbacks.dispatch(stopped) if stopped is not None else None
         if not release:
             return
         if done is not None:
@@ -449,27 +404,3 @@ class LeaderElector:
             self._client.event(lease, reason, message, timeout=self.retry_period)
         except KubeError as err:  # best effort: the log line above is the record
             log.debug("leader election: no Event (%s)", err)
-
-    # ------------------------------------------------------------------ callbacks
-
-    def _start_callbacks(self) -> None:
-        if self._callback_thread is None:
-            self._callback_thread = threading.Thread(
-                target=self._run_callbacks, name="leader-election-callbacks", daemon=True
-            )
-            self._callback_thread.start()
-
-    def _dispatch(self, fn: Callable[[], None]) -> threading.Event:
-        done = threading.Event()
-        self._callbacks.put((fn, done))
-        return done
-
-    def _run_callbacks(self) -> None:
-        while (item := self._callbacks.get()) is not None:
-            fn, done = item
-            try:
-                fn()
-            except Exception:
-                log.exception("leader election: a callback failed")
-            finally:
-                done.set()

@@ -120,7 +120,8 @@ class Reconciler:
             # Garbage collection is removing the children; self-heal must not fight it.
             return None
         try:
-            return self._reconcile(body)
+            with self.fx.events.holding():
+                return self._reconcile(body)
         finally:
             self.metrics.reconcile_seconds.labels(namespace, name).observe(
                 time.monotonic() - started
@@ -199,6 +200,7 @@ class Reconciler:
         announce_phase(fx.events, ctx.owner, old, step.status)
         wrote = self._write_status(ctx.owner, written, step.status) or written != old
         requests.settle(step, desired, requests.outcomes(step, desired, fulfilled, retry_problem))
+        fx.events.release()  # the requests' own writes (annotations removed) are done
         self._export(ctx, step.status)
         requeue = action.seconds if isinstance(action, d.Wait) else None
         return ReconcileResult(step.status, type(action).__name__, requeue, wrote)
@@ -217,7 +219,10 @@ class Reconciler:
         )
 
     def _write_status(self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus) -> bool:
+        """Writes ``new`` if it differs, then tells the decisions it records (``EventSink``)."""
         if new == old:
+            self.fx.events.release()
             return False
         self.fx.kube.patch_status(owner.namespace, owner.name, new.to_patch())
+        self.fx.events.release()
         return True

@@ -3,7 +3,6 @@ namespace defaults, the settings and their validation, and the fence on a fake c
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -216,32 +215,6 @@ def test_the_lease_client_has_no_hidden_retries_and_a_pool_of_its_own() -> None:
     assert own.configuration.host == shared.host
     assert own.configuration.retries is False and own.configuration.connection_pool_maxsize == 2
     assert shared.retries is None and shared.connection_pool_maxsize == 32
-
-
-def test_asyncio_code_awaits_leadership_without_blocking_the_loop() -> None:
-    import asyncio
-
-    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False))
-
-    async def scenario() -> list[str]:
-        seen: list[str] = []
-        waiter = asyncio.create_task(elector.wait_for_leadership_async())
-        await asyncio.sleep(0.05)
-        seen.append("waiting" if not waiter.done() else "done too early")
-        threading.Timer(0.05, lambda: elector._become_leader(time.monotonic())).start()
-        await asyncio.wait_for(waiter, 5)
-        seen.append("leader")
-        await asyncio.wait_for(elector.wait_for_leadership_async(), 1)  # already: at once
-        cancelled = LeaderElector(client.ApiClient(), ElectionConfig("b", "n"))
-        task = asyncio.create_task(cancelled.wait_for_leadership_async())
-        await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert cancelled._async_waiters == []
-        return seen
-
-    assert asyncio.run(scenario()) == ["waiting", "leader"]
 
 
 def test_a_standby_looks_again_when_the_watched_lease_would_expire() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from tryon_operator.builders import LABEL_COLOR, Owner
-from tryon_operator.errors import InvalidSpecError, ModelResolutionError, RegistryError
+from tryon_operator.errors import InvalidSpecError, KubeError, ModelResolutionError, RegistryError
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.models import PendingTag, TryOnModelStatus
 from tryon_operator.observe.views import (
@@ -400,3 +400,24 @@ def test_active_version_metric_keeps_one_series_per_object():
     metrics.set_active("shop", "dress", None, None)
     assert {s.labels["name"] for m in metrics.active_version.collect() for s in m.samples} == {
         "shirt"}
+
+
+def test_a_promotion_whose_status_write_fails_is_told_once_by_the_retry(world):
+    reconciler, kube, registry, _, clock = world
+    run(reconciler)  # blue rolls out
+    kube.settle()
+    calls = {"n": 0}
+    original = kube.patch_status
+
+    def dies_at_the_first_write(namespace, name, status):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KubeError("the process died here (kill -9 after the flip)")
+        original(namespace, name, status)
+
+    kube.patch_status = dies_at_the_first_write
+    with pytest.raises(KubeError):
+        run(reconciler)  # promoted blue, but its status never got written
+    assert "Promoted" not in kube.events
+    run(reconciler)  # the next attempt (or the next leader) redoes the flip from the old status
+    assert kube.events.count("Promoted") == 1
