@@ -521,6 +521,11 @@ class Bench:
                 for (v, r, s), n in diff.items()
                 if v in WRITE_VERBS and r in ctl.writes
             },
+            "read_detail": {
+                f"{v} {r}{'/' + s if s else ''}": round(n / minutes, 1)
+                for (v, r, s), n in diff.items()
+                if v in READ_VERBS and r in ctl.reads
+            },
         }
 
     def wait_healthy(
@@ -614,7 +619,8 @@ class Bench:
         self.run_all(
             [lambda m=m: self.mlflow.set_alias(m, self.mlflow.new_version(m)) for m in models]
         )
-        ctl.pid = self.start_process("tryon-operator", [str(BIN / "tryon-operator")], env)
+        extra = os.environ.get("TRYON_BENCH_OPERATOR_ARGS", "").split()  # e.g. -v: debug log
+        ctl.pid = self.start_process("tryon-operator", [str(BIN / "tryon-operator"), *extra], env)
         ctl.sampler = ProcSampler(ctl.pid)
         ctl.sampler.start()
         wait_until("operator webhook", lambda: _port_open(webhook_port), 60)

@@ -262,7 +262,11 @@ async def _start_informers(
             return
         meta = obj.get("metadata") or {}
         owner = owner_of(meta)
-        if owner and changes.worth_a_reconcile(event_type, obj):
+        worth = bool(owner) and changes.worth_a_reconcile(event_type, obj)
+        log.debug("child %s %s %s/%s rv=%s: %s", event_type, obj.get("kind"),
+                  meta.get("namespace"), meta.get("name"), meta.get("resourceVersion"),
+                  "poke" if worth else "no change that matters")
+        if worth and owner:
             queue.poke(str(meta.get("namespace") or ""), owner)
 
     def from_informer(event_type: str, obj: dict[str, Any]) -> None:  # on an informer thread

@@ -18,6 +18,7 @@ the Deployment read in ``restore_template`` (its JSON patch tests the live resou
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from ..gateways.kube import KubeGateway
 from ..observe.parse import cluster_view
 from ..observe.views import ClusterView, GpuCapacity
 from .store import Store, version_of
+
+log = logging.getLogger(__name__)
 
 ExpectKey = tuple[str, str, str]  # kind, namespace, name
 FRESH_WAIT_SECONDS = 1.0
@@ -159,6 +162,7 @@ class CachedKube:
             return cached
         reason = "missing" if cached is None else "own-write"
         self._metrics.fallbacks.labels("TryOnModel", reason).inc()
+        log.debug("live read of TryOnModel %s/%s: %s", namespace, name, reason)
         return self.live.get_tryonmodel(namespace, name)
 
     def observe(self, namespace: str, name: str) -> ClusterView:
@@ -168,6 +172,7 @@ class CachedKube:
         stores = self.stores
         if not self._fresh(self._expected_children(namespace, name)):
             self._metrics.fallbacks.labels("children", "own-write").inc()
+            log.debug("live read of the children of %s/%s: own write not seen", namespace, name)
             return self.live.observe(namespace, name)
         children = [
             *stores.deployments.of_instance(namespace, name),

@@ -202,6 +202,7 @@ class Reconciler:
         requests.settle(step, desired, requests.outcomes(step, desired, fulfilled, retry_problem))
         fx.events.release()  # the requests' own writes (annotations removed) are done
         self._export(ctx, step.status)
+        log.debug("%s/%s decided %r", ctx.namespace, ctx.name, action)
         requeue = action.seconds if isinstance(action, d.Wait) else None
         return ReconcileResult(step.status, type(action).__name__, requeue, wrote)
 
