@@ -403,7 +403,7 @@ def test_active_version_metric_keeps_one_series_per_object():
 
 
 def test_a_promotion_whose_status_write_fails_is_told_once_by_the_retry(world):
-    reconciler, kube, registry, _, clock = world
+    reconciler, kube, *_ = world
     run(reconciler)  # blue rolls out
     kube.settle()
     calls = {"n": 0}
