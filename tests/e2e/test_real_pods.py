@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -284,29 +285,66 @@ def _kill_container_process(pod: dict) -> None:
     os.kill(int(json.loads(state.stdout)["pid"]), signal.SIGKILL)
 
 
-def test_the_operator_killed_mid_rollout_comes_back_and_finishes_the_rollout_once(
-    real_cluster: RealCluster, models: Models, shop: str
-) -> None:
-    _serving(real_cluster, models, shop)
+def _leader_pod(cluster: RealCluster, ns: str = "tryon-system") -> dict:
+    """The operator pod that holds the Lease (the chart runs two replicas)."""
+    holder = wait_for(
+        "a leader",
+        lambda: cluster.get("lease", "tryon-operator", ns)["spec"].get("holderIdentity"),
+        60,
+    )
+    return cluster.get("pod", holder, ns)
+
+
+def _rollout_of_v2_in_progress(cluster: RealCluster, models: Models, shop: str) -> str:
+    _serving(cluster, models, shop)
     v2 = models.register(seed=3)
     models.promote(v2)
     wait_for(
         "the rollout of v2 in progress",
-        lambda: (real_cluster.status(NAME, shop).get("rollout") or {}).get("version") == v2,
+        lambda: (cluster.status(NAME, shop).get("rollout") or {}).get("version") == v2,
         60,
     )
-    ns = "tryon-system"
-    (operator,) = json.loads(real_cluster.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
-    restarts = operator["status"]["containerStatuses"][0]["restartCount"]
-    _kill_container_process(operator)
-    wait_serving(real_cluster, NAME, shop, v2)
-    name = operator["metadata"]["name"]
-    after = real_cluster.get("pod", name, ns)["status"]["containerStatuses"][0]
-    assert after["restartCount"] == restarts + 1, "the kubelet restarted the killed operator"
-    assert after["lastState"]["terminated"]["exitCode"] == 137
+    return v2
+
+
+def _promoted_once(cluster: RealCluster, shop: str, version: str) -> None:
     promoted = [
         e
-        for e in real_cluster.events(shop, "Promoted")
-        if f"(version {v2})" in e.get("message", "")
+        for e in cluster.events(shop, "Promoted")
+        if f"(version {version})" in e.get("message", "")
     ]
     assert len(promoted) == 1 and promoted[0].get("count", 1) == 1, promoted
+
+
+def test_the_leader_killed_mid_rollout_is_replaced_and_the_rollout_finishes_once(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v2 = _rollout_of_v2_in_progress(real_cluster, models, shop)
+    leader = _leader_pod(real_cluster)
+    restarts = leader["status"]["containerStatuses"][0]["restartCount"]
+    _kill_container_process(leader)
+    wait_serving(real_cluster, NAME, shop, v2)
+    name = leader["metadata"]["name"]
+    after = real_cluster.get("pod", name, "tryon-system")["status"]["containerStatuses"][0]
+    assert after["restartCount"] == restarts + 1, "the kubelet restarted the killed operator"
+    assert after["lastState"]["terminated"]["exitCode"] == 137
+    _promoted_once(real_cluster, shop, v2)
+
+
+def test_the_leader_pod_deleted_mid_rollout_hands_over_and_the_rollout_finishes_once(
+    real_cluster: RealCluster, models: Models, shop: str
+) -> None:
+    v2 = _rollout_of_v2_in_progress(real_cluster, models, shop)
+    leader = _leader_pod(real_cluster)["metadata"]["name"]
+    deleted = time.monotonic()
+    real_cluster.kubectl("delete", "pod", leader, "-n", "tryon-system", "--wait=false")
+    successor = wait_for(
+        "another replica holds the Lease",
+        lambda: (h := real_cluster.get("lease", "tryon-operator", "tryon-system")["spec"]
+                 .get("holderIdentity")) not in (None, "", leader) and h,
+        60,
+    )
+    print(f"leader pod {leader} deleted -> {successor} leads after "
+          f"{time.monotonic() - deleted:.1f}s")
+    wait_serving(real_cluster, NAME, shop, v2)
+    _promoted_once(real_cluster, shop, v2)
