@@ -57,7 +57,7 @@ class WorkQueue:
         reconcile: ReconcileFn,
         interval: float,
         *,
-        coalesce: float = 0.05,
+        coalesce: float = 0.01,
         executor: Executor | None = None,
         workers: int = 8,
         jitter: bool = False,
