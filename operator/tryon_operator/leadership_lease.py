@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from .errors import KubeConflictError, KubeError
+from .errors import KubeError
+from .gateways.kube import kube_call
 from .settings import OperatorSettings
 
 T = TypeVar("T")
@@ -213,28 +212,9 @@ def released_spec(record: LeaseRecord, now: str) -> dict[str, Any]:
     }
 
 
-def _call(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except ApiException as err:
-        message = _api_message(err)
-        if err.status == 409:
-            raise KubeConflictError(message, status=409) from err
-        raise KubeError(message, status=err.status) from err
-    except (HTTPError, OSError) as err:
-        raise KubeError(f"Kubernetes API unreachable: {err}") from err
-
-
-def _api_message(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "{}").get("message") or err.reason)
-    except ValueError:
-        return str(err.reason)
-
-
 def _json(fn: Callable[..., Any], *args: Any, timeout: float) -> dict[str, Any]:
     """One call, its answer as plain JSON, bounded by ``timeout`` seconds in all."""
-    response = _call(lambda: fn(*args, _preload_content=False, _request_timeout=timeout))
+    response = kube_call(lambda: fn(*args, _preload_content=False, _request_timeout=timeout))
     body: dict[str, Any] = json.loads(response.data)
     return body
 

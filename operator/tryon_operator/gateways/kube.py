@@ -22,7 +22,8 @@ from ..vocabulary import GPU, LABEL_COLOR, LABEL_INSTANCE, MANAGER, RESTARTED_AT
 T = TypeVar("T")
 
 
-def _call(fn: Callable[[], T]) -> T:
+def kube_call(fn: Callable[[], T]) -> T:
+    """Runs one client call; its errors as the domain's (409: ``KubeConflictError``)."""
     try:
         return fn()
     except ApiException as err:
@@ -43,7 +44,7 @@ def _api_message(err: ApiException) -> str:
 
 def _raw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """One read as plain JSON: the client's model classes cost ~18x more CPU to build."""
-    response = _call(lambda: fn(*args, _preload_content=False, **kwargs))
+    response = kube_call(lambda: fn(*args, _preload_content=False, **kwargs))
     body: dict[str, Any] = json.loads(response.data)
     return body
 
@@ -56,7 +57,7 @@ def _version(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str | None:
 
 def _read_or_none(fn: Callable[[], T]) -> T | None:
     try:
-        return _call(fn)
+        return kube_call(fn)
     except KubeError as err:
         if err.status == 404:
             return None
@@ -87,13 +88,15 @@ class KubeGateway:
     def list_tryonmodels(self, namespace: str | None = None) -> list[dict[str, Any]]:
         result: Any
         if namespace:
-            result = _call(
+            result = kube_call(
                 lambda: self._custom.list_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL
                 )
             )
         else:
-            result = _call(lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
+            result = kube_call(
+                lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            )
         return list(result.get("items", []))
 
     def observe(self, namespace: str, name: str) -> ClusterView:
@@ -210,7 +213,7 @@ class KubeGateway:
     def delete_hpa(self, namespace: str, name: str) -> str | None:
         delete = self._autoscaling.delete_namespaced_horizontal_pod_autoscaler
         try:
-            _call(lambda: delete(name, namespace))
+            kube_call(lambda: delete(name, namespace))
         except KubeError as err:
             if err.status != 404:
                 raise
@@ -268,7 +271,7 @@ class KubeGateway:
             last_timestamp=now,
             count=1,
         )
-        _call(lambda: self._core.create_namespaced_event(owner.namespace, event))
+        kube_call(lambda: self._core.create_namespaced_event(owner.namespace, event))
 
 
 def _items(listing: JsonObj) -> list[JsonObj]:

@@ -121,6 +121,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def two_replicas_serving_v1(replicas: Replicas, registry: Any, create_tom: Any,
+                            healthy_on: Any) -> Any:
+    """Replicas ``a`` and ``b`` running, the TryOnModel Healthy on version 1 (blue)."""
+    v1 = registry.add_version()
+    registry.set_alias("production", v1)
+    replicas.start("a", free_port())
+    replicas.start("b", free_port())
+    tom = create_tom("dress", registry.name)
+    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    return tom
+
+
 def test_of_two_replicas_one_leads_and_the_standby_writes_nothing(
         replicas, kube_api, kube_cluster, registry, create_tom, healthy_on):
     v1 = registry.add_version()
@@ -145,12 +157,7 @@ def test_of_two_replicas_one_leads_and_the_standby_writes_nothing(
 
 def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once(
         replicas, kube_api, registry, create_tom, healthy_on):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    replicas.start("a", free_port())
-    replicas.start("b", free_port())
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    tom = two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     leader, standby = replicas.leader_and_standby(kube_api)
 
     v2 = registry.add_version()
@@ -174,12 +181,7 @@ def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once
 
 def test_a_sigterm_hands_the_lease_over_within_seconds(replicas, kube_api, registry,
                                                          create_tom, healthy_on):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    replicas.start("a", free_port())
-    replicas.start("b", free_port())
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     leader, standby = replicas.leader_and_standby(kube_api)
 
     stopped = time.monotonic()
@@ -193,12 +195,7 @@ def test_a_sigterm_hands_the_lease_over_within_seconds(replicas, kube_api, regis
 
 def test_a_webhook_delivery_to_the_standby_reaches_the_leader_at_once(
         replicas, kube_api, registry, create_tom, healthy_on):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    replicas.start("a", free_port())
-    replicas.start("b", free_port())
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    tom = two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     _, standby = replicas.leader_and_standby(kube_api)
 
     v2 = registry.add_version()
@@ -221,12 +218,7 @@ def test_a_webhook_delivery_to_the_standby_reaches_the_leader_at_once(
 
 def test_a_leader_paused_past_its_lease_writes_nothing_when_it_wakes(
         replicas, kube_api, kube_cluster, registry, create_tom, healthy_on):
-    v1 = registry.add_version()
-    registry.set_alias("production", v1)
-    replicas.start("a", free_port())
-    replicas.start("b", free_port())
-    tom = create_tom("dress", registry.name)
-    tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    tom = two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     leader, standby = replicas.leader_and_standby(kube_api)
 
     paused = replicas.procs[leader].proc

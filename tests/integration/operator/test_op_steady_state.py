@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from kubernetes import config
 from tryon_operator.gateways.kube import KubeGateway
 from tryon_operator.gateways.mlflow import MlflowRegistry
 from tryon_operator.gateways.smoke import SmokeTester
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings
 
+from tests.support.counting import counting_api_client
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-def counting_api_client(kubeconfig: str):
-    api = config.new_client_from_config(config_file=kubeconfig)
-    calls: list[tuple[str, str]] = []
-    original = api.rest_client.request
-
-    def request(method, url, *args, **kwargs):
-        calls.append((method, url))
-        return original(method, url, *args, **kwargs)
-
-    api.rest_client.request = request
-    return api, calls
 
 
 def test_steady_state_reconcile_makes_no_write_calls(operator_factory, registry, create_tom,

@@ -4,7 +4,6 @@ server, and a read right after the operator's own write never sees the object as
 from __future__ import annotations
 
 import pytest
-from kubernetes import config
 from tryon_operator.cache.informer import Informer, Resource, wait_synced
 from tryon_operator.cache.kube import CachedKube, Stores
 from tryon_operator.gateways.kube import KubeGateway
@@ -14,22 +13,11 @@ from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings
 from tryon_operator.wiring import CHILDREN
 
+from tests.support.counting import counting_api_client
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 TRYONMODELS = Resource("TryOnModel", "/apis/tryon.dev/v1alpha1", "tryonmodels", "")
-
-
-def counting_api_client(kubeconfig: str):
-    api = config.new_client_from_config(config_file=kubeconfig)
-    calls: list[tuple[str, str]] = []
-    original = api.rest_client.request
-
-    def request(method, url, *args, **kwargs):
-        calls.append((method, url))
-        return original(method, url, *args, **kwargs)
-
-    api.rest_client.request = request
-    return api, calls
 
 
 @pytest.fixture
