@@ -172,24 +172,51 @@ def test_a_model_that_renders_nan_is_rejected_by_the_smoke_gate_and_traffic_stay
     _assert_still_serving(real_cluster, shop, v1)
 
 
+def _watch_pods(cluster: RealCluster, namespace: str, seen: list[dict]) -> threading.Thread:
+    """Collects every pod state the API server sends (a watch, not polling: the operator rolls a
+    crash-looping preview back within a fraction of a second, before a poll would look)."""
+    from kubernetes import client, config, watch
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+
+    def run() -> None:
+        for event in watch.Watch().stream(api.list_namespaced_pod, namespace, timeout_seconds=280):
+            seen.append(event["raw_object"])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_a_model_whose_container_exits_at_start_crash_loops_and_is_rolled_back(
     real_cluster: RealCluster, models: Models, shop: str
 ) -> None:
     v1 = _serving(real_cluster, models, shop)
+    seen: list[dict] = []
+    _watch_pods(real_cluster, shop, seen)
     bad = models.register(failure_mode="unloadable")
     models.promote(bad)
+    _wait_rejected(real_cluster, shop, bad, 240)
 
-    def crash_looping() -> bool:
-        for pod in _pods(real_cluster, shop):
-            for cs in pod["status"].get("containerStatuses", []):
-                waiting = (cs.get("state") or {}).get("waiting") or {}
-                last = (cs.get("lastState") or {}).get("terminated") or {}
-                if waiting.get("reason") == "CrashLoopBackOff" and last.get("exitCode") == 3:
+    def exited_with_3(pod: dict) -> bool:
+        for cs in pod["status"].get("containerStatuses", []):
+            for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+                if (state.get("terminated") or {}).get("exitCode") == 3:
                     return True
         return False
 
-    wait_for("a real CrashLoopBackOff (exit code 3)", crash_looping, 240)
-    _wait_rejected(real_cluster, shop, bad, 240)
+    states = [
+        (cs.get("restartCount"), cs.get("state"))
+        for pod in list(seen)
+        for cs in pod["status"].get("containerStatuses", [])
+    ]
+    print("renderer container states seen:", states)
+    assert any(exited_with_3(pod) for pod in list(seen)), (
+        "no pod state shows the renderer exiting with code 3 (model cannot be built)"
+    )
+    rejected = [h for h in real_cluster.status(NAME, shop).get("history", [])
+                if h.get("version") == bad and h.get("outcome") == "RolledBack"]
+    assert rejected and rejected[-1]["reason"] == "CrashLoop", rejected
     _assert_still_serving(real_cluster, shop, v1)
 
 
@@ -340,11 +367,19 @@ def test_the_leader_pod_deleted_mid_rollout_hands_over_and_the_rollout_finishes_
     real_cluster.kubectl("delete", "pod", leader, "-n", "tryon-system", "--wait=false")
     successor = wait_for(
         "another replica holds the Lease",
-        lambda: (h := real_cluster.get("lease", "tryon-operator", "tryon-system")["spec"]
-                 .get("holderIdentity")) not in (None, "", leader) and h,
+        lambda: (
+            (
+                h := real_cluster.get("lease", "tryon-operator", "tryon-system")["spec"].get(
+                    "holderIdentity"
+                )
+            )
+            not in (None, "", leader)
+            and h
+        ),
         60,
     )
-    print(f"leader pod {leader} deleted -> {successor} leads after "
-          f"{time.monotonic() - deleted:.1f}s")
+    print(
+        f"leader pod {leader} deleted -> {successor} leads after {time.monotonic() - deleted:.1f}s"
+    )
     wait_serving(real_cluster, NAME, shop, v2)
     _promoted_once(real_cluster, shop, v2)
