@@ -202,9 +202,18 @@ class KubeGateway:
         return _version(patch, name, namespace, obj, **kwargs)
 
     def scale(self, namespace: str, name: str, replicas: int) -> str | None:
-        """The scale subresource answers with the Deployment's own resourceVersion."""
+        """The scale subresource answers with the Deployment's own resourceVersion.
+
+        Scaling a Deployment that is gone to 0 is done already (someone deleted the old colour
+        during its scale-down delay): not an error, or the rollout could never finish.
+        """
         body = {"spec": {"replicas": replicas}}
-        return _version(self._apps.patch_namespaced_deployment_scale, name, namespace, body)
+        try:
+            return _version(self._apps.patch_namespaced_deployment_scale, name, namespace, body)
+        except KubeError as err:
+            if err.status == 404 and replicas == 0:
+                return None
+            raise
 
     def set_selector_color(self, namespace: str, service: str, color: str) -> str | None:
         body = {"spec": {"selector": {LABEL_COLOR: color}}}
