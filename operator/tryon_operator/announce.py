@@ -191,7 +191,7 @@ def _clean(evidence: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- setup from settings
 
-EventPoster = Callable[[Owner, str, str, str], None]
+EventPoster = Callable[[Owner, str, str, str], object]
 
 
 def targets_from_settings(settings: OperatorSettings) -> list[Target]:

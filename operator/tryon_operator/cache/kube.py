@@ -242,6 +242,8 @@ class CachedKube:
             self._expect(("TryOnModel", namespace, name), version)
         return version
 
-    def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+    def emit_event(
+        self, owner: Owner, type_: str, reason: str, message: str, key: str | None = None
+    ) -> bool:
         with self._fence():
-            self.live.emit_event(owner, type_, reason, message)
+            return self.live.emit_event(owner, type_, reason, message, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -257,12 +258,22 @@ class KubeGateway:
                 raise
             return None
 
-    def emit_event(self, owner: Owner, type_: str, reason: str, message: str) -> None:
+    def emit_event(
+        self, owner: Owner, type_: str, reason: str, message: str, key: str | None = None
+    ) -> bool:
+        """Posts an Event; False when one with the same ``key`` exists already.
+
+        A ``key`` names the decision (reason, version, rollout): the Event's name is derived from
+        it, so a decision redone after a crash or a lost Lease posts nothing new (409).
+        """
         now = datetime.now(UTC)
+        suffix = (
+            hashlib.sha256(f"{owner.uid}/{key}".encode()).hexdigest()[:16]
+            if key is not None
+            else uuid.uuid4().hex[:16]
+        )
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                name=f"{owner.name}.{uuid.uuid4().hex[:16]}", namespace=owner.namespace
-            ),
+            metadata=client.V1ObjectMeta(name=f"{owner.name}.{suffix}", namespace=owner.namespace),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
                 kind=KIND,
@@ -280,7 +291,11 @@ class KubeGateway:
             last_timestamp=now,
             count=1,
         )
-        kube_call(lambda: self._core.create_namespaced_event(owner.namespace, event))
+        try:
+            kube_call(lambda: self._core.create_namespaced_event(owner.namespace, event))
+        except KubeConflictError:
+            return False  # told already, by this replica or the one before
+        return True
 
 
 def _items(listing: JsonObj) -> list[JsonObj]:

@@ -60,4 +60,9 @@ class Step:
     now: datetime
 
     def tell(self, told: Told) -> None:
-        self.fx.events.tell(self.ctx.owner, told)
+        """Tells a decision; one taken within a rollout is keyed by it, so a redo is not told."""
+        rollout = self.status.rollout
+        key = None
+        if rollout is not None:
+            key = f"{told.reason}/{told.version}/{rollout.version}/{rollout.started_at.isoformat()}"
+        self.fx.events.tell(self.ctx.owner, told, key)

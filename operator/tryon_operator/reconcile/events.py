@@ -1,19 +1,15 @@
 """Where every ``Told`` record goes: the Kubernetes Event, then the audit line and the
 notification (``Announcer``), all made from the same record so they cannot disagree.
 
-During a reconcile the records are *held* and told only once the status that records the decision
-has been written (``release``). A process killed in between (kill -9, a lost Lease) tells nothing,
-and the replica that redoes the step from the old status tells it once; telling first would
-announce the same promotion twice. A reconcile that fails drops what it held: its retry redoes the
-step and tells it then.
+A decision that belongs to a rollout carries a ``key`` (reason, version, the rollout's start):
+its Event's name is derived from it, so when the decision is redone (the process died between it
+and its status write, or the Lease moved on) the Event already exists, and neither it, the audit
+line nor the notification is told a second time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..announce import Announcer
 from ..builders import Owner
@@ -30,44 +26,18 @@ class EventSink:
     def __init__(self, kube: KubePort, announcer: Announcer) -> None:
         self.kube = kube
         self.announcer = announcer
-        self._held = threading.local()  # one reconcile per thread: its records so far
 
-    @contextmanager
-    def holding(self) -> Iterator[None]:
-        """Holds this thread's records until ``release``; drops them if the block fails."""
-        self._held.records = []
-        try:
-            yield
-        except BaseException:
-            for owner, told in self._held.records:
-                log.info(
-                    "not told (the reconcile failed before its status was written): %s/%s %s",
-                    owner.namespace,
-                    owner.name,
-                    told.reason,
-                )
-            raise
-        finally:
-            self._held.records = None
+    def tell(self, owner: Owner, told: Told, key: str | None = None) -> None:
+        self._post(owner, told, key)
 
-    def release(self) -> None:
-        """Tells what this thread holds: the status that records it has been written."""
-        held: list[tuple[Owner, Told]] = getattr(self._held, "records", None) or []
-        self._held.records = [] if getattr(self._held, "records", None) is not None else None
-        for owner, told in held:
-            self._post(owner, told)
-
-    def tell(self, owner: Owner, told: Told) -> None:
-        held = getattr(self._held, "records", None)
-        if held is not None:
-            held.append((owner, told))
-            return
-        self._post(owner, told)
-
-    def _post(self, owner: Owner, told: Told) -> None:
+    def _post(self, owner: Owner, told: Told, key: str | None) -> None:
         log.info("%s/%s %s: %s", owner.namespace, owner.name, told.reason, told.message)
         try:
-            self.kube.emit_event(owner, told.type, told.reason, told.message)
+            if not self.kube.emit_event(owner, told.type, told.reason, told.message, key):
+                log.info(
+                    "%s/%s %s told before (key %s)", owner.namespace, owner.name, told.reason, key
+                )
+                return
         except NotLeaderError:
             raise  # this replica lost the Lease: nothing more may be told or written
         except Exception as err:  # an Event is worth less than the reconcile that emits it

@@ -120,8 +120,7 @@ class Reconciler:
             # Garbage collection is removing the children; self-heal must not fight it.
             return None
         try:
-            with self.fx.events.holding():
-                return self._reconcile(body)
+            return self._reconcile(body)
         finally:
             self.metrics.reconcile_seconds.labels(namespace, name).observe(
                 time.monotonic() - started
@@ -200,7 +199,6 @@ class Reconciler:
         announce_phase(fx.events, ctx.owner, old, step.status)
         wrote = self._write_status(ctx.owner, written, step.status) or written != old
         requests.settle(step, desired, requests.outcomes(step, desired, fulfilled, retry_problem))
-        fx.events.release()  # the requests' own writes (annotations removed) are done
         self._export(ctx, step.status)
         log.debug("%s/%s decided %r", ctx.namespace, ctx.name, action)
         requeue = action.seconds if isinstance(action, d.Wait) else None
@@ -220,10 +218,7 @@ class Reconciler:
         )
 
     def _write_status(self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus) -> bool:
-        """Writes ``new`` if it differs, then tells the decisions it records (``EventSink``)."""
         if new == old:
-            self.fx.events.release()
             return False
         self.fx.kube.patch_status(owner.namespace, owner.name, new.to_patch())
-        self.fx.events.release()
         return True

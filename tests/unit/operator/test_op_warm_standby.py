@@ -194,9 +194,11 @@ class TellingKube(FakeKube):
         super().__init__(body)
         self.messages: list[tuple[str, str]] = []
 
-    def emit_event(self, owner, type_, reason, message):
-        super().emit_event(owner, type_, reason, message)
-        self.messages.append((reason, message))
+    def emit_event(self, owner, type_, reason, message, key=None):
+        told = super().emit_event(owner, type_, reason, message, key)
+        if told:
+            self.messages.append((reason, message))
+        return told
 
     def told(self, reason: str) -> list[str]:
         return [m for r, m in self.messages if r == reason]
