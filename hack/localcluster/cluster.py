@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 import nodeconfig
 import pki as pki_files
 import realnode
+from procs import free_port as _free_port
 from procs import http_ok, pid_alive, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -130,12 +130,6 @@ class ClusterInfo:
 
 
 # --- small helpers ---
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Path | None) -> None:

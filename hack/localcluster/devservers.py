@@ -12,11 +12,11 @@ stack). Readiness is polled with deadlines.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procs import free_port, free_ports
+
 _BIN_DIR = Path(sys.executable).parent
 S3_START_TIMEOUT_S = 90.0
+# A port chosen free can be taken before the server binds it; a start that dies of that is retried.
+S3_START_ATTEMPTS = 3
+WEED_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 MLFLOW_START_TIMEOUT_S = 180.0
 MLFLOW_ARTIFACT_BUCKET = "mlflow-artifacts"
-
-
-def free_port() -> int:
-    """Ask the kernel for a free loopback port (small race window, acceptable in tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _find_binary(name: str) -> str:
@@ -60,6 +58,10 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
         return err.code < 500
     except (OSError, ValueError):
         return False
+
+
+class ProcessExitedEarlyError(RuntimeError):
+    """The server process died before it became ready (its log tail is in the message)."""
 
 
 @dataclass
@@ -98,7 +100,7 @@ class ManagedProcess:
         delay = 0.05
         while time.monotonic() < deadline:
             if not self.running():
-                raise RuntimeError(f"{self.name} exited early\n{self.log_tail()}")
+                raise ProcessExitedEarlyError(f"{self.name} exited early\n{self.log_tail()}")
             if probe():
                 return
             time.sleep(delay)
@@ -219,18 +221,19 @@ def _weed_argv(
     return argv
 
 
-def _weed_ports() -> dict[str, int]:
-    components = ["master", "volume", "filer", "s3", "admin"]
-    ports: dict[str, int] = {}
-    for comp in components:
-        ports[f"{comp}.port"] = free_port()
-        ports[f"{comp}.port.grpc"] = free_port()
-    ports["debug.port"] = free_port()
-    return ports
+def _weed_ports(host: str) -> dict[str, int]:
+    """One free port on ``host`` for every listener `weed mini` opens."""
+    flags = [f"{comp}.{kind}" for comp in WEED_COMPONENTS for kind in ("port", "port.grpc")]
+    flags.append("debug.port")
+    return dict(zip(flags, free_ports(len(flags), host), strict=True))
 
 
 def start_s3_server(workdir: Path, host: str = "127.0.0.1") -> S3Server:
-    """Start seaweedfs `weed mini` with one static identity and wait until S3 answers."""
+    """Start seaweedfs `weed mini` with one static identity and wait until S3 answers.
+
+    A start that exits early is retried on fresh ports (up to ``S3_START_ATTEMPTS``): the
+    ports are free when chosen, but nothing reserves them until `weed` binds.
+    """
     access_key, secret_key = "tryon-test-access", "tryon-test-secret-0123456789"
     config_path = workdir / "s3.json"
     identity = {
@@ -241,28 +244,36 @@ def start_s3_server(workdir: Path, host: str = "127.0.0.1") -> S3Server:
     config_path.write_text(json.dumps({"identities": [identity]}))
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = _weed_ports()
-    proc = ManagedProcess(
-        name="seaweedfs",
-        argv=_weed_argv(data_dir, config_path, ports, host),
-        env=_clean_env(),
-        log_path=workdir / "weed.log",
-        cwd=workdir,
-    )
-    server = S3Server(
-        endpoint_url=f"http://{host}:{ports['s3.port']}",
-        access_key=access_key,
-        secret_key=secret_key,
-        region="us-east-1",
-        process=proc,
-    )
-    proc.start()
-    try:
-        proc.wait_ready(lambda: _s3_ready(server), S3_START_TIMEOUT_S)
-    except BaseException:
-        proc.stop()
-        raise
-    return server
+    for attempt in range(1, S3_START_ATTEMPTS + 1):
+        ports = _weed_ports(host)
+        proc = ManagedProcess(
+            name="seaweedfs",
+            argv=_weed_argv(data_dir, config_path, ports, host),
+            env=_clean_env(),
+            log_path=workdir / "weed.log",
+            cwd=workdir,
+        )
+        server = S3Server(
+            endpoint_url=f"http://{host}:{ports['s3.port']}",
+            access_key=access_key,
+            secret_key=secret_key,
+            region="us-east-1",
+            process=proc,
+        )
+        proc.start()
+        try:
+            proc.wait_ready(functools.partial(_s3_ready, server), S3_START_TIMEOUT_S)
+        except ProcessExitedEarlyError:
+            proc.stop()
+            if attempt == S3_START_ATTEMPTS:
+                raise
+            print(f"seaweedfs exited early (attempt {attempt}); new ports", file=sys.stderr)
+            continue
+        except BaseException:
+            proc.stop()
+            raise
+        return server
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _s3_ready(server: S3Server) -> bool:
@@ -316,7 +327,7 @@ def start_mlflow_server(
     process only (e.g. its webhook settings).
     """
     s3.create_bucket(MLFLOW_ARTIFACT_BUCKET)
-    port = free_port()
+    port = free_port(host)
     tracking_uri = f"http://{host}:{port}"
     artifact_root = f"s3://{MLFLOW_ARTIFACT_BUCKET}/"
     client_env = {

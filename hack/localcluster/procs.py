@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+# Below Linux's default ephemeral range (32768-60999) and Kubernetes' NodePort range (30000-).
+_QUIET_PORT_RANGE = (20000, 30000)
 
 
 def pid_alive(pid: int) -> bool:
@@ -59,3 +65,33 @@ def wait_until(
         lines = logs.read_text(errors="replace").splitlines()[-30:]
         tail = f"\n--- last lines of {logs} ---\n" + "\n".join(lines)
     raise error(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Ask the kernel for a free port on ``host`` (small race window, acceptable in tests)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports on ``host``, outside the kernel's ephemeral range.
+
+    Ports the kernel hands out for ``bind(0)`` are the same ones it gives outgoing connections
+    a source port from: `weed mini` once died with "Volume server listener error" because one of
+    its own connections took the port chosen for its volume server. Ports below the ephemeral
+    (and NodePort) ranges are only taken by someone binding them on purpose; each is checked by
+    binding it on ``host``, all held open together so none is handed out twice.
+    """
+    rng = random.Random()
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            port = rng.randrange(*_QUIET_PORT_RANGE)
+            if port in ports:
+                continue
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            ports.append(port)
+        return ports

@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "localcluster"))
 
+import devservers
 from devservers import (
     MlflowServer,
     S3Server,
@@ -24,7 +25,7 @@ from devservers import (
     start_s3_server,
 )
 
-__all__ = ["MlflowServer", "S3Server", "free_port", "mlflow_server", "s3_server"]
+__all__ = ["MlflowServer", "S3Server", "devservers", "free_port", "mlflow_server", "s3_server"]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,9 @@ from kubernetes import client
 
 from tests.integration.chart.conftest import CHART, Helm
 from tests.support.cluster import KubeCluster, wait_for
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ def test_operator_reaches_healthy_with_only_the_chart_rbac(
         # the chart's own arguments and settings, from the Deployment it installed
         container = kube_cluster.get_json("deployment", sa, "-n", namespace)[
             "spec"]["template"]["spec"]["containers"][0]
-        liveness_port = _free_port()
+        liveness_port = free_port()
         args = [a.replace("0.0.0.0:8082", f"127.0.0.1:{liveness_port}") for a in container["args"]]
         assert f"--namespace={namespace}" in args
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
@@ -109,7 +103,7 @@ def test_operator_reaches_healthy_with_only_the_chart_rbac(
             # what differs off-cluster: where MLflow and the smoke endpoint are, loopback ports
             "TRYON_MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
             "TRYON_SERVICE_URL_TEMPLATE": smoke_url,
-            "TRYON_METRICS_PORT": str(_free_port()),
+            "TRYON_METRICS_PORT": str(free_port()),
             "TRYON_METRICS_HOST": "127.0.0.1",
             "HOME": str(tmp_path),
         })

@@ -19,6 +19,7 @@ from tryon_operator.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_
 
 from tests.integration.operator.conftest import OperatorProcess
 from tests.support.cluster import wait_for
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -111,14 +112,6 @@ def promoted_events(api: client.ApiClient, namespace: str, version: str) -> list
 def audit_lines(log: str, decision: str, version: str) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in log.splitlines() if line.startswith('{"audit"')]
     return [r for r in lines if r["decision"] == decision and r["version"] == version]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def two_replicas_serving_v1(replicas: Replicas, registry: Any, create_tom: Any,
