@@ -21,6 +21,8 @@ from tryon_renderer.batching import BatchRunner  # noqa: E402
 from tryon_renderer.contract import ModelContract  # noqa: E402
 from tryon_renderer.packaging import write_model_dir  # noqa: E402
 from tryon_renderer.placement import PlacementTryOnNet  # noqa: E402
+from tryon_renderer.precision import reduced_dtype  # noqa: E402
+from tryon_renderer.fastpath import photo_batch  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--height", type=int, default=256)
@@ -35,7 +37,7 @@ print(f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
 torch.manual_seed(0)
 model = PlacementTryOnNet().eval()
 runner = BatchRunner(model, dev)
-print(f"autocast dtype: {runner.autocast_dtype}")
+print(f"precision: {runner.set_reduced(reduced_dtype('auto', dev))} (the renderer's auto choice)")
 h, w = args.height, args.width
 raw = {}
 print("| batch | raw img/s | p50 ms/batch | p99 ms/batch |\n|---:|---:|---:|---:|")
@@ -50,13 +52,14 @@ for b in (1, 2, 4, 8, 16, 32, 64):
     raw[b] = b / (sum(times) / len(times))
     print(f"| {b} | {raw[b]:.0f} | {rb.percentile(times, .5)*1e3:.2f} | "
           f"{rb.percentile(times, .99)*1e3:.2f} |", flush=True)
-with torch.inference_mode():
-    x = torch.rand(8, 3, h, w, device=dev) * 2 - 1
-    c = torch.zeros(8, dtype=torch.long, device=dev)
-    ref = model.to(dev)(x, x, c).float()
-    with torch.autocast("cuda", dtype=runner.autocast_dtype):
-        low = model(x, x, c).float()
-print(f"autocast vs fp32 max abs diff: {(low - ref).abs().max().item():.4f} ([-1, 1] scale)")
+person, garment, category = photo_batch(8, h, w)
+low = runner.run(person, garment, category)
+label = runner.precision
+runner.set_reduced(None)
+ref = runner.run(person, garment, category)
+runner.set_reduced(reduced_dtype("auto", dev))
+print(f"{label} vs fp32 max abs diff on photos: {(low - ref).abs().max().item():.4f} "
+      f"([-1, 1] scale; one 8-bit level is {2 / 255:.4f})")
 
 work = Path(tempfile.mkdtemp(prefix="tryon-gpu-"))
 contract = ModelContract(height=h, width=w)

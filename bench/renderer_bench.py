@@ -35,6 +35,7 @@ from tryon_renderer.golden import synthetic_garment, synthetic_person
 from tryon_renderer.network import TryOnConfig, TryOnNet
 from tryon_renderer.packaging import write_model_dir
 from tryon_renderer.placement import PlacementConfig, PlacementTryOnNet
+from tryon_renderer.precision import reduced_dtype
 
 
 @dataclass
@@ -406,6 +407,8 @@ def main() -> None:
         start_server(naive1_argv, naive1_env, naive1_port, workdir / "naive1.log"),
     ]
     runner = BatchRunner(model, torch.device("cpu"))
+    # The same precision the renderer picks with TRYON_PRECISION=auto (its log says which).
+    print(f"raw precision: {runner.set_reduced(reduced_dtype('auto', runner.device))}")
     ours: dict[int, LevelResult] = {}
     naive: dict[int, LevelResult] = {}
     naive1: dict[int, LevelResult] = {}

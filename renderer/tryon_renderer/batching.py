@@ -43,7 +43,11 @@ def pick_device(name: str) -> torch.device:
 
 
 class BatchRunner:
-    """Runs a stacked batch through the model with the fast inference settings for a device."""
+    """Runs a stacked batch through the model with the fast inference settings for a device.
+
+    fp32 until ``set_reduced`` picks a reduced dtype (``precision.choose_precision`` does, after
+    checking the outputs against fp32).
+    """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         self.device = device
@@ -51,10 +55,27 @@ class BatchRunner:
         self.channels_last = True
         with contextlib.suppress(RuntimeError, TypeError):
             self.model = self.model.to(memory_format=torch.channels_last)
+        # Whole-model autocast: for networks without a reduced-precision stage of their own.
         self.autocast_dtype: torch.dtype | None = None
-        if device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
-            self.autocast_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.precision = "fp32"
+
+    def set_reduced(self, dtype: torch.dtype | None) -> str:
+        """Compute in ``dtype`` where this model and device allow it; returns the label in use.
+
+        A model with a ``composition_dtype`` runs only that stage reduced. Any other model is
+        autocast whole on CUDA and stays fp32 on a CPU (its reduced outputs are not equal).
+        """
+        name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype) if dtype else None
+        self.autocast_dtype = None
+        if hasattr(self.model, "composition_dtype"):
+            setattr(self.model, "composition_dtype", dtype)  # noqa: B010 - duck-typed stage
+            self.precision = f"{name} composition" if name else "fp32"
+        elif name and self.device.type == "cuda":
+            self.autocast_dtype = dtype
+            self.precision = f"{name} autocast"
+        else:
+            self.precision = "fp32"
+        return self.precision
 
     def _to_device(self, batch: Tensor) -> Tensor:
         """Pinned host memory + non_blocking copy on CUDA; channels_last layout everywhere."""

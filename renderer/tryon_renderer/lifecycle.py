@@ -16,6 +16,7 @@ import torch
 
 from .batching import BatchingWorker, BatchRunner, pick_device
 from .loading import LoadedModel, ModelIncompatibleError, load_model
+from .precision import choose_precision
 from .s3 import make_client
 from .settings import Settings
 from .state import RendererState
@@ -50,6 +51,8 @@ async def load_and_warm(state: RendererState) -> None:
     loaded = state.loaded
     runner = BatchRunner(loaded.model, pick_device(settings.device))
     state.device = str(runner.device)
+    choice = await asyncio.to_thread(choose_precision, runner, loaded, settings.precision)
+    state.precision = choice.label
     await asyncio.to_thread(warm_up, runner, loaded, settings)
     worker = BatchingWorker(
         runner,
@@ -62,12 +65,23 @@ async def load_and_warm(state: RendererState) -> None:
     worker.start()
     state.worker = worker
     state.metrics.model_info.info(
-        {"name": loaded.name or "", "version": loaded.version_label, "uri": loaded.uri}
+        {
+            "name": loaded.name or "",
+            "version": loaded.version_label,
+            "uri": loaded.uri,
+            "precision": state.precision,
+        }
     )
     state.load_error = None
     state.ready = True
     state.metrics.ready.set(1)
-    log.info("model %s ready on %s", loaded.uri, state.device)
+    log.info(
+        "model %s ready on %s in %s (max abs diff vs fp32 %.4f)",
+        loaded.uri,
+        state.device,
+        choice.label,
+        choice.max_abs_diff,
+    )
 
 
 def _load_blocking(state: RendererState) -> LoadedModel:

@@ -199,6 +199,17 @@ class PlacementTryOnNet(nn.Module):
         self.config = config or PlacementConfig()
         self.placement = PlacementHead(self.config.num_categories)
         self.unet = PlacementUNet(self.config)
+        # Serving may run the U-Net alone in bf16/fp16 (see tryon_renderer.precision); the
+        # placement, warp and blending stay fp32 because their thresholds are not bf16-safe.
+        self.composition_dtype: torch.dtype | None = None
+
+    def _compose(self, x: Tensor, category: Tensor) -> Tensor:
+        if self.composition_dtype is None:
+            out: Tensor = self.unet(x, category)
+            return out
+        with torch.autocast(x.device.type, dtype=self.composition_dtype):
+            reduced: Tensor = self.unet(x, category)
+        return reduced.float()
 
     def forward_with_aux(
         self, person: Tensor, garment: Tensor, category: Tensor
@@ -223,7 +234,7 @@ class PlacementTryOnNet(nn.Module):
         )
         onehot = F.one_hot(category.long(), self.config.num_categories).to(person.dtype)
         cat_map = onehot[:, :, None, None].expand(-1, -1, *person.shape[2:])
-        heads = self.unet(torch.cat([person, warped, shown, cat_map, coords], dim=1), category)
+        heads = self._compose(torch.cat([person, warped, shown, cat_map, coords], dim=1), category)
         keep = torch.sigmoid(heads[:, :1])
         rendered = torch.tanh(heads[:, 1:4])
         rest = keep * person + (1.0 - keep) * rendered

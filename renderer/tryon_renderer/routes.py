@@ -131,6 +131,7 @@ async def model_info(state: StateDep) -> dict[str, Any]:
         "contract": loaded.contract.model_dump(),
         "ready": state.ready,
         "device": state.device,
+        "precision": state.precision,
         "max_batch_size": state.settings.max_batch_size,
         "max_wait_ms": state.settings.max_wait_ms,
         "golden_cases": len(loaded.golden.index.cases) if loaded.golden else 0,

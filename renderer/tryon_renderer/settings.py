@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     device: str = "auto"
+    # auto: bf16 on a GPU (fp16 without bf16) and on CPUs with native bf16, checked against fp32
+    # before serving (tryon_renderer.precision); fp32, bf16 or fp16 force one.
+    precision: str = Field("auto", pattern="^(auto|fp32|bf16|fp16)$")
     torch_threads: int = Field(0, ge=0)  # 0 keeps torch's default
     parallel_batches: int = Field(1, ge=1, le=64)  # CPU: one per core with torch_threads=1
     max_batch_size: int = Field(8, ge=1, le=256)

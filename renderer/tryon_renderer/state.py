@@ -30,6 +30,7 @@ class RendererState:
     draining: bool = False
     load_error: str | None = None
     device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def version(self) -> str:

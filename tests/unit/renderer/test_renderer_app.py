@@ -69,7 +69,7 @@ def test_metrics_exposes_latency_batch_queue_and_version(client: TestClient) -> 
     assert 'tryon_request_duration_seconds_count{outcome="client_error"} 1.0' in text
     assert "tryon_batch_size_count" in text and "tryon_inference_duration_seconds" in text
     assert "tryon_queue_depth 0.0" in text and "tryon_in_flight_requests 0.0" in text
-    assert 'tryon_model_info{name="",uri=' in text and 'version="local"' in text
+    assert 'tryon_model_info{name="",precision="fp32",uri=' in text and 'version="local"' in text
 
 
 def test_smoke_passes_for_a_healthy_model(client: TestClient) -> None:
