@@ -184,6 +184,6 @@ def table(rows: list[dict[str, object]], gflop: float, peak: float) -> str:
         lines.append(
             f"| {r['path']} | {r['batch']} | {img_s:.2f} | {ratio:.2f}x | {achieved:.1f} "
             f"| {achieved / peak:.0%} | {r['max_diff']:.2e} | "
-            f"{'yes' if r['ok'] else 'NO'} (<= {TOLERANCE[str(r['path'])]:g}) |"
+            f"{'yes' if r['ok'] else 'NO'} (<= {TOLERANCE[str(r['path'])]:.2g}) |"
         )
     return "\n".join(lines)
