@@ -19,13 +19,13 @@ divisible by ``2 ** levels``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - conventional alias
 from torch import Tensor, nn
 
+from .netconfig import NetworkConfig
 from .placement import PLACEMENT_ARCH, PlacementConfig, PlacementTryOnNet
 
 ARCH_NAME = "tryon-afn-v1"
@@ -37,20 +37,8 @@ FAILURE_MODES = ("nan", "blank", "unloadable")
 OUTPUT_FAILURE_MODES = ("nan", "blank")
 
 
-@dataclass(frozen=True)
-class TryOnConfig:
-    """Architecture hyper-parameters; stored with the weights so the model can be rebuilt."""
-
-    base_width: int = 16
-    levels: int = 3
-    num_categories: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TryOnConfig:
-        return cls(**{k: int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+# The shared hyper-parameters under this architecture's historical name.
+TryOnConfig = NetworkConfig
 
 
 def _conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:

@@ -26,12 +26,11 @@ served model: ``forward(person, garment, category)`` on (B, 3, H, W) tensors in 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F  # noqa: N812 - conventional alias
 from torch import Tensor, nn
+
+from .netconfig import NetworkConfig
 
 PLACEMENT_ARCH = "tryon-place-v1"
 # Garment foreground: a channel differs from the border colour by more than FG_LOW (in [-1, 1]
@@ -42,20 +41,8 @@ KEEP_PERSON_BIAS = 6.0
 EPS = 1e-6
 
 
-@dataclass(frozen=True)
-class PlacementConfig:
-    """Architecture hyper-parameters; stored with the weights so the model can be rebuilt."""
-
-    base_width: int = 16
-    levels: int = 3
-    num_categories: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PlacementConfig:
-        return cls(**{k: int(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+# The shared hyper-parameters under this architecture's historical name.
+PlacementConfig = NetworkConfig
 
 
 def _block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
