@@ -17,7 +17,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from .announce import start_announcer
 from .audit import configure_audit_logging
-from .cache.informer import Informer, Resource, wait_synced, without_managed_fields
+from .cache.informer import Informer, Resource, slim_pod, wait_synced, without_managed_fields
 from .cache.kube import CachedKube, CacheMetrics, Stores
 from .gateways.fenced import FencedRegistry
 from .gateways.kube import KubeGateway
@@ -49,7 +49,7 @@ CHILDREN = (
     Resource("Deployment", "/apis/apps/v1", "deployments", OWNED),
     Resource("Service", "/api/v1", "services", OWNED, without_managed_fields),
     Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", OWNED),
-    Resource("Pod", "/api/v1", "pods", RENDERER_PODS, without_managed_fields),
+    Resource("Pod", "/api/v1", "pods", RENDERER_PODS, slim_pod),
 )
 WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
 
@@ -263,9 +263,15 @@ async def _start_informers(
         meta = obj.get("metadata") or {}
         owner = owner_of(meta)
         worth = bool(owner) and changes.worth_a_reconcile(event_type, obj)
-        log.debug("child %s %s %s/%s rv=%s: %s", event_type, obj.get("kind"),
-                  meta.get("namespace"), meta.get("name"), meta.get("resourceVersion"),
-                  "poke" if worth else "no change that matters")
+        log.debug(
+            "child %s %s %s/%s rv=%s: %s",
+            event_type,
+            obj.get("kind"),
+            meta.get("namespace"),
+            meta.get("name"),
+            meta.get("resourceVersion"),
+            "poke" if worth else "no change that matters",
+        )
         if worth and owner:
             queue.poke(str(meta.get("namespace") or ""), owner)
 

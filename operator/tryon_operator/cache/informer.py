@@ -187,6 +187,23 @@ def without_managed_fields(obj: JsonObj) -> JsonObj:
     return obj
 
 
+def slim_pod(obj: JsonObj) -> JsonObj:
+    """Renderer pods: metadata (no managedFields), status, and of the spec only what is read.
+
+    The views read a pod's node (scheduled or not), its containers' GPU resources and its whole
+    status; the rest of the spec (env, probes, volumes, affinity) is most of a pod's size, and at
+    1,000 TryOnModels the store holds 2,000+ pods.
+    """
+    without_managed_fields(obj)
+    spec = obj.get("spec") or {}
+    containers = [
+        {"name": c.get("name"), "resources": c.get("resources") or {}}
+        for c in spec.get("containers") or []
+    ]
+    obj["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers}
+    return obj
+
+
 def wait_synced(informers: list[Informer], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     for informer in informers:
