@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +46,19 @@ class Replicas:
         proc.start()
         self.procs[name], self.ports[name] = proc, webhook_port
         return proc
+
+    def wait_listening(self, name: str, timeout: float = 30) -> None:
+        """Until replica ``name``'s webhook receiver accepts connections (it starts after kopf's
+        startup, which can be later than the other replica's first rollout)."""
+
+        def accepts() -> bool | None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=1):
+                    return True
+            except OSError:
+                return None
+
+        wait_for(accepts, timeout, f"replica {name}'s webhook receiver listening")
 
     def holder(self, api: client.ApiClient) -> str | None:
         try:
@@ -123,6 +137,8 @@ def two_replicas_serving_v1(replicas: Replicas, registry: Any, create_tom: Any,
     replicas.start("b", free_port())
     tom = create_tom("dress", registry.name)
     tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
+    replicas.wait_listening("a")
+    replicas.wait_listening("b")
     return tom
 
 
