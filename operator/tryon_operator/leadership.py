@@ -26,13 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubernetes import client
 
 from .errors import KubeConflictError, KubeError, NotLeaderError
-from .leadership_callbacks import CallbackThread
+from .leadership_callbacks import CallbackThread, LeadershipCallbacks
 from .leadership_lease import (
     ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
@@ -48,19 +47,11 @@ from .leadership_lease import (
 from .metrics import Metrics
 from .settings import OperatorSettings
 
+__all__ = ["LeaderElector", "LeadershipCallbacks"]
+
 log = logging.getLogger(__name__)
 
 Attempt = Literal["ok", "failed", "held"]
-
-
-@dataclass(frozen=True)
-class LeadershipCallbacks:
-    """What the wiring hooks in; each runs on the callback thread, in order, and must not block
-    for long (start or stop the work queue, don't run it)."""
-
-    on_started_leading: Callable[[], None] | None = None
-    on_stopped_leading: Callable[[], None] | None = None
-    on_new_leader: Callable[[str | None], None] | None = None  # the holder seen (None: nobody)
 
 
 class LeaderElector:

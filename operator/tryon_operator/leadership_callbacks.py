@@ -1,5 +1,5 @@
-"""The elector's callbacks run in order on a thread of their own, never on the renewing thread:
-a slow ``on_stopped_leading`` must not cost the next renewal."""
+"""What the elector calls back, and where: the callbacks run in order on a thread of their
+own, never on the renewing thread, so a slow ``on_stopped_leading`` cannot cost a renewal."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeadershipCallbacks:
+    """What the wiring hooks in; each runs on the callback thread, in order, and must not block
+    for long (start or stop the work queue, don't run it)."""
+
+    on_started_leading: Callable[[], None] | None = None
+    on_stopped_leading: Callable[[], None] | None = None
+    on_new_leader: Callable[[str | None], None] | None = None  # the holder seen (None: nobody)
 
 
 class CallbackThread:
