@@ -19,6 +19,7 @@ from kubernetes import client
 from tryon_operator.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 from tests.integration.operator.conftest import OperatorProcess
+from tests.integration.operator.webhook_receiver import running_receiver
 from tests.support.cluster import wait_for
 from tests.support.servers import free_port
 
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 LEASE = "tryon-operator"
 LEASE_SECONDS = 15
 SECRET = "ha-test-secret"
+NOTIFY_PATH = "/hooks/ha"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -164,8 +166,21 @@ def test_of_two_replicas_one_leads_and_the_standby_writes_nothing(
     assert len(promoted_events(kube_api, tom.namespace, v2)) == 1
 
 
+def promoted_notifications(receiver: Any, version: str) -> list[Any]:
+    return [r for r in receiver.on(NOTIFY_PATH)
+            if r.body["kind"] == "promoted" and r.body["version"] == version]
+
+
 def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once(
         replicas, kube_api, registry, create_tom, healthy_on):
+    with running_receiver() as receiver:
+        replicas.env["TRYON_NOTIFY_WEBHOOK_URL"] = receiver.url(NOTIFY_PATH)
+        killed_mid_rollout_promotes_once(replicas, kube_api, registry, create_tom, healthy_on,
+                                         receiver)
+
+
+def killed_mid_rollout_promotes_once(replicas, kube_api, registry, create_tom, healthy_on,
+                                     receiver) -> None:
     tom = two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     leader, standby = replicas.leader_and_standby(kube_api)
 
@@ -186,6 +201,10 @@ def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once
     flips = (audit_lines(replicas.log(leader), "flip", v2)
              + audit_lines(replicas.log(standby), "flip", v2))
     assert len(flips) == 1
+    wait_for(lambda: promoted_notifications(receiver, v2) or None, 20,
+             "the Promoted notification for v2")
+    time.sleep(2)  # a second one, if any, would come from the redo within this
+    assert len(promoted_notifications(receiver, v2)) == 1
 
 
 def test_a_sigterm_hands_the_lease_over_within_seconds(replicas, kube_api, registry,
