@@ -373,7 +373,9 @@ class Bench:
         self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tryon-bench-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stack = contextlib.ExitStack()
-        self.cluster = LocalCluster(self.workdir / "cluster")
+        self.cluster = LocalCluster(
+            self.workdir / "cluster", controller_manager_qps=args.controller_manager_qps
+        )
         self.tracker = Tracker()
         self.stub = Stub()
         self.pool = cf.ThreadPoolExecutor(max_workers=8)
@@ -977,7 +979,8 @@ class Bench:
             f"({_cpu_model()}), shared with other work; Python {platform.python_version()}",
             f"argo: {a.get('version', 'not run')}; ours: {o.get('settings', {})}",
             f"sizes {self.args.sizes}, wave {self.args.wave}, rollbacks "
-            f"{self.args.rollbacks}, steady window {self.args.steady}s",
+            f"{self.args.rollbacks}, steady window {self.args.steady}s, controller-manager "
+            f"QPS {self.args.controller_manager_qps or '20 (upstream default)'}",
             "load average (1/5/15 min) at start: {} / at end: {}".format(
                 self.load_at_start, " ".join(f"{x:.2f}" for x in os.getloadavg())
             ),
@@ -1168,6 +1171,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=10.0, help="pause before the window")
     p.add_argument("--healthy-timeout", type=float, default=None)
     p.add_argument("--wave-timeout", type=float, default=180.0)
+    p.add_argument(
+        "--controller-manager-qps",
+        type=int,
+        default=None,
+        help="kube-controller-manager's client QPS (burst 2x); default: upstream's 20",
+    )
     p.add_argument("--skip-argo", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--profile", action="store_true", help="py-spy record ours in steady state")

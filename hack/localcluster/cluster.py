@@ -262,9 +262,17 @@ rules:
 class LocalCluster:
     """Starts and stops the control plane whose files live in ``state_dir``."""
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, real_node: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        real_node: bool = False,
+        controller_manager_qps: int | None = None,
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.real_node = real_node
+        # None keeps the upstream client limit (20 QPS, burst 30), which bounds how fast the
+        # ReplicaSet controller creates pods; benchmarks raise it to take it out of the figure.
+        self.controller_manager_qps = controller_manager_qps
         self.pki = self.state_dir / "pki"
         self.logs = self.state_dir / "logs"
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -464,6 +472,7 @@ class LocalCluster:
                 "--controllers=*",
                 "--use-service-account-credentials=false",
                 "--horizontal-pod-autoscaler-sync-period=5s",
+                *self._controller_manager_rate_flags(),
             ],
             pids,
         )
@@ -490,6 +499,12 @@ class LocalCluster:
             ],
             pids,
         )
+
+    def _controller_manager_rate_flags(self) -> list[str]:
+        qps = self.controller_manager_qps
+        if qps is None:
+            return []
+        return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"]
 
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
         info = ClusterInfo.load(self.state_dir)
