@@ -59,7 +59,7 @@ test: doctor host-packages venv tools lint typecheck ## everything: unit, integr
 
 e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows
 
-e2e-node: host-packages venv tools ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
+e2e-node: host-packages venv tools images ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
 	TRYON_E2E=1 $(PY) -m pytest tests/e2e/node -s $(PYTEST_ARGS)
 
 e2e-flows: host-packages venv tools images ## the product on real pods: probes, ClusterIP, DNS, blue/green, gates, failures
