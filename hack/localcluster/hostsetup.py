@@ -29,9 +29,11 @@ FIXED_HOST_PATHS = (
 )
 # The kubelet sets these at start (kernel defaults it wants); they are restored once it is Ready.
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
+# The CNI bridge plugin (a gateway bridge) turns forwarding on when the first pod gets its
+# network; pods need it while the node runs, so it is restored at teardown only.
+NETWORK_SYSCTLS = ("net.ipv4.ip_forward",)
 # Not changed by our settings, but watched by the teardown test in case a version starts to.
 WATCHED_SYSCTLS = (
-    "net.ipv4.ip_forward",
     "net.ipv4.conf.all.route_localnet",
     "net.bridge.bridge-nf-call-iptables",
     "net.netfilter.nf_conntrack_max",
@@ -82,13 +84,16 @@ def write_sysctl(name: str, value: str) -> None:
 def record_host(state_dir: Path) -> HostRecord:
     return HostRecord(
         state_dir=str(state_dir),
-        sysctls={name: read_sysctl(name) for name in KUBELET_SYSCTLS},
+        sysctls={name: read_sysctl(name) for name in (*KUBELET_SYSCTLS, *NETWORK_SYSCTLS)},
         preexisting_paths=[p for p in FIXED_HOST_PATHS if os.path.lexists(p)],
     )
 
 
-def restore_sysctls(record: HostRecord) -> None:
+def restore_sysctls(record: HostRecord, names: tuple[str, ...] | None = None) -> None:
+    """Puts back the recorded values (of ``names`` only, when given)."""
     for name, value in record.sysctls.items():
+        if names is not None and name not in names:
+            continue
         if read_sysctl(name) != value:
             write_sysctl(name, value)
 
@@ -195,7 +200,7 @@ def snapshot() -> dict[str, object]:
         "fixed_paths": sorted(p for p in FIXED_HOST_PATHS if os.path.lexists(p)),
         "sysctls": {
             name: read_sysctl(name)
-            for name in (*KUBELET_SYSCTLS, *WATCHED_SYSCTLS)
+            for name in (*KUBELET_SYSCTLS, *NETWORK_SYSCTLS, *WATCHED_SYSCTLS)
             if Path("/proc/sys", *name.split(".")).exists()
         },
     }

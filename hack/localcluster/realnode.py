@@ -172,7 +172,7 @@ class RealNode:
                 self.logs / "kubelet.log",
                 record.pids["kubelet"],
             )
-            hostsetup.restore_sysctls(record)
+            hostsetup.restore_sysctls(record, hostsetup.KUBELET_SYSCTLS)
         with step("start kube-proxy (nftables)"):
             self._spawn(
                 record,
