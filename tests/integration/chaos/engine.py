@@ -227,6 +227,23 @@ class DeletePods(Fault):
         return bool(pods)
 
 
+# The TryOnModel's rollback window (max of postPromotionSeconds 4 and scaleDownDelaySeconds 2,
+# see ChaosRun.start) and how much of it must be left for a crash to count as inside it.
+ROLLBACK_WINDOW_SECONDS = 4.0
+WINDOW_MARGIN_SECONDS = 1.0
+
+
+def window_over(rollout: dict[str, Any]) -> bool:
+    """True once the flipped rollout's window has (nearly) ended: status may still show it in
+    flight while no leader is there to finish it, but whoever leads next finishes it and scales
+    the old colour away, so a crash then is a failure of the serving colour, not of a rollout."""
+    promoted_at = rollout.get("promotedAt")
+    if rollout.get("phase") != "PostPromotion" or not promoted_at:
+        return False
+    ends = datetime.fromisoformat(promoted_at).timestamp() + ROLLBACK_WINDOW_SECONDS
+    return time.time() > ends - WINDOW_MARGIN_SECONDS
+
+
 class FailPods(Fault):
     """Crash-loop the pods of the colour being rolled out (before or after the flip)."""
 
@@ -234,7 +251,7 @@ class FailPods(Fault):
 
     def inject(self, run: ChaosRun) -> bool:
         rollout = run.world.status().get("rollout")
-        if not rollout:
+        if not rollout or window_over(rollout):
             return False
         color = rollout["color"]
         after_flip = rollout.get("phase") == "PostPromotion"
