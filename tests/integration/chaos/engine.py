@@ -227,9 +227,16 @@ class DeletePods(Fault):
         return bool(pods)
 
 
-# The TryOnModel's rollback window (max of postPromotionSeconds 4 and scaleDownDelaySeconds 2,
-# see ChaosRun.start) and how much of it must be left for a crash to count as inside it.
-ROLLBACK_WINDOW_SECONDS = 4.0
+# The TryOnModel's rollout settings (ChaosRun.start), its rollback window as the operator derives
+# it, and how much of that window must be left for a crash to count as inside it.
+ROLLOUT_SPEC = {
+    "progressDeadlineSeconds": 10,
+    "scaleDownDelaySeconds": 2,
+    "postPromotionSeconds": 4,
+}
+ROLLBACK_WINDOW_SECONDS = float(
+    max(ROLLOUT_SPEC["postPromotionSeconds"], ROLLOUT_SPEC["scaleDownDelaySeconds"])
+)
 WINDOW_MARGIN_SECONDS = 1.0
 
 
@@ -430,8 +437,7 @@ class ChaosRun:
             "spec": {
                 "model": {"registeredModel": self.world.registered_model},
                 "renderer": {"image": "tryon-renderer:chaos", "replicas": 2},
-                "rollout": {"progressDeadlineSeconds": 10, "scaleDownDelaySeconds": 2,
-                            "postPromotionSeconds": 4},
+                "rollout": dict(ROLLOUT_SPEC),
                 **(spec_overrides or {}),
             },
         }

@@ -171,16 +171,16 @@ def promoted_notifications(receiver: Any, version: str) -> list[Any]:
             if r.body["kind"] == "promoted" and r.body["version"] == version]
 
 
-def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once(
-        replicas, kube_api, registry, create_tom, healthy_on):
+@pytest.fixture
+def notifications(replicas: Replicas) -> Iterator[Any]:
+    """A real webhook receiver the replicas started after this notify through (their generic webhook target)."""
     with running_receiver() as receiver:
         replicas.env["TRYON_NOTIFY_WEBHOOK_URL"] = receiver.url(NOTIFY_PATH)
-        killed_mid_rollout_promotes_once(replicas, kube_api, registry, create_tom, healthy_on,
-                                         receiver)
+        yield receiver
 
 
-def killed_mid_rollout_promotes_once(replicas, kube_api, registry, create_tom, healthy_on,
-                                     receiver) -> None:
+def test_a_leader_killed_right_after_an_alias_move_is_replaced_and_promotes_once(
+        replicas, kube_api, registry, create_tom, healthy_on, notifications):
     tom = two_replicas_serving_v1(replicas, registry, create_tom, healthy_on)
     leader, standby = replicas.leader_and_standby(kube_api)
 
@@ -201,10 +201,10 @@ def killed_mid_rollout_promotes_once(replicas, kube_api, registry, create_tom, h
     flips = (audit_lines(replicas.log(leader), "flip", v2)
              + audit_lines(replicas.log(standby), "flip", v2))
     assert len(flips) == 1
-    wait_for(lambda: promoted_notifications(receiver, v2) or None, 20,
+    wait_for(lambda: promoted_notifications(notifications, v2) or None, 20,
              "the Promoted notification for v2")
     time.sleep(2)  # a second one, if any, would come from the redo within this
-    assert len(promoted_notifications(receiver, v2)) == 1
+    assert len(promoted_notifications(notifications, v2)) == 1
 
 
 def test_a_sigterm_hands_the_lease_over_within_seconds(replicas, kube_api, registry,
