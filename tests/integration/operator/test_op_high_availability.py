@@ -173,7 +173,7 @@ def promoted_notifications(receiver: Any, version: str) -> list[Any]:
 
 @pytest.fixture
 def notifications(replicas: Replicas) -> Iterator[Any]:
-    """A real webhook receiver the replicas started after this notify through (their generic webhook target)."""
+    """A real webhook receiver; replicas started after this notify through it (generic target)."""
     with running_receiver() as receiver:
         replicas.env["TRYON_NOTIFY_WEBHOOK_URL"] = receiver.url(NOTIFY_PATH)
         yield receiver
