@@ -148,6 +148,12 @@ class RolloutSpec(_Spec):
     # None: the previous colour keeps all its pods for the rollback window (the default).
     warm_standby_replicas: Annotated[int | None, Field(ge=0, le=64)] = None
 
+    @property
+    def rollback_window_seconds(self) -> int:
+        """How long after the flip the previous colour stays for an instant flip back (the
+        decision's ``Desired.rollback_window`` is built from the same two settings)."""
+        return max(self.post_promotion_seconds, self.scale_down_delay_seconds)
+
 
 class AutoscalingSpec(_Spec):
     enabled: bool = False

@@ -189,7 +189,7 @@ def shrink_standby(step: Step, action: d.ShrinkStandby) -> TryOnModelStatus:
     rollout = must(step.status.rollout)
     had = step.cluster.observed.color(action.color).replicas
     step.fx.kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
-    window = max(spec.rollout.post_promotion_seconds, spec.rollout.scale_down_delay_seconds)
+    window = spec.rollout.rollback_window_seconds
     step.tell(
         Told(
             "Normal",

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from tryon_operator.models import RolloutSpec, TryOnModelSpec
 
 from tests.integration.chaos.ha import LeaderKill, LeaderPause, double_actions
 from tests.integration.chaos.invariants import (
@@ -234,9 +235,7 @@ ROLLOUT_SPEC = {
     "scaleDownDelaySeconds": 2,
     "postPromotionSeconds": 4,
 }
-ROLLBACK_WINDOW_SECONDS = float(
-    max(ROLLOUT_SPEC["postPromotionSeconds"], ROLLOUT_SPEC["scaleDownDelaySeconds"])
-)
+ROLLBACK_WINDOW_SECONDS = float(RolloutSpec.model_validate(ROLLOUT_SPEC).rollback_window_seconds)
 WINDOW_MARGIN_SECONDS = 1.0
 
 
@@ -583,8 +582,6 @@ class ChaosRun:
         return False
 
     def snapshot(self, target_version: str | None, expect_serving: bool) -> Snapshot:
-        from tryon_operator.models import TryOnModelSpec
-
         w = self.world
         ser = w.api.sanitize_for_serialization
         tom = w.tom()
