@@ -11,6 +11,7 @@ delivery count, and a delivery carries no secret.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 import aiohttp
 from aiohttp import web
 
+from .errors import KubeError
 from .webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 log = logging.getLogger(__name__)
@@ -28,11 +30,22 @@ HANDOVER_TIMEOUT_SECONDS = 5.0
 
 class Handover:
     """``await handover(headers, body)``: the leader's answer when this replica is a standby,
-    None when it leads (then it handles the delivery itself)."""
+    None when it leads (then it handles the delivery itself).
 
-    def __init__(self, leading: Callable[[], bool], leader_url: Callable[[], str | None]) -> None:
+    The standby's view of the Lease can be a retry period old (it lost the race to create the
+    Lease, or the leader just changed), so when it knows no leader, or the one it knows does not
+    answer, it reads the Lease once more and tries the leader named there.
+    """
+
+    def __init__(
+        self,
+        leading: Callable[[], bool],
+        leader_url: Callable[[], str | None],
+        read_leader_url: Callable[[], str | None],
+    ) -> None:
         self._leading = leading
         self._leader_url = leader_url
+        self._read_leader_url = read_leader_url
         self._tls = ssl.create_default_context()
         self._tls.check_hostname = False
         self._tls.verify_mode = ssl.CERT_NONE
@@ -40,13 +53,36 @@ class Handover:
     async def __call__(self, headers: Mapping[str, str], body: bytes) -> web.Response | None:
         if self._leading():
             return None
-        url = self._leader_url()
-        if url is None:
+        sent = {k: headers[k] for k in FORWARDED if k in headers}
+        known = self._leader_url()
+        failure = None
+        if known is not None:
+            answer, failure = await self._forward(known, sent, body)
+            if answer is not None:
+                return answer
+        fresh = await self._read()
+        if fresh is not None and fresh != known:
+            answer, failure = await self._forward(fresh, sent, body)
+            if answer is not None:
+                return answer
+        if failure is None:
             log.warning("webhook on a standby, leader address unknown; polling will see the change")
             return web.json_response(
                 {"error": "this replica is a standby and the leader is not known yet"}, status=503
             )
-        sent = {k: headers[k] for k in FORWARDED if k in headers}
+        return web.json_response({"error": f"leader unreachable: {failure}"}, status=503)
+
+    async def _read(self) -> str | None:
+        try:
+            return await asyncio.to_thread(self._read_leader_url)
+        except KubeError as err:
+            log.warning("webhook on a standby: the Lease could not be read: %s", err)
+            return None
+
+    async def _forward(
+        self, url: str, sent: Mapping[str, str], body: bytes
+    ) -> tuple[web.Response | None, str | None]:
+        """The leader's answer, or None and why it could not be reached."""
         timeout = aiohttp.ClientTimeout(total=HANDOVER_TIMEOUT_SECONDS)
         try:
             async with (
@@ -55,7 +91,8 @@ class Handover:
             ):
                 answer = await r.read()
                 log.info("webhook handed to the leader at %s: HTTP %d", url, r.status)
-                return web.Response(status=r.status, body=answer, content_type="application/json")
+                reply = web.Response(status=r.status, body=answer, content_type="application/json")
+                return reply, None
         except (aiohttp.ClientError, TimeoutError) as err:
             log.warning("webhook handover to %s failed: %s", url, err)
-            return web.json_response({"error": f"leader unreachable: {err}"}, status=503)
+            return None, str(err) or type(err).__name__

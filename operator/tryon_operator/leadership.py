@@ -39,6 +39,7 @@ from .leadership_lease import (
     LeaseRecord,
     free_for,
     held_spec,
+    holder_webhook_url,
     lease_api_client,
     lease_expired,
     micro_time,
@@ -120,19 +121,16 @@ class LeaderElector:
 
     @property
     def leader_webhook_url(self) -> str | None:
-        """The leader's webhook receiver as it wrote it on the Lease (None: unknown, or us)."""
+        """The leader's webhook receiver in the last Lease seen (None: unknown, or us)."""
         with self._lock:
-            lease, record = self._lease, self._record
-        if lease is None or record is None or record.holder in (None, self.identity):
-            return None
-        annotations = (lease.get("metadata") or {}).get("annotations") or {}
-        url = annotations.get(ANNOTATION_LEADER_WEBHOOK)
-        return str(url) if url else None
+            lease = self._lease
+        return None if lease is None else holder_webhook_url(lease, self.identity)
 
-    def _annotations(self) -> dict[str, str]:
-        """What the holder writes on the Lease besides the spec: where its webhook answers."""
-        url = self.config.webhook_url
-        return {ANNOTATION_LEADER_WEBHOOK: url} if url else {}
+    def read_leader_webhook_url(self) -> str | None:
+        """The same from the Lease read now (``KubeError`` when it cannot be): the view above can
+        be a retry period old. The campaign's record is left alone; only its thread moves it."""
+        lease = self._client.get(timeout=self.retry_period)
+        return None if lease is None else holder_webhook_url(lease, self.identity)
 
     def still_leader(self) -> bool:
         """The fence: leading *and* the last successful renewal started under the renew
@@ -255,9 +253,10 @@ class LeaderElector:
 
         try:
             lease = self._client.get(timeout=max(0.05, left()))
+            marks = self.config.lease_annotations
             if lease is None:
                 spec = held_spec(None, self.identity, self.lease_seconds, micro_time())
-                created = self._client.create(spec, max(0.05, left()), self._annotations())
+                created = self._client.create(spec, max(0.05, left()), marks)
                 self._observe(created)
                 return "ok"
             self._observe(lease)
@@ -271,7 +270,7 @@ class LeaderElector:
             if left() <= 0:
                 return "failed"
             spec = held_spec(record, self.identity, self.lease_seconds, micro_time())
-            updated = self._client.update(lease, spec, max(0.05, left()), self._annotations())
+            updated = self._client.update(lease, spec, max(0.05, left()), marks)
             self._observe(updated)
             return "ok"
         except KubeConflictError:

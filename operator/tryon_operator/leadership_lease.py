@@ -61,6 +61,11 @@ class ElectionConfig:
                 f"{self.retry_period_seconds}"
             )
 
+    @property
+    def lease_annotations(self) -> dict[str, str]:
+        """What the holder writes on the Lease besides the spec: where its webhook answers."""
+        return {ANNOTATION_LEADER_WEBHOOK: self.webhook_url} if self.webhook_url else {}
+
     @classmethod
     def from_settings(cls, settings: OperatorSettings) -> ElectionConfig:
         """Identity and namespace defaults resolved (pod name or host-pid; SA namespace)."""
@@ -154,6 +159,16 @@ class LeaseRecord:
             other.renew_time,
             other.transitions,
         )
+
+
+def holder_webhook_url(lease: Mapping[str, Any], identity: str) -> str | None:
+    """The holder's webhook receiver as written on ``lease`` (None: nobody holds it, the holder
+    wrote none, or the holder is ``identity`` itself)."""
+    holder = LeaseRecord.from_lease(lease).holder
+    if holder in (None, identity):
+        return None
+    url = ((lease.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_LEADER_WEBHOOK)
+    return str(url) if url else None
 
 
 def lease_expired(

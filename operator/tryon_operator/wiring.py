@@ -307,7 +307,11 @@ async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
 
     handover = None
     if elector is not None:
-        handover = Handover(lambda: runtime.leading, lambda: elector.leader_webhook_url)
+        handover = Handover(
+            lambda: runtime.leading,
+            lambda: elector.leader_webhook_url,
+            elector.read_leader_webhook_url,
+        )
     verifier = WebhookVerifier(
         settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds
     )

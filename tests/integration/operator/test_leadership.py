@@ -129,7 +129,8 @@ class Watched:
     holders: list[str | None] = field(default_factory=list)
 
 
-def elector(counted: Counted, namespace: str, identity: str) -> Watched:
+def elector(counted: Counted, namespace: str, identity: str,
+            webhook_url: str | None = None) -> Watched:
     watched: Watched
 
     def started() -> None:
@@ -142,7 +143,8 @@ def elector(counted: Counted, namespace: str, identity: str) -> Watched:
         LeaderElector(
             counted.api,
             ElectionConfig(identity=identity, namespace=namespace, lease_seconds=LEASE,
-                           renew_deadline_seconds=RENEW, retry_period_seconds=RETRY),
+                           renew_deadline_seconds=RENEW, retry_period_seconds=RETRY,
+                           webhook_url=webhook_url),
             LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped,
                                 on_new_leader=lambda holder: watched.holders.append(holder)),
         ),
@@ -289,6 +291,25 @@ def test_one_leader_a_standby_that_only_reads_and_a_graceful_handover(
     finally:
         a.elector.stop()
         b.elector.stop()
+
+
+def test_a_standby_reads_the_leaders_webhook_address_from_the_lease_when_asked(
+    kube_cluster: KubeCluster, namespace: str,
+) -> None:
+    a = elector(counted_client(kube_cluster.kubeconfig), namespace, "a",
+                webhook_url="https://10.0.0.7:8443")
+    b = elector(counted_client(kube_cluster.kubeconfig), namespace, "b")
+    a.elector.start()
+    try:
+        wait_for(lambda: a.elector.is_leader, 10, "a leads")
+        # b has not campaigned yet (as after losing the create race): its view names nobody
+        assert b.elector.leader_webhook_url is None
+        assert b.elector.read_leader_webhook_url() == "https://10.0.0.7:8443"
+        assert b.elector.leader is None, "the campaign's record is the campaign's to move"
+        assert [m for m, _ in b.counted.requests] == ["GET"]
+        assert a.elector.read_leader_webhook_url() is None  # the leader handles its own
+    finally:
+        a.elector.stop()
 
 
 def test_a_leader_cut_off_from_the_apiserver_stops_before_the_lease_expires(

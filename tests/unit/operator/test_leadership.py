@@ -12,12 +12,14 @@ from pydantic import ValidationError
 from tryon_operator.errors import NotLeaderError
 from tryon_operator.leadership import LeaderElector
 from tryon_operator.leadership_lease import (
+    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseRecord,
     default_identity,
     default_namespace,
     free_for,
     held_spec,
+    holder_webhook_url,
     lease_api_client,
     lease_expired,
     micro_time,
@@ -243,3 +245,22 @@ def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -
     assert elector._attempt(time.monotonic(), time.monotonic() + 10) == "failed"
     assert len(calls) == 1 and 9 < calls[0] <= 10  # bounded by the deadline
     assert not elector.is_leader
+
+
+def lease_held_by(holder: str | None, url: str | None) -> dict[str, object]:
+    annotations = {ANNOTATION_LEADER_WEBHOOK: url} if url else {}
+    return {"metadata": {"annotations": annotations}, "spec": {"holderIdentity": holder}}
+
+
+def test_the_holders_webhook_address_comes_from_the_lease_annotation() -> None:
+    assert holder_webhook_url(lease_held_by("a", "https://10.0.0.7:8443"), "b") == (
+        "https://10.0.0.7:8443")
+    assert holder_webhook_url(lease_held_by("a", None), "b") is None
+    assert holder_webhook_url(lease_held_by(None, "https://10.0.0.7:8443"), "b") is None
+    assert holder_webhook_url(lease_held_by("b", "https://10.0.0.7:8443"), "b") is None
+
+
+def test_the_holder_writes_its_webhook_address_only_when_it_has_one() -> None:
+    config = ElectionConfig(identity="a", namespace="ns", webhook_url="https://10.0.0.7:8443")
+    assert config.lease_annotations == {ANNOTATION_LEADER_WEBHOOK: "https://10.0.0.7:8443"}
+    assert ElectionConfig(identity="a", namespace="ns").lease_annotations == {}
