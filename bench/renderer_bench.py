@@ -29,7 +29,7 @@ import torch
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.responses import Response
 from PIL import Image
-from tryon_renderer import fastpath
+from tryon_renderer import fastpath, shape
 from tryon_renderer.contract import ModelContract
 from tryon_renderer.golden import synthetic_garment, synthetic_person
 from tryon_renderer.network import TryOnConfig, TryOnNet
@@ -49,6 +49,7 @@ class LevelResult:
     batch: int = 1
     cpu_ms: float = float("nan")  # CPU time the server (or raw loop) spent per image
     completed: int = 0
+    parallel: int = 1  # raw: batches in flight at once
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -229,60 +230,71 @@ def run_level(
     return result
 
 
-def raw_level(
-    runner: object, contract: ModelContract, c: int, args: argparse.Namespace
-) -> LevelResult:
-    """Forward throughput (images/s) with the renderer's parallelism and the batch size it
-    reaches at this concurrency (`ceil(c / parallel)`, capped at the max batch), no HTTP."""
-    from concurrent.futures import ThreadPoolExecutor
+def raw_shapes(
+    runner: object, contract: ModelContract, args: argparse.Namespace
+) -> list[shape.Measurement]:
+    """The raw batched forward (no HTTP) at every shape the renderer considers, images/s.
 
+    Uses the renderer's own sweep (``tryon_renderer.shape``) with no latency budget and longer
+    timing per shape; the same pins as the renderer.
+    """
     from tryon_renderer.batching import BatchRunner
 
     assert isinstance(runner, BatchRunner)
-    parallel = args.parallel_batches
-    batch = min(-(-c // parallel), args.max_batch_size)
-    x = torch.rand(batch, 3, contract.height, contract.width) * 2 - 1
-    cat = torch.zeros(batch, dtype=torch.long)
-
-    def timed_runs() -> list[float]:
-        times = []
-        for _ in range(args.raw_reps):
-            start = time.perf_counter()
-            runner.run(x, x, cat)
-            times.append(time.perf_counter() - start)
-        return times
-
-    with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda _: runner.run(x, x, cat), range(parallel)))  # warm-up
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        times = [t for ts in pool.map(lambda _: timed_runs(), range(parallel)) for t in ts]
-        wall = time.perf_counter() - wall_start
-        cpu_ms = (time.process_time() - cpu_start) * 1000 / (len(times) * batch)
-    result = LevelResult(
-        throughput=len(times) * batch / wall,
-        p50_ms=percentile(times, 0.5) * 1000,
-        p99_ms=percentile(times, 0.99) * 1000,
-        batch=batch,
-        cpu_ms=cpu_ms,
+    x = torch.rand(16, 3, contract.height, contract.width) * 2 - 1
+    cat = torch.zeros(16, dtype=torch.long)
+    pins = shape_pins(args)
+    layouts = shape.candidate_layouts("cpu", shape.available_cores(), pins, torch.get_num_threads())
+    batches = shape.candidate_batches("cpu", pins) + ([] if pins.max_batch_size else [16])
+    limits = shape.SweepLimits(
+        budget_ms=float("inf"), max_wait_ms=0, deadline=float("inf"), min_reps=args.raw_reps,
+        min_seconds=1.0,
+    )  # fmt: skip
+    measured = shape.sweep(
+        lambda b: runner.run(x[:b], x[:b], cat[:b]), torch.set_num_threads, layouts, batches, limits
     )
-    load = os.getloadavg()[0]
-    print(f"  raw      c={c:<3d} batch {batch:<3d} {result.throughput:7.2f} img/s  "
-          f"p50 {result.p50_ms:8.1f} ms/batch  cpu {cpu_ms:7.1f} ms/img  "
-          f"load avg {load:.1f}", flush=True)  # fmt: skip
-    return result
+    for m in measured:
+        print(f"  raw      {m.layout.parallel_batches} x batch {m.batch:<3d} "
+              f"({m.layout.torch_threads} thread(s) each) {m.images_per_s:7.2f} img/s  "
+              f"p99 {m.p99_ms:8.1f} ms/batch  load avg {os.getloadavg()[0]:.1f}",
+              flush=True)  # fmt: skip
+    return measured
+
+
+def best_raw(measured: list[shape.Measurement], concurrency: int) -> LevelResult:
+    """The fastest raw shape that this many clients can fill (batches x size <= concurrency)."""
+    fillable = [
+        m for m in measured if m.layout.parallel_batches * m.batch <= max(1, concurrency)
+    ] or [min(measured, key=lambda m: m.layout.parallel_batches * m.batch)]
+    best = max(fillable, key=lambda m: m.images_per_s)
+    return LevelResult(
+        throughput=best.images_per_s,
+        p50_ms=float("nan"),
+        p99_ms=best.p99_ms,
+        batch=best.batch,
+        parallel=best.layout.parallel_batches,
+    )
+
+
+def shape_pins(args: argparse.Namespace) -> shape.ShapePins:
+    return shape.ShapePins(
+        max_batch_size=args.max_batch_size,
+        parallel_batches=args.parallel_batches,
+        torch_threads=args.torch_threads,
+    )
 
 
 def table(levels: list[int], systems: dict[str, dict[int, LevelResult]]) -> str:
     """Two markdown tables: per-system numbers, then the renderer's ratios."""
     lines = [
-        "| concurrency | system | throughput (req/s; raw: img/s) | p50 ms | p99 ms "
-        "| CPU ms per image |",
+        "| concurrency | system | throughput (req/s; raw: img/s) | p50 ms "
+        "| p99 ms (raw: per batch) | CPU ms per image |",
         "|---:|---|---:|---:|---:|---:|",
     ]
     for c in levels:
         for name, results in systems.items():
             r = results[c]
-            label = f"{name} (batch {r.batch})" if name == "raw" else name
+            label = f"{name} ({r.parallel} x batch {r.batch})" if name == "raw" else name
             lines.append(
                 f"| {c} | {label} | {r.throughput:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} "
                 f"| {r.cpu_ms:.0f} |"
@@ -306,14 +318,29 @@ def table(levels: list[int], systems: dict[str, dict[int, LevelResult]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+VECTOR_FLAGS = (
+    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"
+)  # fmt: skip
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__}, "
-        f"Python {platform.python_version()}, no GPU"
-        if not torch.cuda.is_available()
-        else f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    )
+    flags = fastpath.cpu_flags()
+    vector = " ".join(f for f in VECTOR_FLAGS if f in flags) or "none of " + " ".join(VECTOR_FLAGS)
+    cpu = f"{os.cpu_count()}-core CPU {cpu_model()} (flags: {vector})"
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}, {cpu}, torch {torch.__version__}"
+    return f"{cpu}, torch {torch.__version__}, Python {platform.python_version()}, no GPU"
 
 
 def raw_forward_tables(model: torch.nn.Module, args: argparse.Namespace) -> None:
@@ -336,22 +363,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--requests-per-level", type=int, default=32)
     parser.add_argument("--max-seconds-per-level", type=float, default=120)
-    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument(
+        "--max-batch-size", type=int, help="pin the renderer's batch size (default: it measures)"
+    )
     parser.add_argument("--max-wait-ms", type=float, default=5)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=192)
     parser.add_argument("--raw-reps", type=int, default=5)
     parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="intra-op threads for the renderer, raw and the naive-1t baseline",
+        "--torch-threads", type=int, help="pin the renderer's torch threads (default: it measures)"
     )
     parser.add_argument(
         "--parallel-batches",
         type=int,
-        default=os.cpu_count() or 1,
-        help="renderer batches in flight at once (CPU: one per core)",
+        help="pin the renderer's batches in flight (default: it measures)",
     )
     parser.add_argument(
         "--raw-only", action="store_true", help="only the raw forward table (eager vs fast paths)"
@@ -371,7 +396,7 @@ def main() -> None:
     contract = ModelContract(height=args.height, width=args.width)
     torch.manual_seed(0)
     model = PlacementTryOnNet(PlacementConfig()).eval()
-    torch.set_num_threads(args.torch_threads)
+    torch.set_num_threads(1)  # the raw forward table is per core
     raw_forward_tables(model, args)
     if args.raw_only:
         return
@@ -384,46 +409,50 @@ def main() -> None:
     from tryon_renderer.batching import BatchRunner
 
     ours_port, naive_port, naive1_port = free_port(), free_port(), free_port()
+    pins = {
+        "TRYON_MAX_BATCH_SIZE": args.max_batch_size,
+        "TRYON_TORCH_THREADS": args.torch_threads,
+        "TRYON_PARALLEL_BATCHES": args.parallel_batches,
+    }
     renderer_env = env | {
         "TRYON_PORT": str(ours_port),
-        "TRYON_MAX_BATCH_SIZE": str(args.max_batch_size),
         "TRYON_MAX_WAIT_MS": str(args.max_wait_ms),
         "TRYON_MAX_QUEUE": "1024",
         "TRYON_REQUEST_TIMEOUT_S": "600",
-        "TRYON_TORCH_THREADS": str(args.torch_threads),
-        "TRYON_PARALLEL_BATCHES": str(args.parallel_batches),
+        **{name: str(value) for name, value in pins.items() if value is not None},
     }
-    torch.set_num_threads(args.torch_threads)  # the raw forward pass uses the same setting
     renderer_argv = [sys.executable, "-m", "tryon_renderer", "--log-level", "warning"]
     naive_argv = [sys.executable, __file__, "--serve-naive", str(model_dir), "--port",
                   str(naive_port)]  # fmt: skip
-    # Both servers stay up (idle ones cost nothing) and each level runs renderer, naive and raw
-    # back to back, so drifting load from other tenants hits all three alike.
+    # Both servers stay up (idle ones cost nothing) and each level runs renderer, naive and
+    # naive-1t back to back, so drifting load from other tenants hits them alike.
     naive1_argv = [*naive_argv[:-1], str(naive1_port)]
-    naive1_env = env | {"NAIVE_TORCH_THREADS": str(args.torch_threads)}
+    naive1_env = env | {"NAIVE_TORCH_THREADS": "1"}
     procs = [
         start_server(renderer_argv, renderer_env, ours_port, workdir / "renderer.log"),
         start_server(naive_argv, env, naive_port, workdir / "naive.log"),
         start_server(naive1_argv, naive1_env, naive1_port, workdir / "naive1.log"),
     ]
+    served_shape = httpx.get(f"http://127.0.0.1:{ours_port}/v1/model", timeout=10).json()["shape"]
+    print(f"renderer's serving shape: {served_shape}")
     runner = BatchRunner(model, torch.device("cpu"))
     # The same precision the renderer picks with TRYON_PRECISION=auto (its log says which).
     print(f"raw precision: {runner.set_reduced(reduced_dtype('auto', runner.device))}")
     ours: dict[int, LevelResult] = {}
     naive: dict[int, LevelResult] = {}
     naive1: dict[int, LevelResult] = {}
-    raw: dict[int, LevelResult] = {}
     try:
+        measured = raw_shapes(runner, contract, args)
         for port in (ours_port, naive_port, naive1_port):  # warm-up
             asyncio.run(drive(f"http://127.0.0.1:{port}/v1/tryon", *body, 2, 4, 60))
         for c in levels:
             ours[c] = run_level("renderer", procs[0], ours_port, c, args, body)
             naive[c] = run_level("naive", procs[1], naive_port, c, args, body)
             naive1[c] = run_level("naive-1t", procs[2], naive1_port, c, args, body)
-            raw[c] = raw_level(runner, contract, c, args)
     finally:
         for proc in procs:
             stop_server(proc)
+    raw = {c: best_raw(measured, c) for c in levels}
     print()
     print(table(levels, {"renderer": ours, "naive": naive, "naive-1t": naive1, "raw": raw}))
 

@@ -10,15 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .batching import BatchingWorker, BatchRunner, pick_device
 from .loading import LoadedModel, ModelIncompatibleError, load_model
-from .precision import choose_precision
+from .precision import check_inputs, choose_precision
 from .s3 import make_client
 from .settings import Settings
+from .shape import (
+    ServingShape,
+    ShapePins,
+    SweepLimits,
+    available_cores,
+    candidate_batches,
+    candidate_layouts,
+    choose,
+    request_p99_ms,
+    sweep,
+)
 from .state import RendererState
 
 log = logging.getLogger("tryon_renderer")
@@ -53,14 +66,16 @@ async def load_and_warm(state: RendererState) -> None:
     state.device = str(runner.device)
     choice = await asyncio.to_thread(choose_precision, runner, loaded, settings.precision)
     state.precision = choice.label
-    await asyncio.to_thread(warm_up, runner, loaded, settings)
+    shape = await asyncio.to_thread(tune_shape, runner, loaded, settings)
+    state.shape = shape
+    await asyncio.to_thread(warm_up, runner, loaded, settings, shape.max_batch_size)
     worker = BatchingWorker(
         runner,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=shape.max_batch_size,
         max_wait_s=settings.max_wait_ms / 1000,
         max_queue=settings.max_queue,
         metrics=state.metrics,
-        parallel_batches=settings.parallel_batches if runner.device.type == "cpu" else 1,
+        parallel_batches=shape.parallel_batches,
     )
     worker.start()
     state.worker = worker
@@ -70,17 +85,23 @@ async def load_and_warm(state: RendererState) -> None:
             "version": loaded.version_label,
             "uri": loaded.uri,
             "precision": state.precision,
+            "max_batch_size": str(shape.max_batch_size),
+            "parallel_batches": str(shape.parallel_batches),
+            "torch_threads": str(shape.torch_threads),
+            "images_per_second": f"{shape.images_per_s:.2f}",
+            "shape_source": shape.source,
         }
     )
     state.load_error = None
     state.ready = True
     state.metrics.ready.set(1)
     log.info(
-        "model %s ready on %s in %s (max abs diff vs fp32 %.4f)",
+        "model %s ready on %s in %s (max abs diff vs fp32 %.4f); serving shape %s",
         loaded.uri,
         state.device,
         choice.label,
         choice.max_abs_diff,
+        shape.as_dict(),
     )
 
 
@@ -95,7 +116,80 @@ def _load_blocking(state: RendererState) -> LoadedModel:
     )
 
 
-def warm_up(runner: BatchRunner, loaded: LoadedModel, settings: Settings) -> None:
+def tune_shape(runner: BatchRunner, loaded: LoadedModel, settings: Settings) -> ServingShape:
+    """Measure the forward at the candidate shapes on the model's check inputs; pick one.
+
+    Leaves torch's thread count at the chosen shape's. Bounded by ``shape_tuning_max_s`` (a
+    shape started before the deadline finishes).
+    """
+    started = time.monotonic()
+    device = runner.device.type
+    default_threads = torch.get_num_threads()
+    pins = ShapePins(
+        max_batch_size=settings.max_batch_size,
+        parallel_batches=1 if device != "cpu" else settings.parallel_batches,
+        torch_threads=default_threads if settings.torch_threads == 0 else settings.torch_threads,
+    )
+    layouts = candidate_layouts(device, available_cores(), pins, default_threads)
+    batches = candidate_batches(device, pins)
+    inputs = _BatchInputs(loaded)
+    limits = SweepLimits(
+        budget_ms=settings.latency_budget_ms,
+        max_wait_ms=settings.max_wait_ms,
+        deadline=started + settings.shape_tuning_max_s,
+    )
+    measured = sweep(
+        lambda batch: runner.run(*inputs.of(batch)), torch.set_num_threads, layouts, batches, limits
+    )
+    best = choose(measured, settings.latency_budget_ms, settings.max_wait_ms)
+    log.info(
+        "serving shapes measured (batches in flight x threads, batch: img/s, p99 ms): %s",
+        "; ".join(
+            f"{m.layout.parallel_batches}x{m.layout.torch_threads} b{m.batch}: "
+            f"{m.images_per_s:.1f}, {m.p99_ms:.0f}"
+            for m in measured
+        ),
+    )
+    torch.set_num_threads(best.layout.torch_threads)
+    fits = request_p99_ms(best, settings.max_wait_ms) <= settings.latency_budget_ms
+    if not fits:
+        log.warning(
+            "no serving shape fits the latency budget of %.0f ms; the quickest (batch %d) "
+            "takes %.0f ms at p99",
+            settings.latency_budget_ms,
+            best.batch,
+            best.p99_ms,
+        )
+    return ServingShape(
+        max_batch_size=best.batch,
+        parallel_batches=best.layout.parallel_batches,
+        torch_threads=best.layout.torch_threads,
+        images_per_s=best.images_per_s,
+        p99_ms=best.p99_ms,
+        fits_budget=fits,
+        source="pinned" if pins.all_pinned else "measured",
+        shapes_measured=len(measured),
+        tuning_s=time.monotonic() - started,
+    )
+
+
+class _BatchInputs:
+    """The model's check inputs (golden or synthetic photos) repeated to any batch size."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.person, self.garment, self.category = check_inputs(loaded)
+        self._cache: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def of(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        if batch not in self._cache:
+            index = torch.arange(batch) % len(self.person)
+            self._cache[batch] = (self.person[index], self.garment[index], self.category[index])
+        return self._cache[batch]
+
+
+def warm_up(
+    runner: BatchRunner, loaded: LoadedModel, settings: Settings, max_batch_size: int
+) -> None:
     """Run the serving resolution at batch 1 and at power-of-two batch sizes up to the max.
 
     Why several sizes: CPU (oneDNN) and CUDA (cuDNN autotune) build kernels per input shape, so
@@ -104,10 +198,10 @@ def warm_up(runner: BatchRunner, loaded: LoadedModel, settings: Settings) -> Non
     c = loaded.contract
     sizes = [1] * settings.warmup_iterations
     size = 2
-    while size < settings.max_batch_size:
+    while size < max_batch_size:
         sizes.append(size)
         size *= 2
-    for batch in [*sizes, settings.max_batch_size]:
+    for batch in [*sizes, max_batch_size]:
         zeros = torch.zeros(batch, 3, c.height, c.width)
         runner.run(zeros, zeros, torch.zeros(batch, dtype=torch.long))
 

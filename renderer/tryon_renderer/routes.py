@@ -132,7 +132,8 @@ async def model_info(state: StateDep) -> dict[str, Any]:
         "ready": state.ready,
         "device": state.device,
         "precision": state.precision,
-        "max_batch_size": state.settings.max_batch_size,
+        "max_batch_size": state.shape.max_batch_size if state.shape else None,
+        "shape": state.shape.as_dict() if state.shape else None,
         "max_wait_ms": state.settings.max_wait_ms,
         "golden_cases": len(loaded.golden.index.cases) if loaded.golden else 0,
     }

@@ -30,9 +30,13 @@ class Settings(BaseSettings):
     # auto: bf16 on a GPU (fp16 without bf16) and on CPUs with native bf16, checked against fp32
     # before serving (tryon_renderer.precision); fp32, bf16 or fp16 force one.
     precision: str = Field("auto", pattern="^(auto|fp32|bf16|fp16)$")
-    torch_threads: int = Field(0, ge=0)  # 0 keeps torch's default
-    parallel_batches: int = Field(1, ge=1, le=64)  # CPU: one per core with torch_threads=1
-    max_batch_size: int = Field(8, ge=1, le=256)
+    # The serving shape: unset dimensions are measured at warm-up (tryon_renderer.shape) and the
+    # fastest shape whose p99 fits latency_budget_ms serves; a set one is pinned.
+    torch_threads: int | None = Field(None, ge=0)  # 0: torch's default count
+    parallel_batches: int | None = Field(None, ge=1, le=64)  # CPU only; 1 on a GPU
+    max_batch_size: int | None = Field(None, ge=1, le=256)
+    latency_budget_ms: float = Field(500.0, gt=0)  # forward p99 per batch + max_wait_ms
+    shape_tuning_max_s: float = Field(5.0, ge=0)  # no new shape is started after this
     max_wait_ms: float = Field(5.0, ge=0, le=1000)
     max_queue: int = Field(64, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)

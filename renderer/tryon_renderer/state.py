@@ -14,6 +14,7 @@ from .loading import LoadedModel
 from .metrics import Metrics
 from .s3 import S3Gateway
 from .settings import Settings
+from .shape import ServingShape
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RendererState:
     load_error: str | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    shape: ServingShape | None = None
 
     @property
     def version(self) -> str:

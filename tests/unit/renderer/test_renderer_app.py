@@ -69,7 +69,30 @@ def test_metrics_exposes_latency_batch_queue_and_version(client: TestClient) -> 
     assert 'tryon_request_duration_seconds_count{outcome="client_error"} 1.0' in text
     assert "tryon_batch_size_count" in text and "tryon_inference_duration_seconds" in text
     assert "tryon_queue_depth 0.0" in text and "tryon_in_flight_requests 0.0" in text
-    assert 'tryon_model_info{name="",precision="fp32",uri=' in text and 'version="local"' in text
+    info = next(line for line in text.splitlines() if line.startswith("tryon_model_info{"))
+    assert 'name=""' in info and 'precision="fp32"' in info and 'version="local"' in info
+
+
+def test_the_serving_shape_is_measured_at_warm_up_and_reported(client: TestClient) -> None:
+    shape = client.get("/v1/model").json()["shape"]
+    assert shape["source"] == "measured" and shape["shapes_measured"] >= 2
+    assert shape["images_per_s"] > 0 and shape["max_batch_size"] >= 1
+    info = next(
+        line for line in client.get("/metrics").text.splitlines()
+        if line.startswith("tryon_model_info{")
+    )  # fmt: skip
+    assert f'max_batch_size="{shape["max_batch_size"]}"' in info
+    assert f'parallel_batches="{shape["parallel_batches"]}"' in info
+    assert 'images_per_second="' in info and 'shape_source="measured"' in info
+
+
+def test_a_fully_pinned_shape_serves_as_set(
+    make_client: Callable[..., TestClient], model_dir: Path
+) -> None:
+    client = make_client(model_dir, max_batch_size=3, parallel_batches=1, torch_threads=1)
+    shape = client.get("/v1/model").json()["shape"]
+    assert (shape["max_batch_size"], shape["parallel_batches"], shape["torch_threads"]) == (3, 1, 1)
+    assert shape["source"] == "pinned" and shape["shapes_measured"] == 1
 
 
 def test_smoke_passes_for_a_healthy_model(client: TestClient) -> None:
