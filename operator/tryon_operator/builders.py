@@ -64,6 +64,24 @@ def _metadata(owner: Owner, name: str, labels: dict[str, str]) -> dict[str, Any]
 
 # preStop sleep, then up to the renderer's 30 s drain of in-flight requests, then a margin.
 PRE_STOP_SLEEP_S = 5
+# The renderer image's user and group (Dockerfile: useradd --uid 10001).
+RENDERER_UID = 10001
+# Pod Security "restricted" (what shared and managed clusters enforce) asks all of these; the
+# root filesystem is read-only, so what the renderer writes (its verified model cache under
+# /tmp, Python's and torch's temporary files) goes to an emptyDir.
+RENDERER_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RENDERER_UID,
+    "runAsGroup": RENDERER_UID,
+    "fsGroup": RENDERER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RENDERER_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+SCRATCH_VOLUME = "tmp"
 TERMINATION_GRACE_S = PRE_STOP_SLEEP_S + 30 + 10
 
 
@@ -119,12 +137,16 @@ def build_deployment(
         # (EndpointSlice update, then every kube-proxy's next sync); only then does SIGTERM start
         # the renderer's drain. Without it shoppers get refused connections on every scale-down.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_S}}},
+        "securityContext": RENDERER_CONTAINER_SECURITY,
+        "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
     }
     if renderer.image_pull_policy:
         container["imagePullPolicy"] = renderer.image_pull_policy
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "securityContext": RENDERER_POD_SECURITY,
+        "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {}}],
     }
     if renderer.node_selector:
         pod_spec["nodeSelector"] = dict(renderer.node_selector)

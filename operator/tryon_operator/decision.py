@@ -139,7 +139,7 @@ def _decide_pre_promotion(  # noqa: C901 - ordered guards, table-tested
         if _promotion_allowed(desired, rollout):
             return Promote(rollout.color)
         return AwaitPromotion()
-    deadline = rollout.started_at + desired.progress_deadline
+    deadline = (rollout.progress_since or rollout.started_at) + desired.progress_deadline
     if preview.rolled_out(rollout.version, rollout.template_hash, rollout.replicas):
         smoke = observed.smoke
         smoke_passed = rollout.smoke_passed or (smoke is not None and smoke.passed)
@@ -158,6 +158,10 @@ def _decide_pre_promotion(  # noqa: C901 - ordered guards, table-tested
         step = _gpu_shortage_step(desired, status, rollout, observed)
         if step is not None:
             return step
+    if preview.pods_refused_message:
+        # The cluster's policy, not the model: wait (the ReplicaSet controller retries the
+        # creates) past the deadline; the deadline counts again once pods are admitted.
+        return Wait("PodsRefused", CHILD_POLL_SECONDS, preview.pods_refused_message)
     if now >= deadline:
         detail = (
             f"; {preview.unschedulable_pods} pod(s) unschedulable: {preview.unschedulable_message}"

@@ -236,6 +236,11 @@ class RolloutState(_Status):
     full_replicas: int | None = None
     room_made: int = 0
     gpu_shortage_reported: bool = False
+    # The API refused the preview's pods (PodsRefused): told once; the progress deadline counts
+    # again from ``progress_since`` once the refusal is gone (a quota raised, a namespace
+    # relabelled), so the time spent refused does not count against the model version.
+    pods_refused_reported: bool = False
+    progress_since: datetime | None = None
     # Warm standby (spec.rollout.warmStandbyReplicas): the pods the previous colour was shrunk to
     # after the flip, and the serving size it grows back to if traffic flips back.
     standby_replicas: int | None = None

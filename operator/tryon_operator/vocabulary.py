@@ -62,6 +62,7 @@ EventReason = Literal[
     "SelfHealed",
     "GPUShortage",
     "ImageUnavailable",
+    "PodsRefused",
     "Degraded",
     "Recovered",
     "InvalidSpec",

@@ -39,6 +39,11 @@ def child_signature(body: Mapping[str, Any]) -> Signature | None:
             spec.get("replicas"),
             status.get("observedGeneration"),
             managers,
+            tuple(
+                (str(c.get("status")), str(c.get("message")))
+                for c in status.get("conditions") or []
+                if c.get("type") == "ReplicaFailure"
+            ),
         )
     if kind == "Service":
         spec = body.get("spec") or {}

@@ -107,6 +107,7 @@ def color_view(dep: JsonObj | None, pods: list[JsonObj], *, crashloop_restarts: 
         gpu_short_pods=sum(1 for m in unschedulable if f"Insufficient {GPU}" in m),
         image_unavailable_pods=len(no_image),
         image_unavailable_message=no_image[0] if no_image else "",
+        pods_refused_message=replica_failure_message(dep),
         foreign_template_managers=foreign_template_managers(dep),
     )
 
@@ -233,6 +234,19 @@ def unschedulable_message(pod: JsonObj) -> str | None:
         ):
             return str(cond.get("message") or "Unschedulable")
     return None
+
+
+def replica_failure_message(dep: JsonObj) -> str:
+    """The API server's words when it refused a colour's pods, from the Deployment's status.
+
+    The ReplicaSet controller marks its ReplicaSet ``ReplicaFailure`` (reason ``FailedCreate``)
+    at the first refused pod create, and the Deployment controller copies it to the Deployment
+    within the same second; it is cleared once a create succeeds.
+    """
+    for cond in at(dep, "status").get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "ReplicaFailure")
+    return ""
 
 
 def image_unavailable_message(pod: JsonObj) -> str | None:

@@ -32,6 +32,9 @@ class ColorView:
     gpu_short_pods: int = 0  # unschedulable for lack of nvidia.com/gpu
     image_unavailable_pods: int = 0  # a container waits for an image it cannot get
     image_unavailable_message: str = ""  # the first such pod's "<kubelet reason>: <message>"
+    # The API server's refusal to create this colour's pods (the Deployment's ReplicaFailure
+    # condition: Pod Security, ResourceQuota, LimitRange, an admission webhook); "" when none.
+    pods_refused_message: str = ""
     foreign_template_managers: tuple[str, ...] = ()  # who else wrote the pod template
 
     def rolled_out(self, version: str, template_hash: str, replicas: int) -> bool:

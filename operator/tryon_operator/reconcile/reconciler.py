@@ -32,7 +32,14 @@ from .ports import KubePort, RegistryPort, SmokePort
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve
-from .status import announce_phase, finish_status, gpu_shortage, image_unavailable, invalid_status
+from .status import (
+    announce_phase,
+    finish_status,
+    gpu_shortage,
+    image_unavailable,
+    invalid_status,
+    pods_refused,
+)
 from .tags import pay_owed
 
 log = logging.getLogger(__name__)
@@ -162,7 +169,8 @@ class Reconciler:
         cluster = fx.kube.observe(ctx.namespace, ctx.name)
         step = Step(ctx, fx, status, cluster, now)
         status, retry_problem = requests.take_retry(step)
-        step = replace(step, status=status)
+        # Before deciding: a deadline starts over once refused pods are admitted.
+        step = replace(step, status=pods_refused(replace(step, status=status)))
         desired = desired_state(ctx, status, cluster, resolution)
 
         action: d.Action = d.Steady()
@@ -205,9 +213,11 @@ class Reconciler:
         return ReconcileResult(step.status, type(action).__name__, requeue, wrote)
 
     def _noted(self, step: Step, desired: d.Desired, resolution: Answer) -> TryOnModelStatus:
-        """Status with the GPU shortage and image problems told and the conditions worked out."""
+        """Status with the GPU shortage, image and admission problems told and the conditions
+        worked out."""
         status, gpu_note = gpu_shortage(step)
         step = replace(step, status=status)
+        step = replace(step, status=pods_refused(step))
         image_unavailable(step)
         return finish_status(step, desired, resolution, gpu_note)
 

@@ -1,5 +1,5 @@
-"""Status as the cluster shows it: the four conditions and the phase (pure), plus the two
-problems worth an Event the moment they appear (GPU shortage, image unavailable)."""
+"""Status as the cluster shows it: the four conditions and the phase (pure), plus the three
+problems worth an Event the moment they appear (GPU shortage, image unavailable, pods refused)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,9 @@ def _progressing(status: TryOnModelStatus, cluster: ClusterView, gpu_note: str |
     reason = _PROGRESS_REASON[rollout.phase]
     message = f"version {rollout.version} on {rollout.color}"
     preview = cluster.observed.color(rollout.color)
+    if rollout.phase == "Progressing" and preview.pods_refused_message:
+        # Not progressing at all: there are no pods to wait for until the cluster admits them.
+        return ("Progressing", False, "PodsRefused", f"{message}: {refusal(preview)}")
     if rollout.phase == "Progressing" and preview.image_unavailable_pods:
         # Before unschedulable: pods that got a node but no image would not start anyway.
         return (
@@ -88,6 +91,11 @@ def _progressing(status: TryOnModelStatus, cluster: ClusterView, gpu_note: str |
 
 def _ready(status: TryOnModelStatus, cluster: ClusterView) -> Wanted:
     if status.active_color is None:
+        rollout = status.rollout
+        preview = cluster.observed.color(rollout.color) if rollout else None
+        if rollout and preview and preview.pods_refused_message:
+            message = f"version {rollout.version} on {rollout.color}: {refusal(preview)}"
+            return ("Ready", False, "PodsRefused", message)
         return ("Ready", False, "NoActiveColor", "no colour has been promoted yet")
     view = cluster.observed.color(status.active_color)
     ready = view.exists and view.replicas > 0 and view.ready_replicas >= view.replicas
@@ -220,6 +228,53 @@ def image_unavailable(step: Step) -> None:
             },
         )
     )
+
+
+# What refused the pods, by the words the API server uses for each admission step.
+_REFUSERS = (
+    ("exceeded quota", "a ResourceQuota (not a GPU shortage on the nodes: raise or free it)"),
+    ("violates PodSecurity", "Pod Security admission (the namespace's enforce level)"),
+    ("LimitRange", "a LimitRange"),
+    ("maximum", "a LimitRange"),
+    ("minimum", "a LimitRange"),
+    ("admission webhook", "an admission webhook"),
+)
+
+
+def refusal(view: ColorView) -> str:
+    """The refusal in words: who refused, then the API server's own message."""
+    refuser = next(
+        (who for words, who in _REFUSERS if words in view.pods_refused_message), "admission"
+    )
+    return f"the API server refused its pods, by {refuser}: {view.pods_refused_message}"
+
+
+def pods_refused(step: Step) -> TryOnModelStatus:
+    """One Warning Event when the preview's pods are first refused; once they are admitted
+    again, the progress deadline starts over (``RolloutState.progress_since``)."""
+    status = step.status
+    rollout = status.rollout
+    if rollout is None or rollout.phase != "Progressing":
+        return status
+    preview = step.cluster.observed.color(rollout.color)
+    if not preview.pods_refused_message:
+        if rollout.pods_refused_reported:
+            log.info("%s's pods are admitted again; its deadline starts over", rollout.color)
+            return with_rollout(status, pods_refused_reported=False, progress_since=step.now)
+        return status
+    if rollout.pods_refused_reported:
+        return status
+    step.tell(
+        Told(
+            "Warning",
+            "PodsRefused",
+            f"version {rollout.version} on {rollout.color}: {refusal(preview)}",
+            version=rollout.version,
+            color=rollout.color,
+            evidence={"apiServer": preview.pods_refused_message},
+        )
+    )
+    return with_rollout(status, pods_refused_reported=True)
 
 
 def announce_phase(

@@ -96,3 +96,26 @@ def test_active_service_selects_one_colour_and_preview_has_its_own_name():
 def test_hpa_targets_the_active_colour():
     hpa = build_hpa(spec(), OWNER, color="green")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "dress-green"
+
+
+def test_renderer_pods_meet_pod_security_restricted_with_no_setting():
+    pod = deployment()["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = pod["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_the_read_only_renderer_writes_its_model_cache_and_temporary_files_to_an_empty_dir():
+    pod = deployment()["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
