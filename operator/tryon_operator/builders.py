@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import Color, TryOnModelSpec
+from .podtemplate import merge
 from .vocabulary import (
     ANNOTATION_TEMPLATE_HASH,
     API_VERSION,
@@ -159,6 +160,16 @@ def build_deployment(
     template_hash = renderer.template_hash()
     metadata = _metadata(owner, deployment_name(owner.name, color), pod_labels)
     metadata["annotations"] = {ANNOTATION_TEMPLATE_HASH: template_hash}
+    template: dict[str, Any] = {
+        "metadata": {
+            "labels": pod_labels,
+            "annotations": {**renderer.pod_annotations, ANNOTATION_TEMPLATE_HASH: template_hash},
+        },
+        "spec": pod_spec,
+    }
+    if renderer.pod_template is not None:
+        # Validated by the model: it cannot touch labels, env, port or probes the operator owns.
+        template = merge(template, renderer.pod_template.model_dump(by_alias=True))
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -170,16 +181,7 @@ def build_deployment(
             "strategy": {"type": "Recreate"},
             "progressDeadlineSeconds": max(spec.rollout.progress_deadline_seconds, 60),
             "revisionHistoryLimit": 2,
-            "template": {
-                "metadata": {
-                    "labels": pod_labels,
-                    "annotations": {
-                        **renderer.pod_annotations,
-                        ANNOTATION_TEMPLATE_HASH: template_hash,
-                    },
-                },
-                "spec": pod_spec,
-            },
+            "template": template,
         },
     }
 

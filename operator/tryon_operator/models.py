@@ -14,10 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from .podtemplate import operator_owned_errors, schema_errors
 from .vocabulary import API_VERSION as API_VERSION
 from .vocabulary import GROUP as GROUP
 from .vocabulary import KIND as KIND
 from .vocabulary import PLURAL as PLURAL
+from .vocabulary import PROTECTED_LABEL_PREFIXES
 from .vocabulary import VERSION as VERSION
 
 Color = Literal["blue", "green"]
@@ -96,6 +98,26 @@ def _default_resources() -> Resources:
     return Resources(limits={"nvidia.com/gpu": 1})
 
 
+class PodTemplateMetadata(_Spec):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodTemplate(_Spec):
+    """A partial pod template merged over the renderer pod the operator builds (podtemplate.py)."""
+
+    metadata: PodTemplateMetadata = Field(default_factory=PodTemplateMetadata)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_pod_spec_without_the_operators_parts(self) -> PodTemplate:
+        errors = [f"podTemplate.{e}" for e in schema_errors(self.spec)]
+        errors += operator_owned_errors(self.model_dump(by_alias=True))
+        if errors:
+            raise ValueError("; ".join(errors[:5]))
+        return self
+
+
 class RendererSpec(_Spec):
     image: Annotated[str, Field(min_length=1)]
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
@@ -109,12 +131,11 @@ class RendererSpec(_Spec):
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     service_account_name: str | None = None
     startup_timeout_seconds: Annotated[int, Field(ge=10, le=7200)] = 900
+    pod_template: PodTemplate | None = None
 
     @model_validator(mode="after")
     def _labels_not_reserved(self) -> RendererSpec:
-        reserved = [
-            k for k in self.pod_labels if k.startswith(("tryon.dev/", "app.kubernetes.io/"))
-        ]
+        reserved = [k for k in self.pod_labels if k.startswith(PROTECTED_LABEL_PREFIXES)]
         if reserved:
             raise ValueError(f"podLabels may not set operator-owned labels: {', '.join(reserved)}")
         return self

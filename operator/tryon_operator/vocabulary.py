@@ -20,6 +20,8 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COLOR = "tryon.dev/color"
 LABEL_VERSION = "tryon.dev/model-version"
+# Label (and annotation) keys only the operator sets on renderer pods: they select each colour.
+PROTECTED_LABEL_PREFIXES = ("tryon.dev/", "app.kubernetes.io/")
 ANNOTATION_TEMPLATE_HASH = "tryon.dev/template-hash"
 
 # One-shot requests a person (or tryonctl) puts on a TryOnModel; the operator removes each.
