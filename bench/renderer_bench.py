@@ -296,8 +296,8 @@ def table(levels: list[int], systems: dict[str, dict[int, LevelResult]]) -> str:
             r = results[c]
             label = f"{name} ({r.parallel} x batch {r.batch})" if name == "raw" else name
             lines.append(
-                f"| {c} | {label} | {r.throughput:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} "
-                f"| {r.cpu_ms:.0f} |"
+                f"| {c} | {label} | {r.throughput:.2f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} "
+                f"| {_ms(r.cpu_ms)} |"
             )
     lines += [
         "",
@@ -334,6 +334,10 @@ VECTOR_FLAGS = (
 )  # fmt: skip
 
 
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.0f}"  # NaN: not measured (raw has no p50/CPU)
+
+
 def machine() -> str:
     flags = fastpath.cpu_flags()
     vector = " ".join(f for f in VECTOR_FLAGS if f in flags) or "none of " + " ".join(VECTOR_FLAGS)
@@ -347,7 +351,8 @@ def raw_forward_tables(model: torch.nn.Module, args: argparse.Namespace) -> None
     """GFLOP per image, then eager vs faster paths for the served network and the previous one."""
     peak, how = fastpath.peak_gflops_per_core()
     batches = [int(b) for b in args.raw_batches.split(",")]
-    print(f"machine: {machine()}; {args.torch_threads} torch thread(s)")
+    print(f"machine: {machine()}")
+    print("raw forward table: 1 torch thread")
     print(f"1-core fp32 peak: {peak:.1f} GFLOP/s = {how}")
     previous = TryOnNet(TryOnConfig()).eval()
     for label, net in (("PlacementTryOnNet (served)", model), ("TryOnNet (previous)", previous)):

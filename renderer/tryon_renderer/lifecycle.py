@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -39,12 +40,24 @@ EXIT_INCOMPATIBLE_MODEL = 3
 
 
 async def load_and_warm(state: RendererState) -> None:
-    """Load the model (retrying with backoff), start the worker, warm up, then mark ready."""
+    """Load the model (retrying with backoff), start the worker, warm up, then mark ready.
+
+    Every torch call before serving runs on one thread of its own: torch fixes a thread's OpenMP
+    team size at that thread's first parallel op, so a serving thread (the event loop, the codec
+    threads) that had run torch before the shape set the thread count would keep the default
+    team and spin it beside the forward passes.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="tryon-warmup") as warmup:
+        await _load_and_warm(state, warmup)
+
+
+async def _load_and_warm(state: RendererState, warmup: ThreadPoolExecutor) -> None:
+    loop = asyncio.get_running_loop()
     settings = state.settings
     delay = min(1.0, settings.load_retry_max_s)
     while state.loaded is None and not state.draining:
         try:
-            state.loaded = await asyncio.to_thread(_load_blocking, state)
+            state.loaded = await loop.run_in_executor(warmup, _load_blocking, state)
         except ModelIncompatibleError as err:
             state.load_error = str(err)
             if settings.exit_on_incompatible_model:
@@ -62,13 +75,17 @@ async def load_and_warm(state: RendererState) -> None:
     if state.loaded is None:
         return
     loaded = state.loaded
-    runner = BatchRunner(loaded.model, pick_device(settings.device))
+    runner = await loop.run_in_executor(
+        warmup, BatchRunner, loaded.model, pick_device(settings.device)
+    )
     state.device = str(runner.device)
-    choice = await asyncio.to_thread(choose_precision, runner, loaded, settings.precision)
+    choice = await loop.run_in_executor(
+        warmup, choose_precision, runner, loaded, settings.precision
+    )
     state.precision = choice.label
-    shape = await asyncio.to_thread(tune_shape, runner, loaded, settings)
+    shape = await loop.run_in_executor(warmup, tune_shape, runner, loaded, settings)
     state.shape = shape
-    await asyncio.to_thread(warm_up, runner, loaded, settings, shape.max_batch_size)
+    await loop.run_in_executor(warmup, warm_up, runner, loaded, settings, shape.max_batch_size)
     worker = BatchingWorker(
         runner,
         max_batch_size=shape.max_batch_size,
