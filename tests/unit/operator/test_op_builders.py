@@ -63,6 +63,12 @@ def test_gpu_by_default_and_probes_on_healthz_and_readyz():
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
 
+def test_readiness_is_seen_within_a_second_of_the_renderer_turning_ready():
+    container = deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert container["startupProbe"]["periodSeconds"] == 1
+    assert container["readinessProbe"]["periodSeconds"] == 1
+
+
 def test_a_stopping_pod_keeps_serving_until_its_endpoint_is_gone_then_drains():
     pod = deployment()["spec"]["template"]["spec"]
     sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]

@@ -30,7 +30,8 @@ QUOTA = (
 )
 POD_SECURITY = (
     'pods "dress-blue-5d8-q1" is forbidden: violates PodSecurity "restricted:latest": '
-    'allowPrivilegeEscalation != false (container "renderer" must set allowPrivilegeEscalation=false)'
+    'allowPrivilegeEscalation != false (container "renderer" must set '
+    "securityContext.allowPrivilegeEscalation=false)"
 )
 
 
