@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             incluster.apply(
                 local.kubectl,
-                incluster.namespace_manifest(NAMESPACE),
+                incluster.namespace_manifest(NAMESPACE, restricted=True),
                 incluster.s3_secret(NAMESPACE, backends.s3),
             )
             detail(cluster.kubectl("get", "pods", "-n", incluster.OPERATOR_NAMESPACE, "-o", "wide"))

@@ -69,8 +69,19 @@ def host_service_manifests(
     ]
 
 
-def namespace_manifest(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+# What shared and managed clusters enforce; renderer pods must be admitted under it.
+RESTRICTED_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def namespace_manifest(name: str, *, restricted: bool = False) -> dict[str, Any]:
+    """A Namespace; ``restricted`` makes the API server enforce Pod Security "restricted"."""
+    metadata: dict[str, Any] = {"name": name}
+    if restricted:
+        metadata["labels"] = dict(RESTRICTED_LABELS)
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
 def apply(kubectl: Kubectl, *objects: dict[str, Any]) -> None:

@@ -115,11 +115,12 @@ def models(registry_env: dict[str, str], request: pytest.FixtureRequest) -> Mode
 
 @pytest.fixture
 def shop(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace for one test, with the S3 Secret the renderer reads; pods printed at the end."""
+    """A namespace for one test that enforces Pod Security "restricted", with the S3 Secret the
+    renderer reads; pods printed at the end."""
     name = f"shop-{uuid.uuid4().hex[:6]}"
     incluster.apply(
         real_cluster.kubectl,
-        incluster.namespace_manifest(name),
+        incluster.namespace_manifest(name, restricted=True),
         incluster.s3_secret(name, real_cluster.backends.s3),
     )
     wait_for(
@@ -213,12 +214,18 @@ def run_in_pod(cluster: RealCluster, namespace: str, script: str, timeout: int =
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": {"tryon.dev/real-node": "true"},
+            # The shop namespace enforces Pod Security "restricted".
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [
                 {
                     "name": "probe",
                     "image": incluster.image("tryon-renderer", TAG),
                     "imagePullPolicy": "Never",
                     "command": ["python", "-c", script],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
                 }
             ],
         },
