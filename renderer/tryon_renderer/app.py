@@ -2,7 +2,7 @@
 
 Endpoints (`routes.py`): POST /v1/tryon, GET /healthz, GET /readyz, GET /metrics, GET /v1/model,
 POST /v1/smoke. The model loads in a background task (`lifecycle.py`); request parsing is in
-`requests.py`, schemas in `schemas.py`, the JSON error mapping in `error_handlers.py`, the body
+`inputs.py`, schemas in `schemas.py`, the JSON error mapping in `error_handlers.py`, the body
 cap and X-Model-Version header in `middleware.py`. Every error is JSON
 `{"error": {code, message, status}}`, and every response carries `X-Model-Version`.
 """

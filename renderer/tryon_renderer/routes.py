@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .error_handlers import error_response
 from .errors import ApiError, ModelOutputError, NotReadyError
 from .images import encode_image
-from .requests import gateway_of, parse_json, parse_multipart, prepare
+from .inputs import gateway_of, parse_json, parse_multipart, prepare
 from .schemas import TryOnJsonResponse, tryon_openapi
 from .smoke import run_smoke
 from .state import RendererState, get_state
