@@ -1,7 +1,4 @@
-"""`tryon-model train`, `evaluate` and `promote`: the commands that run models.
-
-Split from `cli.py` (parser, dispatch, data and registry-only commands) to keep modules small.
-"""
+"""`tryon-model train`, `evaluate` and `promote`: the commands that run models."""
 
 from __future__ import annotations
 
@@ -11,7 +8,16 @@ import os
 import sys
 from typing import Any
 
-from .cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, _open, _out, _registry, _v
+from .common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    open_data,
+    registry_from,
+    say,
+    version_label,
+)
 
 
 def torch_threads_for_training() -> int:
@@ -30,15 +36,15 @@ def torch_threads_for_training() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .evaluate import pick_device
-    from .train import TrainConfig, TrainOptions, train_and_register
-    from .validate import validate_dataset
+    from .. import distributed
+    from ..evaluate import pick_device
+    from ..train import TrainConfig, TrainOptions, train_and_register
+    from ..validate import validate_dataset
 
-    registry = _registry(args)
+    registry = registry_from(args)
     # Every rank validates (cheap, and a bad dataset stops all of them before the process group).
     if not args.skip_validation:
-        report = validate_dataset(_open(args.data, args.format))
+        report = validate_dataset(open_data(args.data, args.format))
         if not report.ok:
             sys.stderr.write(report.render(20) + "\n")
             raise CliError(f"{args.data} failed validation; fix it or pass --skip-validation")
@@ -96,35 +102,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         "dataset_hash": result.dataset_hash,
     }
     if args.json:
-        _out(json.dumps(payload, sort_keys=True))
+        say(json.dumps(payload, sort_keys=True))
         return EXIT_OK
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     procs = f" on {result.world_size} processes" if result.world_size > 1 else ""
-    _out(f"run {result.run_id}: {result.steps} steps in {result.seconds:.1f}s{procs}")
-    _out(
+    say(f"run {result.run_id}: {result.steps} steps in {result.seconds:.1f}s{procs}")
+    say(
         f"  {registry.tracking_uri.rstrip('/')}/#/experiments/{result.experiment_id}/runs/"
         f"{result.run_id}"
     )
-    _out(f"val: {metrics}")
+    say(f"val: {metrics}")
     for name, values in result.extra.get("baselines", {}).items():
-        _out(f"baseline, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    _out(
+        say(f"baseline, {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    say(
         f"model: {result.parameters} parameters, {result.size_bytes / 1024:.0f} KiB, "
         f"{result.latency_ms:.1f} ms per image on CPU (batch 1)"
     )
     if version:
-        _out(f"registered {args.model} version {version}")
+        say(f"registered {args.model} version {version}")
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .baselines import baseline_metrics
-    from .data import Batch
-    from .evaluate import evaluate_version, format_table, load_version, pick_device
-    from .lifecycle import resolve_version
+    from ..baselines import baseline_metrics
+    from ..data import Batch
+    from ..evaluate import evaluate_version, format_table, load_version, pick_device
+    from ..lifecycle import resolve_version
 
-    registry = _registry(args)
-    ds = _open(args.data, args.format)
+    registry = registry_from(args)
+    ds = open_data(args.data, args.format)
     device = pick_device(args.device)
     candidate = resolve_version(registry, args.model, args.version)
     batches: dict[tuple[Any, ...], Batch] = {}
@@ -132,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     columns = {f"v{candidate.version}": evaluate_version(loaded, ds, args.split, device, batches)}
     baseline = None
     if args.against != "none":
-        from .registry import RegistryError
+        from ..registry import RegistryError
 
         try:
             other = resolve_version(registry, args.model, args.against)
@@ -155,23 +161,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     baselines = baseline_metrics(batches[key])
     if args.json:
         payload = {"split": args.split, "metrics": columns, "baselines": baselines}
-        _out(json.dumps(payload, sort_keys=True))
+        say(json.dumps(payload, sort_keys=True))
     else:
-        _out(f"{args.model} on {ds.root} [{args.split}, {len(ds.split(args.split))} samples]")
-        _out(format_table(columns, baseline))
-        _out("baselines (same samples):")
-        _out(format_table(baselines))
+        say(f"{args.model} on {ds.root} [{args.split}, {len(ds.split(args.split))} samples]")
+        say(format_table(columns, baseline))
+        say("baselines (same samples):")
+        say(format_table(baselines))
         cand = columns[f"v{candidate.version}"]["masked_l1"]
         for name, values in baselines.items():
             gain = 1 - cand / values["masked_l1"] if values["masked_l1"] > 0 else float("nan")
-            _out(f"masked_l1 of v{candidate.version} vs {name}: {gain:+.1%}")
+            say(f"masked_l1 of v{candidate.version} vs {name}: {gain:+.1%}")
     return EXIT_OK
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from .evaluate import pick_device
-    from .lifecycle import EvalSettings, PromoteOptions, promote
-    from .policy import PromotionPolicy
+    from ..evaluate import pick_device
+    from ..lifecycle import EvalSettings, PromoteOptions, promote
+    from ..policy import PromotionPolicy
 
     if args.force and not (args.reason and args.reason.strip()):
         raise CliError("--force needs --reason: say why the gates are overridden", EXIT_USAGE)
@@ -179,12 +185,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         policy = PromotionPolicy(margin=args.margin, guard_tolerance=args.guard_tolerance)
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from err
-    registry = _registry(args)
+    registry = registry_from(args)
     outcome = promote(
         registry,
         args.model,
         args.version,
-        _open(args.data, args.format),
+        open_data(args.data, args.format),
         PromoteOptions(
             policy=policy,
             force=args.force,
@@ -196,7 +202,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     )
     d = outcome.decision
     if args.json:
-        _out(
+        say(
             json.dumps(
                 {
                     "promote": d.promote,
@@ -212,12 +218,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
             )
         )
     else:
-        _out(outcome.table)
+        say(outcome.table)
     if not d.promote:
         raise CliError(f"promotion refused: {d.summary}", EXIT_REFUSED)
     if args.dry_run:
-        _out(f"dry run: would move {args.alias} to v{outcome.candidate.version}: {d.summary}")
+        say(f"dry run: would move {args.alias} to v{outcome.candidate.version}: {d.summary}")
     elif not args.json:
         prev = outcome.production.version if outcome.production else None
-        _out(f"{args.alias}: {_v(prev)} -> v{outcome.candidate.version} ({d.summary})")
+        say(f"{args.alias}: {version_label(prev)} -> v{outcome.candidate.version} ({d.summary})")
     return EXIT_OK
