@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from .errors import KubeError
-from .webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from .vocabulary import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 log = logging.getLogger(__name__)
 

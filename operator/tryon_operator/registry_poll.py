@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from .errors import ModelResolutionError
 from .gateways.mlflow import ResolvedModel
+from .gateways.ports import RegistryPort
 from .models import ModelRef
-from .reconcile.ports import RegistryPort
 from .resolution.cache import Answer, ResolutionCache, ResolutionKey
 from .resolution.watchers import ModelWatchers
 

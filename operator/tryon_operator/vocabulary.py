@@ -71,3 +71,8 @@ EventReason = Literal[
     "ManualRequestIgnored",
     "RetryRequested",
 ]
+
+# MLflow webhook deliveries (webhook.py verifies them; handover.py forwards them to the leader).
+SIGNATURE_HEADER = "X-MLflow-Signature"
+TIMESTAMP_HEADER = "X-MLflow-Timestamp"
+DELIVERY_HEADER = "X-MLflow-Delivery-Id"

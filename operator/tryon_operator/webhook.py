@@ -23,11 +23,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .handover import Handover
 
-log = logging.getLogger(__name__)
+from .vocabulary import DELIVERY_HEADER as DELIVERY_HEADER
+from .vocabulary import SIGNATURE_HEADER as SIGNATURE_HEADER
+from .vocabulary import TIMESTAMP_HEADER as TIMESTAMP_HEADER
 
-SIGNATURE_HEADER = "X-MLflow-Signature"
-TIMESTAMP_HEADER = "X-MLflow-Timestamp"
-DELIVERY_HEADER = "X-MLflow-Delivery-Id"
+log = logging.getLogger(__name__)
 
 
 class WebhookRejectedError(Exception):

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 
 from ..gateways.mlflow import ResolvedModel
 from ..models import ModelRef
-from ..reconcile.ports import RegistryPort
+from .ports import RegistryPort
 
 
 class FencedRegistry:

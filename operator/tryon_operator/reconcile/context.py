@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..builders import Owner
+from ..gateways.ports import KubePort, RegistryPort, SmokePort
 from ..metrics import Metrics
 from ..models import TryOnModelSpec, TryOnModelStatus
 from ..observe.views import ClusterView, GpuCapacity
 from ..settings import OperatorSettings
 from .events import EventSink, Told
-from .ports import KubePort, RegistryPort, SmokePort
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import logging
 from ..announce import Announcer
 from ..builders import Owner
 from ..errors import NotLeaderError
+from ..gateways.ports import KubePort
 from ..told import Told as Told
-from .ports import KubePort
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from .. import decision as d
 from ..announce import Announcer
 from ..builders import Owner
 from ..errors import InvalidSpecError, KubeError, ModelResolutionError
+from ..gateways.ports import KubePort, RegistryPort, SmokePort
 from ..manual import fulfilled_by
 from ..metrics import Metrics
 from ..models import TryOnModelSpec, TryOnModelStatus, parse_status
@@ -28,7 +29,6 @@ from .actions import ACTIONS
 from .context import Effects, ReconcileContext, Step
 from .events import EventSink, Told
 from .history import validation_message
-from .ports import KubePort, RegistryPort, SmokePort
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..builders import Owner
-from ..gateways.mlflow import ResolvedModel
 from ..models import ModelRef
 from ..observe.views import ClusterView, GpuCapacity, SmokeOutcome
+from .mlflow import ResolvedModel
 
 
 class KubePort(Protocol):
