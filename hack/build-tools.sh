@@ -2,7 +2,7 @@
 # Builds the local control-plane binaries from Go modules into a cache outside the repo.
 # Each tool lands in $TRYON_TOOLS_CACHE/<tool>-<version>/, so a pinned version is built once
 # and a warm start costs nothing.
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns ...]
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns|registry ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,6 +13,7 @@ kwok_version="v0.8.0"
 helm_version="v3.22.0"
 coredns_version="v1.15.0"
 containerd_version="v2.4.2"
+registry_version="v3.1.2"
 
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 export CGO_ENABLED=0
@@ -105,6 +106,12 @@ build_containerd() {
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
 build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
+# The CNCF Distribution registry the real node pulls from, and a bcrypt htpasswd line maker for
+# its auth file (hack/tools/registry/htpasswd; the registry's module has no such command).
+build_registry() {
+  go_build registry "$cache/registry-$registry_version" "" \
+    github.com/distribution/distribution/v3/cmd/registry ./htpasswd
+}
 
 # One build at a time per cache: parallel test runs would otherwise clobber each other's output.
 mkdir -p "$cache"
@@ -112,11 +119,11 @@ exec 9>"$cache/.lock"
 flock 9
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns registry); fi
 for t in "${tools[@]}"; do "build_$t"; done
 
 # Print the directories so callers can put them on PATH.
 printf '%s\n' "$cache/kubernetes-$k8s_version" "$cache/etcd-$etcd_version" \
   "$cache/kwok-$kwok_version" "$cache/helm-$helm_version" \
   "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version" \
-  "$cache/coredns-$coredns_version"
+  "$cache/coredns-$coredns_version" "$cache/registry-$registry_version"

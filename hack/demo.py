@@ -334,14 +334,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with timeline.step("helm install the operator chart (the operator runs in a pod)"):
             values = incluster.operator_values(backends.tracking_uri_in_cluster)
+            incluster.apply(local.kubectl, *incluster.operator_namespace())
             incluster.helm_install_operator(
                 incluster.helm_binary(), info.kubeconfig, values, workdir
             )
-            incluster.apply(
-                local.kubectl,
-                incluster.namespace_manifest(NAMESPACE, restricted=True),
-                incluster.s3_secret(NAMESPACE, backends.s3),
-            )
+            incluster.apply(local.kubectl, *incluster.workload_namespace(NAMESPACE, backends.s3))
             detail(cluster.kubectl("get", "pods", "-n", incluster.OPERATOR_NAMESPACE, "-o", "wide"))
 
         with timeline.step(f"apply TryOnModel {NAMESPACE}/{NAME} and wait until v{v1} serves"):

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # `make images`: builds the operator and renderer images from the project's Dockerfile with
-# buildah (no Docker engine, no registry), on the local base image from build-base.sh, and
-# exports each as a docker-archive tar that hack/images/import.sh loads into a containerd node.
+# buildah (no Docker engine), on the local base image from build-base.sh, and pushes each to the
+# local registry (hack/localcluster/registry.py, started here when it is not running), from which
+# the real node pulls them with an imagePullSecret.
 #
 #   hack/images/build.sh [operator] [renderer]       (default: both; root, needs buildah)
 #
-# Images: localhost/tryon/tryon-operator:$IMAGE_TAG and localhost/tryon/tryon-renderer:$IMAGE_TAG
-# (IMAGE_TAG defaults to dev). Exports: ${TRYON_IMAGE_CACHE:-~/.cache/tryon-operator/images}/
-# <name>.tar, <name>.ref (the image name) and <name>.id (buildah's image id); an export is skipped
-# when the id and name are unchanged. Logs: build/images/<target>.log.
+# Local names: localhost/tryon/tryon-operator:dev and localhost/tryon/tryon-renderer:dev (buildah's
+# storage). Pushed as 127.0.0.1:5443/tryon/<name>:<tag>, the tag being the 12-character commit of
+# HEAD (`registry.py tag`; "-dirty" when the image context has uncommitted edits). State next to
+# the tool cache: ${TRYON_IMAGE_CACHE:-~/.cache/tryon-operator/images}/<name>.stamp (inputs),
+# <name>.smoked and <name>.pushed (image id and where it went). Logs: build/images/<target>.log.
 # A run whose inputs (context files, Dockerfile, build arguments, base image) hash as in the run
-# that built the current image skips buildah altogether (<name>.stamp next to the exports): an
+# that built the current image skips buildah altogether (<name>.stamp): an
 # unchanged `make images` takes under a second, where buildah's own cache check of the renderer
 # takes about a minute (it hashes the copied 6 GB virtual environment).
 #
 # Environment:
-#   IMAGE_TAG            tag of both images (dev)
+#   IMAGE_TAG            the tag pushed (default: `registry.py tag`)
 #   VERSION, COMMIT      OCI labels (pyproject's version; `git rev-parse HEAD`, "-dirty" when the
 #                        build context has uncommitted changes)
 #   TRYON_BUILD_CA       CA bundle lent read-only to RUN steps as /etc/ssl/certs/ca-certificates.crt
@@ -25,7 +27,7 @@
 #   TORCH_INDEX_URL      passed to the Dockerfile (e.g. the CPU-only index, where reachable)
 #   TRYON_BUILD_ARGS     extra `buildah bud` arguments (word-split)
 #   TRYON_IMAGE_SMOKE=0  skip the smoke run of each image
-#   TRYON_IMAGE_EXPORT=0 skip the export
+#   TRYON_IMAGE_PUSH=0   skip the push (and the registry)
 #   TRYON_IMAGE_FORCE=1  call buildah even when the inputs are unchanged
 #   TRYON_IMAGE_KEEP_OLD=1  keep the build cache of replaced images (see prune_superseded)
 #   TRYON_BASE_FORCE=1   rebuild the base image too (invalidates every cached layer)
@@ -33,7 +35,7 @@ set -euo pipefail
 # shellcheck source=hack/images/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-image_tag="${IMAGE_TAG:-dev}"
+image_tag=dev  # buildah's local name; what is pushed carries the commit
 image_repo="${TRYON_IMAGE_REPO:-localhost/tryon}"
 targets=("$@")
 (( ${#targets[@]} )) || targets=(operator renderer)
@@ -57,7 +59,7 @@ context_paths=(pyproject.toml README.md operator renderer training hack/requirem
 version="${VERSION:-$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo_root/pyproject.toml")}"
 if [[ -z "${COMMIT:-}" ]]; then
   # The last commit that changed what the image is built from, not HEAD: an unrelated commit
-  # must not change the image id (a new id means a 6 GB re-export and re-import for nothing).
+  # must not change the image id (a new id means a 3 GB push and a 6 GB pull for nothing).
   COMMIT="$(git -C "$repo_root" log -1 --format=%H -- "${context_paths[@]}" Dockerfile .dockerignore 2>/dev/null)"
   COMMIT="${COMMIT:-unknown}"
   if [[ "$COMMIT" != unknown && -n "$(git -C "$repo_root" --no-optional-locks status --porcelain -- "${context_paths[@]}")" ]]; then
@@ -204,37 +206,44 @@ smoke_target() {
   echo "ok" >&3
 }
 
-# export TARGET: docker-archive (uncompressed layers: fast to write and to import) with the full
-# name inside, written next to its final path and renamed, then .ref and .id (the id last: it
-# marks a complete export). Skipped when the cached export has the same id and name.
-export_target() {
-  local target="$1" ref id name; ref="$(image_ref "$target")"
+# push TARGET: to the local registry (hack/localcluster/registry.py) as
+# $registry_repo/<name>:$push_tag, which the real node pulls with an imagePullSecret. buildah sends
+# only the blobs the registry lacks, so an unchanged image under a new commit tag costs a manifest
+# (0.4 s for the renderer; its first push, 3.2 GB gzip, took 65-86 s). Skipped when this image id
+# was pushed under this reference last time (<name>.pushed). The registry keeps the last two
+# images of each repository (`registry.py pushed`).
+push_target() {
+  local target="$1" ref id name dest; ref="$(image_ref "$target")"
   name="$(image_name "$target")"
   id="$(image_id "$ref")"
   [[ -n "$id" ]] || { echo "no image $ref" >&2; return 1; }
-  local tar="$image_cache/$name.tar"
-  if [[ -f "$tar" && "$(cat "$image_cache/$name.id" 2>/dev/null)" == "$id" &&
-        "$(cat "$image_cache/$name.ref" 2>/dev/null)" == "$ref" ]]; then
-    echo "unchanged (${id:0:12}), kept $tar" >&3
+  dest="$registry_repo/$name:$push_tag"
+  if [[ "$(cat "$image_cache/$name.pushed" 2>/dev/null)" == "$id $dest" ]]; then
+    echo "unchanged (${id:0:12}), pushed before as $dest" >&3
     return 0
   fi
-  exec 8>"$image_cache/.export.lock"
-  flock 8                                 # import.sh reads under a shared lock
-  # The old tar goes first: the renderer's is ~6 GB, two at once may not fit (import.sh waits on
-  # the lock, and without an .id it would not take a half-written export anyway).
-  rm -f "$image_cache/$name.id" "$tar" "$tar.partial"
-  buildah push --quiet "$ref" "docker-archive:$tar.partial:$ref"
-  mv -f "$tar.partial" "$tar"
-  printf '%s\n' "$ref" >"$image_cache/$name.ref.partial" && mv -f "$image_cache/$name.ref.partial" "$image_cache/$name.ref"
-  printf '%s\n' "$id" >"$image_cache/$name.id.partial" && mv -f "$image_cache/$name.id.partial" "$image_cache/$name.id"
-  flock -u 8
-  echo "$tar $(du -h "$tar" | cut -f1)" >&3
+  buildah push --quiet --authfile "$registry_home/auth.json" --cert-dir "$registry_home/trust" \
+    --digestfile "$image_cache/$name.digest" "$ref" "docker://$dest"
+  printf '%s %s\n' "$id" "$dest" >"$image_cache/$name.pushed"
+  # older images than the last two go, with their blobs (3.2 GB per renderer)
+  python3 "$registry_py" pushed "$name" "$(cat "$image_cache/$name.digest")"
+  # what the registry replaced: the docker-archive exports of earlier versions of this script
+  rm -f "$image_cache/$name.tar" "$image_cache/$name.id" "$image_cache/$name.ref"
+  echo "$dest" >&3
 }
+
+registry_py="$repo_root/hack/localcluster/registry.py"
+if [[ "${TRYON_IMAGE_PUSH:-1}" != 0 ]]; then
+  push_tag="${IMAGE_TAG:-$(python3 "$registry_py" tag)}"
+  registry_repo="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import registry; print(registry.REPOSITORY)' "$repo_root/hack/localcluster")"
+  registry_home="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import registry; print(registry.registry_paths().home)' "$repo_root/hack/localcluster")"
+  step "registry: up" "$log_dir/registry.log" python3 "$registry_py" up
+fi
 
 for target in "${targets[@]}"; do
   log="$log_dir/$target.log"
   : >"$log"
   step "$target: build" "$log" build_target "$target"
   if [[ "${TRYON_IMAGE_SMOKE:-1}" != 0 ]]; then step "$target: smoke" "$log" smoke_target "$target"; fi
-  if [[ "${TRYON_IMAGE_EXPORT:-1}" != 0 ]]; then step "$target: export" "$log" export_target "$target"; fi
+  if [[ "${TRYON_IMAGE_PUSH:-1}" != 0 ]]; then step "$target: push" "$log" push_target "$target"; fi
 done

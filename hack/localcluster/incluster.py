@@ -10,12 +10,14 @@ The operator itself runs in a pod, installed by the project's Helm chart.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import registry
 from devservers import MlflowServer, S3Server, start_mlflow_server, start_s3_server
 from nodeconfig import NODE_IP, NODE_LABEL
 
@@ -24,7 +26,6 @@ CHART = REPO / "charts" / "tryon-operator"
 DEV_NAMESPACE = "tryon-dev"
 OPERATOR_NAMESPACE = "tryon-system"
 RELEASE = "tryon-operator"
-IMAGE_REGISTRY = "localhost/tryon"
 MLFLOW_SERVICE, MLFLOW_PORT = "mlflow", 5000
 S3_SERVICE, S3_PORT = "s3", 8333
 S3_SECRET = "s3-credentials"
@@ -33,9 +34,34 @@ HARNESS_LABEL = "tryon.dev/local-harness"
 Kubectl = Callable[..., str]
 
 
-def image(name: str, tag: str = "dev") -> str:
-    """Where ``make images`` puts the project's images (imported into the node, never pulled)."""
-    return f"{IMAGE_REGISTRY}/{name}:{tag}"
+def image_tag() -> str:
+    """The tag ``make images`` pushed for this checkout (``IMAGE_TAG`` overrides it there too)."""
+    return os.environ.get("IMAGE_TAG") or registry.image_tag()
+
+
+def image(name: str, tag: str | None = None) -> str:
+    """Where ``make images`` pushed one of the project's images: the local registry."""
+    return registry.image(name, tag or image_tag())
+
+
+def pull_secret(namespace: str) -> dict[str, Any]:
+    """The registry credentials, as the ``kubernetes.io/dockerconfigjson`` Secret pods name."""
+    return registry.pull_secret_manifest(namespace)
+
+
+def workload_namespace(name: str, s3: S3Server) -> list[dict[str, Any]]:
+    """A namespace for TryOnModels that enforces Pod Security "restricted", with the S3 key pair
+    the renderer reads and the registry pull secret its pods name."""
+    return [namespace_manifest(name, restricted=True), s3_secret(name, s3), pull_secret(name)]
+
+
+def operator_namespace() -> list[dict[str, Any]]:
+    """The operator's namespace (Pod Security "restricted" too) with its pull secret, made
+    before the chart so its pod pulls on the first try."""
+    return [
+        namespace_manifest(OPERATOR_NAMESPACE, restricted=True),
+        pull_secret(OPERATOR_NAMESPACE),
+    ]
 
 
 def service_dns(name: str, namespace: str) -> str:
@@ -146,14 +172,17 @@ def s3_secret(namespace: str, s3: S3Server) -> dict[str, Any]:
     }
 
 
-def operator_values(tracking_uri: str, tag: str = "dev") -> dict[str, Any]:
-    """Chart values for the local real node: local image, never pulled, quick polling."""
+def operator_values(tracking_uri: str, tag: str | None = None) -> dict[str, Any]:
+    """Chart values for the local real node: the image from the local registry with its pull
+    secret, quick polling."""
+    tag = tag or image_tag()
     return {
         "image": {
-            "repository": f"{IMAGE_REGISTRY}/tryon-operator",
+            "repository": image("tryon-operator", tag).rsplit(":", 1)[0],
             "tag": tag,
-            "pullPolicy": "Never",
+            "pullPolicy": registry.pull_policy(tag),
         },
+        "imagePullSecrets": [registry.PULL_SECRET],
         "mlflow": {"trackingUri": tracking_uri, "pollSeconds": 2},
         "operator": {"resyncSeconds": 5},
         "nodeSelector": {NODE_LABEL: "true"},
@@ -201,15 +230,20 @@ def helm_binary() -> str:
     return str(Path(out[3]) / "helm")
 
 
-def renderer_spec(backends: DevBackends, tag: str = "dev", replicas: int = 1) -> dict[str, Any]:
-    """``spec.renderer`` for real pods on real-node-1: CPU inference, fake GPU from the plugin."""
+def renderer_spec(
+    backends: DevBackends, tag: str | None = None, replicas: int = 1
+) -> dict[str, Any]:
+    """``spec.renderer`` for real pods on real-node-1: CPU inference, fake GPU from the plugin,
+    the image pulled from the local registry with the namespace's pull secret."""
+    tag = tag or image_tag()
 
     def secret_env(key: str) -> dict[str, Any]:
         return {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key}}}
 
     return {
         "image": image("tryon-renderer", tag),
-        "imagePullPolicy": "Never",
+        "imagePullPolicy": registry.pull_policy(tag),
+        "podTemplate": {"spec": {"imagePullSecrets": [{"name": registry.PULL_SECRET}]}},
         "replicas": replicas,
         "nodeSelector": {NODE_LABEL: "true"},
         "resources": {

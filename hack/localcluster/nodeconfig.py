@@ -62,9 +62,15 @@ class NodePaths:
     def empty_resolv_conf(self) -> Path:
         return self.state / "resolv.conf"
 
+    @property
+    def registry_hosts(self) -> Path:
+        """containerd's ``config_path``: one ``<host:port>/hosts.toml`` per registry."""
+        return self.state / "certs.d"
+
 
 def containerd_toml(paths: NodePaths, runc: str, cni_bin_dir: str) -> str:
-    """containerd v2 config: CRI on a private socket, overlayfs, pinned pause image."""
+    """containerd v2 config: CRI on a private socket, overlayfs, pinned pause image, registries
+    from ``hosts.toml`` files, and layer blobs dropped once unpacked (half the disk of a pull)."""
     quoted = json.dumps
     return f"""version = 3
 root = {quoted(str(paths.image_root))}
@@ -78,9 +84,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
-  # No registry: images are imported, and the sandbox image must never be garbage-collected.
+  discard_unpacked_layers = true
+  # The sandbox image is imported (built here from the pause binary) and never garbage-collected.
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = {quoted(PAUSE_IMAGE)}
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = {quoted(str(paths.registry_hosts))}
 
 [plugins."io.containerd.cri.v1.runtime"]
   # Without CAP_SYS_RESOURCE a negative oom_score_adj is refused; clamp instead of failing.

@@ -6,7 +6,8 @@ one per host (fixed ports and host paths): a lock and a record in /run say who o
 ``teardown`` undoes every host change from that record alone, also after a crash.
 
 Order matters on the way up: the bridge (the node IP) exists before the API server binds to it;
-containerd and the pause image before the kubelet; the kubelet Ready before kube-proxy.
+containerd, the pause image and the image registry before the kubelet; the kubelet Ready before
+kube-proxy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import clusterdns
 import hostsetup
 import nodeconfig as cfg
+import registry
 from hostsetup import HostRecord
 from pki import issue_client_cert, write_kubeconfig
 from procs import http_ok, pid_alive, wait_until
@@ -139,8 +141,10 @@ class RealNode:
                 record.pids["containerd"],
             )
             self._remove_stale_containers()
-        with step("import the pause image and the project's images"):
-            self._import_images()
+        with step("import the pause image; the image registry up"):
+            self._import_pause_image()
+            registry.up()
+            self._remove_stale_images()
         with step("start cluster DNS (CoreDNS)"):
             corefile = self.paths.state / "Corefile"
             corefile.write_text(
@@ -211,6 +215,9 @@ class RealNode:
         ):
             d.mkdir(parents=True, exist_ok=True)
         p.empty_resolv_conf.write_text("")
+        hosts = p.registry_hosts / registry.ADDRESS / "hosts.toml"
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        hosts.write_text(registry.hosts_toml(registry.registry_paths()))
         (p.state / "containerd.toml").write_text(cfg.containerd_toml(p, RUNC, CNI_BIN_DIR))
         (p.cni_conf_dir / "10-tryon-realnode.conflist").write_text(cfg.cni_conflist(p))
         (p.state / "kubelet.json").write_text(
@@ -266,25 +273,25 @@ class RealNode:
             self._ctr("tasks", "delete", "-f", cid)
             self._ctr("containers", "delete", cid)
 
-    def _import_images(self) -> None:
-        if cfg.PAUSE_IMAGE not in self._ctr("images", "ls", "-q").stdout.split():
-            tar = self.paths.state / "pause.tar"
-            tar.write_bytes(pause_image_archive(self.bin.pause.read_bytes(), cfg.PAUSE_IMAGE))
-            result = self._ctr("images", "import", "--platform", "linux/amd64", str(tar))
-            if result.returncode != 0:
-                raise NodeError(f"ctr import of the pause image failed: {result.stderr.strip()}")
-        importer = Path(__file__).resolve().parents[1] / "images" / "import.sh"
-        if importer.exists():
-            subprocess.run(
-                [
-                    "bash",
-                    str(importer),
-                    str(self.paths.containerd_socket),
-                    str(self.bin.ctr),
-                    str(self.paths.image_root),
-                ],
-                check=True,
-            )
+    def _import_pause_image(self) -> None:
+        """The sandbox image is built here from the pause binary, so it is imported, not pulled."""
+        if cfg.PAUSE_IMAGE in self._ctr("images", "ls", "-q").stdout.split():
+            return
+        tar = self.paths.state / "pause.tar"
+        tar.write_bytes(pause_image_archive(self.bin.pause.read_bytes(), cfg.PAUSE_IMAGE))
+        result = self._ctr("images", "import", "--platform", "linux/amd64", str(tar))
+        if result.returncode != 0:
+            raise NodeError(f"ctr import of the pause image failed: {result.stderr.strip()}")
+
+    def _remove_stale_images(self) -> None:
+        """The project's images of other commits go (the renderer's is 6 GB unpacked; the
+        kubelet's image GC is off at 100 %): the containerd root outlives every cluster."""
+        listing = [line.split() for line in self._ctr("images", "ls").stdout.splitlines()[1:]]
+        images = [(row[0], row[2]) for row in listing if len(row) > 2]
+        current = {registry.image(name) for name in registry.IMAGE_NAMES}
+        stale = stale_images(images, current)
+        if stale:
+            self._ctr("images", "rm", *stale)
 
     def _spawn(self, record: HostRecord, name: str, argv: list[str]) -> None:
         env = dict(os.environ)
@@ -318,6 +325,22 @@ class RealNode:
         status = self._node().get("status") or {}
         alloc = status.get("allocatable", {}) if isinstance(status, dict) else {}
         return str(alloc.get("nvidia.com/gpu")) == str(cfg.FAKE_GPUS)
+
+
+def stale_images(images: list[tuple[str, str]], current: set[str]) -> list[str]:
+    """Of containerd's (name, manifest digest) pairs, the names to remove: the project's tags
+    other than ``current``, and the other names the CRI gives an image (its id ``sha256:…`` and
+    its registry digest ``…@sha256:…``, the pods' ``imageID``) once no kept tag names it."""
+
+    def alias(ref: str) -> bool:
+        return ref.startswith("sha256:") or "@sha256:" in ref
+
+    def stale_tag(ref: str) -> bool:
+        project = ref.startswith((f"{registry.REPOSITORY}/", "localhost/tryon/tryon-"))
+        return project and not alias(ref) and ref not in current
+
+    kept = {digest for ref, digest in images if not alias(ref) and not stale_tag(ref)}
+    return [ref for ref, d in images if stale_tag(ref) or (alias(ref) and d not in kept)]
 
 
 def pause_image_archive(pause_binary: bytes, ref: str) -> bytes:
@@ -379,6 +402,7 @@ def _teardown(record: HostRecord) -> None:
     hostsetup.remove_cgroups()
     hostsetup.restore_sysctls(record)
     hostsetup.RECORD.unlink(missing_ok=True)
+    registry.down()  # its storage, CA and password stay in the tool cache
 
 
 def _stop(pid: int | None, grace: float = 10.0) -> None:

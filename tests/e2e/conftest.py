@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
 import incluster  # noqa: E402
+import registry  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 
 from tests.support.cluster import wait_for as support_wait_for  # noqa: E402
 
-TAG = os.environ.get("IMAGE_TAG", "dev")
+TAG = incluster.image_tag()
 
 
 @dataclass
@@ -68,6 +69,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         backends = incluster.start_dev_backends(workdir, local.kubectl)
         try:
             values = incluster.operator_values(backends.tracking_uri_in_cluster, TAG)
+            incluster.apply(local.kubectl, *incluster.operator_namespace())
             incluster.helm_install_operator(helm, info.kubeconfig, values, workdir)
             yield RealCluster(local, info.kubeconfig, info.kubectl, helm, backends)
         finally:
@@ -116,12 +118,10 @@ def models(registry_env: dict[str, str], request: pytest.FixtureRequest) -> Mode
 @pytest.fixture
 def shop(real_cluster: RealCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace for one test that enforces Pod Security "restricted", with the S3 Secret the
-    renderer reads; pods printed at the end."""
+    renderer reads and the registry pull secret; pods printed at the end."""
     name = f"shop-{uuid.uuid4().hex[:6]}"
     incluster.apply(
-        real_cluster.kubectl,
-        incluster.namespace_manifest(name, restricted=True),
-        incluster.s3_secret(name, real_cluster.backends.s3),
+        real_cluster.kubectl, *incluster.workload_namespace(name, real_cluster.backends.s3)
     )
     wait_for(
         "default ServiceAccount",
@@ -216,11 +216,12 @@ def run_in_pod(cluster: RealCluster, namespace: str, script: str, timeout: int =
             "nodeSelector": {"tryon.dev/real-node": "true"},
             # The shop namespace enforces Pod Security "restricted".
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "imagePullSecrets": [{"name": registry.PULL_SECRET}],
             "containers": [
                 {
                     "name": "probe",
                     "image": incluster.image("tryon-renderer", TAG),
-                    "imagePullPolicy": "Never",
+                    "imagePullPolicy": registry.pull_policy(TAG),
                     "command": ["python", "-c", script],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,

@@ -220,43 +220,6 @@ def test_a_model_whose_container_exits_at_start_crash_loops_and_is_rolled_back(
     _assert_still_serving(real_cluster, shop, v1)
 
 
-def test_a_missing_image_is_reported_and_rolled_back_at_the_deadline(
-    real_cluster: RealCluster, models: Models, shop: str
-) -> None:
-    v1 = _serving(real_cluster, models, shop, progressDeadlineSeconds=60)
-    manifest = tryonmodel(
-        NAME, shop, models.name, real_cluster.backends, progressDeadlineSeconds=60
-    )
-    manifest["spec"]["renderer"]["image"] = "localhost/tryon/not-built:missing"
-    apply_tryonmodel(real_cluster, manifest)
-
-    def pull_failure() -> bool:
-        for pod in _pods(real_cluster, shop):
-            for cs in pod["status"].get("containerStatuses", []):
-                if ((cs.get("state") or {}).get("waiting") or {}).get(
-                    "reason"
-                ) == "ErrImageNeverPull":
-                    return True
-        return False
-
-    wait_for("ErrImageNeverPull on the preview pod", pull_failure, 90)
-
-    def reported() -> bool:
-        conds = real_cluster.status(NAME, shop).get("conditions", [])
-        return any(
-            c["type"] == "Progressing" and c.get("reason") == "PreviewImageUnavailable"
-            for c in conds
-        )
-
-    wait_for("Progressing=PreviewImageUnavailable", reported, 60)
-    wait_for(
-        "the rollout rolled back at the deadline",
-        lambda: real_cluster.events(shop, "RolledBack"),
-        150,
-    )
-    _assert_still_serving(real_cluster, shop, v1)
-
-
 def test_a_renderer_pod_deleted_by_hand_is_replaced_while_traffic_keeps_flowing(
     real_cluster: RealCluster, models: Models, shop: str
 ) -> None:

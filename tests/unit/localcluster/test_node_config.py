@@ -16,6 +16,8 @@ pytestmark = pytest.mark.unit
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "hack" / "localcluster"))
 
 import nodeconfig as cfg  # noqa: E402
+import realnode  # noqa: E402
+import registry  # noqa: E402
 from realnode import pause_image_archive  # noqa: E402
 
 PATHS = cfg.NodePaths(state=Path("/state/realnode"), image_root=Path("/cache/containerd"))
@@ -35,6 +37,33 @@ def test_containerd_pins_the_sandbox_image_and_clamps_oom_score_adj() -> None:
     assert plugins["io.containerd.cri.v1.runtime"]["restrict_oom_score_adj"] is True
     runc = plugins["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
     assert runc["options"]["BinaryName"] == "/usr/sbin/runc"
+
+
+def test_containerd_reads_registry_hosts_from_the_state_dir_and_drops_unpacked_blobs() -> None:
+    config = tomllib.loads(cfg.containerd_toml(PATHS, "/usr/sbin/runc", "/usr/lib/cni"))
+    images = config["plugins"]["io.containerd.cri.v1.images"]
+    assert images["registry"]["config_path"] == "/state/realnode/certs.d"
+    assert images["discard_unpacked_layers"] is True
+
+
+def test_stale_images_are_other_commits_and_the_aliases_only_they_had() -> None:
+    repo = registry.REPOSITORY
+    images = [
+        (f"{repo}/tryon-renderer:new", "sha256:aa"),
+        (f"{repo}/tryon-renderer@sha256:aa", "sha256:aa"),
+        ("sha256:config-aa", "sha256:aa"),
+        (f"{repo}/tryon-renderer:old", "sha256:bb"),
+        (f"{repo}/tryon-renderer@sha256:bb", "sha256:bb"),
+        ("sha256:config-bb", "sha256:bb"),
+        ("localhost/tryon/tryon-renderer:dev", "sha256:cc"),
+        ("localhost/tryon/pause:3.10", "sha256:dd"),
+        ("sha256:config-dd", "sha256:dd"),
+    ]
+    stale = realnode.stale_images(images, {f"{repo}/tryon-renderer:new"})
+    assert sorted(stale) == sorted([
+        f"{repo}/tryon-renderer:old", f"{repo}/tryon-renderer@sha256:bb", "sha256:config-bb",
+        "localhost/tryon/tryon-renderer:dev",
+    ])  # fmt: skip
 
 
 def test_cni_uses_the_node_bridge_without_masquerade_and_keeps_ipam_in_state() -> None:
