@@ -39,7 +39,7 @@ _ON = {"", "true", "on", "yes", "all", "1", "enabled"}
 
 
 class Notifier(Protocol):
-    def submit(self, n: Notification) -> None: ...
+    def submit(self, n: Notification, on_done: Callable[[], None] | None = None) -> None: ...
 
 
 def notification_kind(reason: str, decision: Decision) -> Kind | None:
@@ -122,38 +122,76 @@ class Announcer:
         with self._lock:
             self._known[owner.uid] = known
 
-    def decision(self, owner: Owner, told: Told) -> None:
-        """Never raises: the audit trail and notifications must not break a reconcile."""
+    def decision(
+        self, owner: Owner, told: Told, on_notified: Callable[[], None] | None = None
+    ) -> None:
+        """The audit line, then the notification if one is wanted (``on_notified`` runs once it
+        is sent or given up). Never raises: they must not break a reconcile."""
         try:
-            with self._lock:
-                known = self._known.get(owner.uid) or _Known(NotifyOptions(), None)
-            record = AuditRecord(
-                decision=told.decision or DECISION_BY_REASON.get(told.reason, "other"),
-                namespace=owner.namespace,
-                name=owner.name,
-                reason=told.reason,
-                message=told.message,
-                event_type=told.type,
-                uid=owner.uid,
-                registered_model=known.registered_model,
-                version=told.version,
-                previous_version=told.previous_version,
-                color=told.color,
-                previous_color=told.previous_color,
-                evidence=_clean(told.evidence),
-            )
+            record, options = self._record(owner, told)
             self.audit.record(record)
-            self._notify(record, known.options)
+            self._notify(record, options, on_notified)
         except Exception:
             log.exception("audit/notification of %s failed", told.reason)
 
-    def _notify(self, record: AuditRecord, options: NotifyOptions) -> None:
+    def wants_notification(self, owner: Owner, told: Told) -> bool:
+        """Whether ``told`` makes a notification for this object with the targets configured."""
+        try:
+            record, options = self._record(owner, told)
+        except Exception:
+            log.exception("could not tell whether %s is notified", told.reason)
+            return False
+        return self._kind(record, options) is not None
+
+    def renotify(
+        self, owner: Owner, told: Told, on_notified: Callable[[], None] | None = None
+    ) -> None:
+        """The notification alone, for a decision told before whose sending nobody confirmed
+        (the replica that told it stopped first); its audit line was written then."""
+        try:
+            record, options = self._record(owner, told)
+            self._notify(record, options, on_notified)
+        except Exception:
+            log.exception("notification of %s failed", told.reason)
+
+    def _record(self, owner: Owner, told: Told) -> tuple[AuditRecord, NotifyOptions]:
+        with self._lock:
+            known = self._known.get(owner.uid) or _Known(NotifyOptions(), None)
+        record = AuditRecord(
+            decision=told.decision or DECISION_BY_REASON.get(told.reason, "other"),
+            namespace=owner.namespace,
+            name=owner.name,
+            reason=told.reason,
+            message=told.message,
+            event_type=told.type,
+            uid=owner.uid,
+            registered_model=known.registered_model,
+            version=told.version,
+            previous_version=told.previous_version,
+            color=told.color,
+            previous_color=told.previous_color,
+            evidence=_clean(told.evidence),
+        )
+        return record, known.options
+
+    def _kind(self, record: AuditRecord, options: NotifyOptions) -> Kind | None:
         if self.notifier is None or not options.enabled:
-            return
+            return None
         kind = notification_kind(record.reason, record.decision)
         if kind is None or kind not in self.kinds:
-            return
+            return None
         if options.kinds is not None and kind not in options.kinds:
+            return None
+        return kind
+
+    def _notify(
+        self,
+        record: AuditRecord,
+        options: NotifyOptions,
+        on_notified: Callable[[], None] | None,
+    ) -> None:
+        kind = self._kind(record, options)
+        if kind is None or self.notifier is None:
             return
         self.notifier.submit(
             Notification(
@@ -172,7 +210,8 @@ class Announcer:
                 occurred_at=record.at,
                 targets=options.targets,
                 channel=options.channel,
-            )
+            ),
+            on_notified,
         )
 
 

@@ -34,6 +34,9 @@ REQUEST_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK, ANNOTATION_RETRY
 ANNOTATION_NOTIFY = "tryon.dev/notify"
 ANNOTATION_NOTIFY_EVENTS = "tryon.dev/notify-events"
 ANNOTATION_SLACK_CHANNEL = "tryon.dev/notify-slack-channel"
+# On an Event whose notification every target is done with: a new leader redoing the decision
+# sends the notification again only when this is missing.
+ANNOTATION_NOTIFIED = "tryon.dev/notified"
 
 # MLflow model-version tags the operator writes (ctl/history.py reads them back).
 TAG_PROMOTED = "tryon.dev/promoted"

@@ -247,3 +247,10 @@ class CachedKube:
     ) -> bool:
         with self._fence():
             return self.live.emit_event(owner, type_, reason, message, key)
+
+    def event_notified(self, owner: Owner, key: str) -> bool:
+        return self.live.event_notified(owner, key)
+
+    def mark_event_notified(self, owner: Owner, key: str) -> None:
+        with self._fence():
+            self.live.mark_event_notified(owner, key)

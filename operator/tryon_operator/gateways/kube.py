@@ -18,7 +18,14 @@ from ..errors import KubeConflictError, KubeError
 from ..models import GROUP, KIND, PLURAL, VERSION
 from ..observe.parse import JsonObj, annotations_of, at, cluster_view, name_of, pod_gpus, quantity
 from ..observe.views import ClusterView, GpuCapacity
-from ..vocabulary import GPU, LABEL_COLOR, LABEL_INSTANCE, MANAGER, RESTARTED_AT
+from ..vocabulary import (
+    ANNOTATION_NOTIFIED,
+    GPU,
+    LABEL_COLOR,
+    LABEL_INSTANCE,
+    MANAGER,
+    RESTARTED_AT,
+)
 
 T = TypeVar("T")
 
@@ -267,13 +274,8 @@ class KubeGateway:
         it, so a decision redone after a crash or a lost Lease posts nothing new (409).
         """
         now = datetime.now(UTC)
-        suffix = (
-            hashlib.sha256(f"{owner.uid}/{key}".encode()).hexdigest()[:16]
-            if key is not None
-            else uuid.uuid4().hex[:16]
-        )
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=f"{owner.name}.{suffix}", namespace=owner.namespace),
+            metadata=client.V1ObjectMeta(name=event_name(owner, key), namespace=owner.namespace),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
                 kind=KIND,
@@ -296,6 +298,43 @@ class KubeGateway:
         except KubeConflictError:
             return False  # told already, by this replica or the one before
         return True
+
+    def event_notified(self, owner: Owner, key: str) -> bool:
+        """Whether the Event of decision ``key`` says its notification is done with (a missing
+        Event counts as done: there is nothing to tell it by)."""
+        try:
+            event = kube_call(
+                lambda: self._core.read_namespaced_event(event_name(owner, key), owner.namespace)
+            )
+        except KubeError as err:
+            if err.status == 404:
+                return True
+            raise
+        annotations = event.metadata.annotations or {}
+        return ANNOTATION_NOTIFIED in annotations
+
+    def mark_event_notified(self, owner: Owner, key: str) -> None:
+        body = {"metadata": {"annotations": {ANNOTATION_NOTIFIED: "true"}}}
+        try:
+            kube_call(
+                lambda: self._core.patch_namespaced_event(
+                    event_name(owner, key), owner.namespace, body
+                )
+            )
+        except KubeError as err:
+            if err.status != 404:
+                raise
+
+
+def event_name(owner: Owner, key: str | None) -> str:
+    """A decision's Event name, derived from its key (a redone decision hits the same name);
+    a random one without a key."""
+    suffix = (
+        hashlib.sha256(f"{owner.uid}/{key}".encode()).hexdigest()[:16]
+        if key is not None
+        else uuid.uuid4().hex[:16]
+    )
+    return f"{owner.name}.{suffix}"
 
 
 def _items(listing: JsonObj) -> list[JsonObj]:

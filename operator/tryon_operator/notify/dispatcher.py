@@ -31,12 +31,15 @@ from .message import Notification
 log = logging.getLogger(__name__)
 
 FailureCallback = Callable[[Notification, str, str], None]
+DoneCallback = Callable[[], None]
 
 
 @dataclass
 class _Item:
     notification: Notification
     queued_at: float
+    on_done: DoneCallback | None = None
+    targets_left: int = 0  # targets not yet done with it (sent, given up, expired or dropped)
 
 
 @dataclass
@@ -148,14 +151,16 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ submit
 
-    def submit(self, n: Notification) -> None:
-        """Queues ``n`` for its targets. Thread-safe, never blocks, never raises."""
+    def submit(self, n: Notification, on_done: DoneCallback | None = None) -> None:
+        """Queues ``n`` for its targets. Thread-safe, never blocks, never raises. ``on_done``
+        runs on a worker thread once every target is done with it (sent, given up or dropped),
+        never when the operator stops first: it records that nobody needs to send it again."""
         try:
-            self._submit(n)
+            self._submit(n, on_done)
         except Exception:  # a notification must never break the caller
             log.exception("could not queue a %s notification", n.kind)
 
-    def _submit(self, n: Notification) -> None:
+    def _submit(self, n: Notification, on_done: DoneCallback | None) -> None:
         wanted = [t for t in self.targets if n.targets is None or t.name in n.targets]
         if not wanted:
             return
@@ -168,8 +173,8 @@ class Dispatcher:
             for t in wanted:
                 self.metrics.dropped.labels(t.name, "not_running").inc()
             return
-        item = _Item(n, self._monotonic())
         names = [t.name for t in wanted]
+        item = _Item(n, self._monotonic(), on_done, len(names))
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -203,6 +208,7 @@ class Dispatcher:
                 state.queue.put_nowait(item)
             except asyncio.QueueFull:
                 self.metrics.dropped.labels(name, "queue_full").inc()
+                self._target_done(item)
                 if not state.overflowing:  # one warning per overflow, not one per message
                     state.overflowing = True
                     log.warning(
@@ -229,6 +235,13 @@ class Dispatcher:
                 log.exception("notification worker for target %s failed", state.target.name)
             finally:
                 state.queue.task_done()
+            self._target_done(item)
+
+    def _target_done(self, item: _Item) -> None:
+        """On the loop: the last target done with ``item`` hands its callback to a thread."""
+        item.targets_left -= 1
+        if item.targets_left == 0 and item.on_done is not None and self._loop is not None:
+            self._loop.run_in_executor(None, _run_quietly, item.on_done)
 
     async def _deliver(self, state: _TargetState, item: _Item) -> None:
         target, n, policy = state.target, item.notification, self.policy
@@ -335,6 +348,13 @@ class Dispatcher:
         # The callback may do blocking I/O (posting an Event): keep it off the event loop.
         future = self._loop.run_in_executor(None, callback, n, target.name, reason)
         future.add_done_callback(_log_callback_error)
+
+
+def _run_quietly(callback: DoneCallback) -> None:
+    try:
+        callback()
+    except Exception:  # a bookkeeping write must not kill the executor's thread
+        log.exception("notification done-callback failed")
 
 
 def _log_callback_error(future: asyncio.Future[None]) -> None:

@@ -35,7 +35,7 @@ WORKLOAD = {
     "services": FULL,
     "horizontalpodautoscalers.autoscaling": FULL,
     "pods": READ,
-    "events": {"create", "patch"},
+    "events": {"get", "create", "patch"},
     "events.events.k8s.io": {"create", "patch"},
 }
 # Leader election, in the release namespace only: get/update on the Lease tryon-operator, and

@@ -193,3 +193,24 @@ async def test_no_webhook_secret_in_any_log_line(receiver, caplog):
     assert "not delivered to webhook after 2 attempt(s): ConnectError" in caplog.text
     assert "XyZsecretTOKEN42" not in caplog.text
     assert all("XyZsecretTOKEN42" not in repr(t) for t in targets)
+
+
+async def test_on_done_runs_once_after_every_target_is_done_and_not_when_stopped_first(receiver):
+    targets = [
+        Target("slack", "slack", receiver.url("/a")),
+        Target("hook", "json", receiver.url("/b")),
+    ]
+    dispatcher = Dispatcher(targets, DeliveryPolicy(**FAST))
+    done: list[str] = []
+    await dispatcher.start()
+    try:
+        dispatcher.submit(note(version="1"), lambda: done.append("1"))
+        assert await dispatcher.join(10)
+        await until(lambda: done == ["1"], 5, "on_done after both targets")
+        receiver.default = Answer(200, stall_seconds=5)
+        dispatcher.submit(note(version="2"), lambda: done.append("2"))
+        await asyncio.sleep(0.5)  # both requests are open at the stalling receiver
+    finally:
+        await dispatcher.stop(drain_seconds=0)  # version 2 is still being sent: it is dropped
+    await asyncio.sleep(0.2)
+    assert done == ["1"]

@@ -32,7 +32,7 @@ class Inbox:
     def __init__(self) -> None:
         self.items: list[Notification] = []
 
-    def submit(self, n: Notification) -> None:
+    def submit(self, n: Notification, on_done=None) -> None:
         self.items.append(n)
 
 
@@ -175,7 +175,7 @@ def test_a_broken_notifier_never_breaks_the_caller(captured):
     audit, lines = captured
 
     class Broken:
-        def submit(self, n: Notification) -> None:
+        def submit(self, n: Notification, on_done=None) -> None:
             raise RuntimeError("boom")
 
     announcer = Announcer(audit, Broken())
