@@ -45,7 +45,7 @@ GO_MIN = (1, 26, 0)
 # Disk a cold build needs, in GB (10**9 bytes).
 VENV_GB = 7.0  # measured: .venv with torch (CUDA wheels) and the dev extras is 6.4 GB; rounded up
 GO_BUILD_GB = 6.0  # estimated: tool binaries + GOCACHE + module cache for all tools built cold
-IMAGES_GB = 20.0  # estimated: buildah layers of the operator + renderer (torch) images, their tars
+IMAGES_GB = 20.0  # estimated: buildah layers of both images (torch: 6 GB), the registry copy
 DISK_MARGIN_GB = 5.0  # below need + this: warn (logs, etcd data, pytest temp dirs)
 
 # Memory. Measured: control plane 600-640 MiB, real node ~220 MiB + ~15 MiB a pod. Estimated:
@@ -160,7 +160,7 @@ class CacheProbe:
     venv_installed: bool  # .venv/.installed exists
     venv_stale: bool  # pyproject.toml is newer than it (make reinstalls)
     images_expected: bool  # the Makefile has an `images` target
-    image_tars: int  # *.tar files in the images cache
+    images_pushed: int  # images make images pushed to the local registry (<name>.pushed)
 
     @property
     def node_expected(self) -> bool:
@@ -299,7 +299,7 @@ def check_apt(c: Cmd, missing: Sequence[str]) -> Verdict:
 def disk_needs(cache: CacheProbe) -> dict[str, float]:
     """GB each location still has to take: nothing for what is already built."""
     tools_ready = bool(cache.tools) and all(t.complete for t in cache.tools)
-    images_needed = cache.images_expected and cache.image_tars == 0
+    images_needed = cache.images_expected and cache.images_pushed == 0
     return {
         ".venv": 0.0 if cache.venv_installed else VENV_GB,
         "tool cache": 0.0 if tools_ready else GO_BUILD_GB,
@@ -462,7 +462,7 @@ def build_plan(cache: CacheProbe) -> list[tuple[str, float]]:
         if not t.complete:
             minutes = TOOL_BUILD_MIN.get(t.name, TOOL_BUILD_MIN_DEFAULT)
             plan.append((f"{t.name}-{t.version}", minutes))
-    if cache.images_expected and cache.image_tars == 0:
+    if cache.images_expected and cache.images_pushed == 0:
         plan.append(("images", IMAGES_BUILD_MIN))
     return plan
 
@@ -475,8 +475,8 @@ def check_cache(cache: CacheProbe, cores: int) -> list[Verdict]:
     done = [f"{t.name}-{t.version}" for t in cache.tools if t.complete]
     if cache.venv_installed:
         done.insert(0, ".venv")
-    if cache.image_tars:
-        done.append(f"{cache.image_tars} image tar(s)")
+    if cache.images_pushed:
+        done.append(f"{cache.images_pushed} pushed image(s)")
     verdicts.append(ok("cache", "cached: " + (", ".join(done) if done else "nothing yet")))
     plan = build_plan(cache)
     if not plan:
@@ -710,10 +710,10 @@ def probe_cache() -> CacheProbe:
     makefile = REPO / "Makefile"
     images_expected = makefile.is_file() and re.search(
         r"^images\s*:", makefile.read_text(), re.M) is not None
-    tars = len(list(IMAGES_CACHE.glob("*.tar"))) if IMAGES_CACHE.is_dir() else 0
+    pushed = len(list(IMAGES_CACHE.glob("*.pushed"))) if IMAGES_CACHE.is_dir() else 0
     return CacheProbe(parse_tools(script, TOOLS_CACHE), TOOLS_CACHE,
                       (VENV / "bin" / "python").exists(), installed.is_file(), stale,
-                      images_expected, tars)
+                      images_expected, pushed)
 
 
 def _existing(path: Path) -> Path:

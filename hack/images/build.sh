@@ -48,7 +48,7 @@ command -v buildah >/dev/null || fail "images: buildah is not installed (apt-get
 
 lock_images
 mkdir -p "$log_dir" "$image_cache"
-echo "images: ${targets[*]} (tag $image_tag); logs in $log_dir/"
+echo "images: ${targets[*]}; logs in $log_dir/"
 
 # The base image: built once, then reused (build-base.sh prints its own step lines).
 "$images_dir/build-base.sh"

@@ -56,9 +56,9 @@ def tool(name: str, complete: bool = True, version: str = "v1") -> Any:
 
 
 def cache(tools: tuple[Any, ...] | list[Any] = (), venv_installed: bool = True,
-          venv_stale: bool = False, images_expected: bool = False, image_tars: int = 0) -> Any:
+          venv_stale: bool = False, images_expected: bool = False, images_pushed: int = 0) -> Any:
     return d.CacheProbe(tuple(tools), Path("/c/bin"), venv_installed, venv_installed, venv_stale,
-                        images_expected, image_tars)
+                        images_expected, images_pushed)
 
 
 def disk(label: str = "/x", need_gb: float = 1.0, free_gb: float = 100.0, device: int = 1,
@@ -265,7 +265,7 @@ def test_disk_needs_the_cold_figures_on_an_empty_machine() -> None:
 
 
 def test_disk_needs_nothing_for_what_is_already_built() -> None:
-    needs = d.disk_needs(cache([tool("etcd")], images_expected=True, image_tars=2))
+    needs = d.disk_needs(cache([tool("etcd")], images_expected=True, images_pushed=2))
     assert needs == {".venv": 0.0, "tool cache": 0.0, "image store": 0.0}
 
 
@@ -492,7 +492,7 @@ def test_build_plan_includes_images_only_when_the_makefile_builds_them() -> None
 
 
 def test_cached_images_are_not_rebuilt() -> None:
-    assert d.build_plan(cache([tool("etcd")], images_expected=True, image_tars=2)) == []
+    assert d.build_plan(cache([tool("etcd")], images_expected=True, images_pushed=2)) == []
 
 
 def test_everything_cached_says_nothing_to_build() -> None:
@@ -515,9 +515,9 @@ def test_build_estimate_doubles_on_one_core() -> None:
 
 
 def test_cache_line_lists_what_is_already_built() -> None:
-    line = d.check_cache(cache([tool("etcd"), tool("helm", complete=False)], image_tars=2),
+    line = d.check_cache(cache([tool("etcd"), tool("helm", complete=False)], images_pushed=2),
                          cores=2)[0]
-    assert line.message == "cached: .venv, etcd-v1, 2 image tar(s)"
+    assert line.message == "cached: .venv, etcd-v1, 2 pushed image(s)"
 
 
 def test_an_unreadable_tool_list_warns() -> None:
