@@ -285,11 +285,15 @@ class RealNode:
 
     def _remove_stale_images(self) -> None:
         """The project's images of other commits go (the renderer's is 6 GB unpacked; the
-        kubelet's image GC is off at 100 %): the containerd root outlives every cluster."""
+        kubelet's image GC is off at 100 %): the containerd root outlives every cluster. An image
+        the registry serves under this commit's tag stays, whatever tag pulled it (a new commit
+        that did not change the image costs no pull)."""
         listing = [line.split() for line in self._ctr("images", "ls").stdout.splitlines()[1:]]
         images = [(row[0], row[2]) for row in listing if len(row) > 2]
-        current = {registry.image(name) for name in registry.IMAGE_NAMES}
-        stale = stale_images(images, current)
+        tag = registry.image_tag()
+        current = {registry.image(name, tag) for name in registry.IMAGE_NAMES}
+        served = {registry.manifest_digest(name, tag) for name in registry.IMAGE_NAMES}
+        stale = stale_images(images, current, {d for d in served if d})
         if stale:
             self._ctr("images", "rm", *stale)
 
@@ -327,10 +331,15 @@ class RealNode:
         return str(alloc.get("nvidia.com/gpu")) == str(cfg.FAKE_GPUS)
 
 
-def stale_images(images: list[tuple[str, str]], current: set[str]) -> list[str]:
+def stale_images(
+    images: list[tuple[str, str]],
+    current: set[str],
+    served: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
     """Of containerd's (name, manifest digest) pairs, the names to remove: the project's tags
-    other than ``current``, and the other names the CRI gives an image (its id ``sha256:…`` and
-    its registry digest ``…@sha256:…``, the pods' ``imageID``) once no kept tag names it."""
+    other than ``current`` whose image is not among the ``served`` digests, and the other names
+    the CRI gives an image (its id ``sha256:…`` and its registry digest ``…@sha256:…``, the
+    pods' ``imageID``) once no kept tag names it."""
 
     def alias(ref: str) -> bool:
         return ref.startswith("sha256:") or "@sha256:" in ref
@@ -339,8 +348,12 @@ def stale_images(images: list[tuple[str, str]], current: set[str]) -> list[str]:
         project = ref.startswith((f"{registry.REPOSITORY}/", "localhost/tryon/tryon-"))
         return project and not alias(ref) and ref not in current
 
-    kept = {digest for ref, digest in images if not alias(ref) and not stale_tag(ref)}
-    return [ref for ref, d in images if stale_tag(ref) or (alias(ref) and d not in kept)]
+    kept = {digest for ref, digest in images if not alias(ref) and not stale_tag(ref)} | served
+    return [
+        ref
+        for ref, digest in images
+        if (stale_tag(ref) and digest not in served) or (alias(ref) and digest not in kept)
+    ]
 
 
 def pause_image_archive(pause_binary: bytes, ref: str) -> bytes:

@@ -238,6 +238,16 @@ def collect_garbage(paths: RegistryPaths) -> None:
         up()
 
 
+def manifest_digest(name: str, tag: str) -> str | None:
+    """The digest the registry has for ``name:tag`` (None: no such tag, or no registry)."""
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    try:
+        with _api(f"tryon/{name}/manifests/{tag}", method="HEAD", Accept=accept) as answer:
+            return answer.headers.get("Docker-Content-Digest") or None
+    except (OSError, RegistryError):  # HTTPError (404) is an OSError
+        return None
+
+
 def retag(name: str, source_tag: str, new_tag: str) -> None:
     """Points ``new_tag`` at the manifest ``source_tag`` names (no blob moves): an image the
     node has not pulled yet, for tests of what a pull does."""

@@ -66,6 +66,16 @@ def test_stale_images_are_other_commits_and_the_aliases_only_they_had() -> None:
     ])  # fmt: skip
 
 
+def test_an_image_the_registry_serves_under_the_new_commit_stays_whatever_tag_pulled_it() -> None:
+    repo = registry.REPOSITORY
+    images = [
+        (f"{repo}/tryon-renderer:old", "sha256:aa"),
+        (f"{repo}/tryon-renderer@sha256:aa", "sha256:aa"),
+        ("sha256:config-aa", "sha256:aa"),
+    ]
+    assert realnode.stale_images(images, {f"{repo}/tryon-renderer:new"}, {"sha256:aa"}) == []
+
+
 def test_cni_uses_the_node_bridge_without_masquerade_and_keeps_ipam_in_state() -> None:
     (bridge,) = json.loads(cfg.cni_conflist(PATHS))["plugins"]
     assert bridge["bridge"] == cfg.BRIDGE
