@@ -1,11 +1,11 @@
 """Failover time of leader election: kill -9 and SIGTERM of the leader, p50 / max over N tries.
 
-Two electors run as processes (``python -m tryon_operator.leadership_cli``) against a local control
-plane (started here, or ``--kubeconfig`` for one already running). Each try: the first one leads,
-the second has seen it, the leader gets SIGKILL (the Lease must expire) or SIGTERM (it releases
-the Lease) at a random moment of its renewal cycle, and the time from the signal to the standby's
-``on_started_leading`` is the takeover time. Both processes run on this host, so their wall clocks
-are the same clock.
+Two electors run as processes (``python -m tryon_operator.runtime.leadership.cli``) against a local
+control plane (started here, or ``--kubeconfig`` for one already running). Each try: the first one
+leads, the second has seen it, the leader gets SIGKILL (the Lease must expire) or SIGTERM (it
+releases the Lease) at a random moment of its renewal cycle, and the time from the signal to the
+standby's ``on_started_leading`` is the takeover time. Both processes run on this host, so their
+wall clocks are the same clock.
 
     .venv/bin/python bench/leader_failover.py                # 10 tries each, 15 s / 10 s / 2 s
     .venv/bin/python bench/leader_failover.py --tries 20 --kubeconfig .cluster/kubeconfig
@@ -43,8 +43,8 @@ class Child:
         self.identity = identity
         self.lines: list[dict[str, Any]] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tryon_operator.leadership_cli", "--kubeconfig", kubeconfig,
-             "--namespace", namespace, "--identity", identity,
+            [sys.executable, "-m", "tryon_operator.runtime.leadership.cli",
+             "--kubeconfig", kubeconfig, "--namespace", namespace, "--identity", identity,
              "--lease-seconds", str(args.lease_seconds),
              "--renew-deadline-seconds", str(args.renew_deadline_seconds),
              "--retry-period-seconds", str(args.retry_period_seconds)],

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import kopf
 
-from .handlers import register
+from .runtime.handlers import register
 from .settings import OperatorSettings
 
 

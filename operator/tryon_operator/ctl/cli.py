@@ -16,8 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..manual import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK, EVENT_IGNORED, retry
-from ..models import parse_status
+from ..api.models import parse_status
+from ..decide.manual import (
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    ANNOTATION_ROLLBACK,
+    EVENT_IGNORED,
+    retry,
+)
 from . import history as hist
 from .client import Cluster, CtlError
 from .views import (

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
-from ..models import COLORS, GROUP, KIND, PLURAL, VERSION
+from ..api.models import COLORS, GROUP, KIND, PLURAL, VERSION
 from .views import EventLine, Pods
 
 T = TypeVar("T")

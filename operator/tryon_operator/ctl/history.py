@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import Color, HistoryEntry, TryOnModelStatus, other_color
-from ..vocabulary import REGISTRY_TAGS
+from ..api.models import Color, HistoryEntry, TryOnModelStatus, other_color
+from ..api.vocabulary import REGISTRY_TAGS
 
 TAGS = REGISTRY_TAGS
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..manual import REQUEST_ANNOTATIONS
-from ..models import ConditionType, TryOnModelStatus, parse_status
+from ..api.models import ConditionType, TryOnModelStatus, parse_status
+from ..decide.manual import REQUEST_ANNOTATIONS
 
 EXIT_HEALTHY = 0
 EXIT_DEGRADED = 1  # also any error

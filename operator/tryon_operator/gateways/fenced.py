@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from ..gateways.mlflow import ResolvedModel
-from ..models import ModelRef
+from ..api.models import ModelRef
+from .mlflow import ResolvedModel
 from .ports import RegistryPort
 
 

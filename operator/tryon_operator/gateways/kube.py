@@ -13,12 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from ..builders import Owner
-from ..errors import KubeConflictError, KubeError
-from ..models import GROUP, KIND, PLURAL, VERSION
-from ..observe.parse import JsonObj, annotations_of, at, cluster_view, name_of, pod_gpus, quantity
-from ..observe.views import ClusterView, GpuCapacity
-from ..vocabulary import (
+from ..api.builders import Owner
+from ..api.errors import KubeConflictError, KubeError
+from ..api.models import GROUP, KIND, PLURAL, VERSION
+from ..api.vocabulary import (
     ANNOTATION_NOTIFIED,
     GPU,
     LABEL_COLOR,
@@ -26,6 +24,8 @@ from ..vocabulary import (
     MANAGER,
     RESTARTED_AT,
 )
+from ..observe.parse import JsonObj, annotations_of, at, cluster_view, name_of, pod_gpus, quantity
+from ..observe.views import ClusterView, GpuCapacity
 
 T = TypeVar("T")
 

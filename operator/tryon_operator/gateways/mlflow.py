@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import ModelResolutionError, RegistryError
-from ..models import ModelRef
+from ..api.errors import ModelResolutionError, RegistryError
+from ..api.models import ModelRef
 
 API = "/api/2.0/mlflow"
 

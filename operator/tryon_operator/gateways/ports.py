@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..builders import Owner
-from ..models import ModelRef
+from ..api.builders import Owner
+from ..api.models import ModelRef
 from ..observe.views import ClusterView, GpuCapacity, SmokeOutcome
 from .mlflow import ResolvedModel
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from ..decision import SmokeOutcome
+from ..decide.decision import SmokeOutcome
 
 
 class SmokeTester:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..builders import deployment_name, preview_service_name
-from ..models import COLORS, Color
-from ..vocabulary import (
+from ..api.builders import deployment_name, preview_service_name
+from ..api.models import COLORS, Color
+from ..api.vocabulary import (
     ANNOTATION_TEMPLATE_HASH,
     GPU,
     LABEL_COLOR,

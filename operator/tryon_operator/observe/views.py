@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..models import Color
+from ..api.models import Color
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import decision as d
-from ..builders import build_deployment, build_hpa, build_service, deployment_name
-from ..models import Color, RolloutState, TryOnModelStatus
-from ..vocabulary import TAG_PROMOTED, TAG_REJECTED
+from ..api.builders import build_deployment, build_hpa, build_service, deployment_name
+from ..api.models import Color, RolloutState, TryOnModelStatus
+from ..api.vocabulary import TAG_PROMOTED, TAG_REJECTED
+from ..decide import decision as d
 from .context import Step
 from .events import Told
 from .history import evidence, must, record, with_rollout, without_rollout

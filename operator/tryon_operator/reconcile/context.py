@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..builders import Owner
+from ..api.builders import Owner
+from ..api.models import TryOnModelSpec, TryOnModelStatus
 from ..gateways.ports import KubePort, RegistryPort, SmokePort
 from ..metrics import Metrics
-from ..models import TryOnModelSpec, TryOnModelStatus
 from ..observe.views import ClusterView, GpuCapacity
 from ..settings import OperatorSettings
 from .events import EventSink, Told

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..announce import Announcer
-from ..builders import Owner
-from ..errors import NotLeaderError
+from ..announce.announcer import Announcer
+from ..announce.told import Told as Told
+from ..api.builders import Owner
+from ..api.errors import NotLeaderError
 from ..gateways.ports import KubePort
-from ..told import Told as Told
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..builders import build_deployment, build_hpa, build_service, deployment_name, selector_labels
-from ..models import COLORS, Color, TryOnModelSpec, TryOnModelStatus, other_color
+from ..api.builders import (
+    build_deployment,
+    build_hpa,
+    build_service,
+    deployment_name,
+    selector_labels,
+)
+from ..api.models import COLORS, Color, TryOnModelSpec, TryOnModelStatus, other_color
+from ..api.vocabulary import LABEL_COLOR
 from ..observe.views import ServiceView
-from ..vocabulary import LABEL_COLOR
 from .context import Step
 from .events import Told
 from .history import active_spec, backfill_active_renderer

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..models import (
+from ..api.models import (
     Color,
     HistoryEntry,
     Outcome,

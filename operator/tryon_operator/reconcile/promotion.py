@@ -3,11 +3,11 @@ wait for a person, and the GPU-shortage policies that make room for a preview.""
 
 from __future__ import annotations
 
-from .. import decision as d
-from ..builders import build_hpa, build_service, deployment_name, preview_service_name
-from ..models import RolloutState, TryOnModelStatus
+from ..api.builders import build_hpa, build_service, deployment_name, preview_service_name
+from ..api.models import RolloutState, TryOnModelStatus
+from ..api.vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
+from ..decide import decision as d
 from ..observe.views import SmokeOutcome
-from ..vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
 from .context import Step
 from .events import Told
 from .history import must, renderer_record, with_rollout

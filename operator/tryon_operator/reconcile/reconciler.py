@@ -12,17 +12,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import decision as d
-from ..announce import Announcer
-from ..builders import Owner
-from ..errors import InvalidSpecError, KubeError, ModelResolutionError
+from ..announce.announcer import Announcer
+from ..api.builders import Owner
+from ..api.errors import InvalidSpecError, KubeError, ModelResolutionError
+from ..api.models import TryOnModelSpec, TryOnModelStatus, parse_status
+from ..decide import decision as d
+from ..decide.manual import fulfilled_by
 from ..gateways.ports import KubePort, RegistryPort, SmokePort
-from ..manual import fulfilled_by
 from ..metrics import Metrics
-from ..models import TryOnModelSpec, TryOnModelStatus, parse_status
 from ..observe.views import GpuCapacity
-from ..resolution.cache import Answer, ResolutionCache, TtlCache
-from ..resolution.watchers import ModelWatchers
+from ..registry.cache import Answer, ResolutionCache, TtlCache
+from ..registry.watchers import ModelWatchers
 from ..settings import OperatorSettings
 from . import heal, requests
 from .actions import ACTIONS

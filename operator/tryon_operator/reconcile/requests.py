@@ -3,10 +3,10 @@ is written once it was carried out or can no longer apply."""
 
 from __future__ import annotations
 
-from .. import decision as d
-from ..manual import EVENT_IGNORED, EVENT_RETRY, promote_problem, retry
-from ..models import TryOnModelStatus
-from ..vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, REQUEST_ANNOTATIONS
+from ..api.models import TryOnModelStatus
+from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, REQUEST_ANNOTATIONS
+from ..decide import decision as d
+from ..decide.manual import EVENT_IGNORED, EVENT_RETRY, promote_problem, retry
 from .context import Step
 from .events import Told
 

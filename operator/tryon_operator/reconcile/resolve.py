@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .. import decision as d
-from ..errors import ModelResolutionError
+from ..api.errors import ModelResolutionError
+from ..api.models import ResolvedModelStatus, TryOnModelStatus
+from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK
+from ..decide import decision as d
 from ..gateways.mlflow import ResolvedModel
-from ..models import ResolvedModelStatus, TryOnModelStatus
 from ..observe.views import ClusterView
-from ..resolution.cache import Answer, ResolutionCache
-from ..vocabulary import ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK
+from ..registry.cache import Answer, ResolutionCache
 from .context import Effects, ReconcileContext
 from .events import Told
 

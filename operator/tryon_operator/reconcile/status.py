@@ -6,16 +6,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from .. import decision as d
-from ..builders import Owner
-from ..conditions import degraded_reason, derive_phase, set_condition
-from ..errors import ModelResolutionError
+from ..api.builders import Owner
+from ..api.errors import ModelResolutionError
+from ..api.models import ConditionType, RolloutState, TryOnModelSpec, TryOnModelStatus
+from ..api.vocabulary import GPU
+from ..decide import decision as d
+from ..decide.conditions import degraded_reason, derive_phase, set_condition
 from ..gateways.mlflow import ResolvedModel
-from ..models import ConditionType, RolloutState, TryOnModelSpec, TryOnModelStatus
 from ..observe.parse import quantity
 from ..observe.views import ClusterView, ColorView, GpuCapacity
-from ..resolution.cache import Answer
-from ..vocabulary import GPU
+from ..registry.cache import Answer
 from .context import Step
 from .events import EventSink, Told
 from .history import image_problem, with_rollout

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import RegistryError
-from ..models import PendingTag, TryOnModelStatus
+from ..api.errors import RegistryError
+from ..api.models import PendingTag, TryOnModelStatus
 from .context import Effects, ReconcileContext
 from .history import owe_tag
 

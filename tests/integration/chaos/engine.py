@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from tryon_operator.models import RolloutSpec, TryOnModelSpec
+from tryon_operator.api.models import RolloutSpec, TryOnModelSpec
 
 from tests.integration.chaos.ha import LeaderKill, LeaderPause, double_actions
 from tests.integration.chaos.invariants import (

@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from tryon_operator.errors import KubeError
-from tryon_operator.handover import Handover
-from tryon_operator.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tryon_operator.api.errors import KubeError
+from tryon_operator.registry.handover import Handover
+from tryon_operator.registry.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 from tests.integration.operator.webhook_receiver import Receiver, running_receiver
 from tests.support.servers import free_port

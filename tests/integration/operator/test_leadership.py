@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from tryon_operator.leadership import LeaderElector, LeadershipCallbacks
-from tryon_operator.leadership_lease import ElectionConfig
+from tryon_operator.runtime.leadership.elector import LeaderElector, LeadershipCallbacks
+from tryon_operator.runtime.leadership.lease import ElectionConfig
 
 from tests.support.cluster import KubeCluster, wait_for
 
@@ -191,7 +191,7 @@ class Overlap:
 
 @dataclass
 class ElectorProcess:
-    """``python -m tryon_operator.leadership_cli`` as a child; its JSON lines, as they come."""
+    """``python -m tryon_operator.runtime.leadership.cli`` as a child; its JSON lines."""
 
     proc: subprocess.Popen[str]
     lines: list[dict[str, Any]] = field(default_factory=list)
@@ -208,7 +208,7 @@ def spawn(kube_cluster: KubeCluster) -> Iterator[Callable[[str, str], ElectorPro
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TRYON_", "KUBECONFIG"))}
         env["PYTHONPATH"] = str(REPO / "operator")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tryon_operator.leadership_cli",
+            [sys.executable, "-m", "tryon_operator.runtime.leadership.cli",
              "--kubeconfig", kube_cluster.kubeconfig, "--namespace", namespace,
              "--identity", identity, "--lease-seconds", str(LEASE),
              "--renew-deadline-seconds", str(RENEW), "--retry-period-seconds", str(RETRY)],

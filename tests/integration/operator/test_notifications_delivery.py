@@ -12,7 +12,13 @@ import time
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tryon_operator.notify import DeliveryPolicy, Dispatcher, Notification, NotifyMetrics, Target
+from tryon_operator.announce.notify import (
+    DeliveryPolicy,
+    Dispatcher,
+    Notification,
+    NotifyMetrics,
+    Target,
+)
 
 from .webhook_receiver import Answer, running_receiver, until
 

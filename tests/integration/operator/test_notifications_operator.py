@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from kubernetes import client
-from tryon_operator.audit import parse_audit_line
+from tryon_operator.announce.audit import parse_audit_line
 
 from tests.support.cluster import wait_for
 
@@ -138,7 +138,7 @@ def test_rollout_decisions_are_notified_audited_and_recorded(
 
     # -- the history view
     view = subprocess.run(
-        [sys.executable, "-m", "tryon_operator.cli_history", "dress", "-n", tom.namespace,
+        [sys.executable, "-m", "tryon_operator.ctl", "history", "dress", "-n", tom.namespace,
          "--kubeconfig", kube_cluster.kubeconfig, "--mlflow", mlflow_server.tracking_uri],
         capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"version {v2} on green:" in view and f"rolled back: {cause}" in view

@@ -9,7 +9,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
-from tryon_operator.models import TryOnModelSpec
+from tryon_operator.api.models import TryOnModelSpec
 
 from tests.support.cluster import wait_for
 

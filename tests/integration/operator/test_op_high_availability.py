@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client
-from tryon_operator.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tryon_operator.registry.webhook import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
 
 from tests.integration.operator.conftest import OperatorProcess
 from tests.integration.operator.webhook_receiver import running_receiver

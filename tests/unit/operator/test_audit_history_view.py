@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tryon_operator.cli_history import render, served_windows
-from tryon_operator.models import HistoryEntry, TryOnModelStatus
+from tryon_operator.api.models import HistoryEntry, TryOnModelStatus
+from tryon_operator.ctl.history import render, served_windows
 
 pytestmark = pytest.mark.unit
 

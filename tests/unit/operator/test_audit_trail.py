@@ -9,17 +9,17 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from tryon_operator.announce import Announcer, notification_kind, options_from_annotations
-from tryon_operator.audit import (
+from tryon_operator.announce.announcer import Announcer, notification_kind, options_from_annotations
+from tryon_operator.announce.audit import (
     AUDIT_LOGGER,
     AuditLog,
     AuditRecord,
     configure_audit_logging,
     parse_audit_line,
 )
-from tryon_operator.builders import Owner
-from tryon_operator.notify import Notification
-from tryon_operator.told import Told
+from tryon_operator.announce.notify import Notification
+from tryon_operator.announce.told import Told
+from tryon_operator.api.builders import Owner
 
 pytestmark = pytest.mark.unit
 

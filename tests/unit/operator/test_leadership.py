@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 from pydantic import ValidationError
-from tryon_operator.errors import NotLeaderError
-from tryon_operator.leadership import LeaderElector
-from tryon_operator.leadership_lease import (
+from tryon_operator.api.errors import NotLeaderError
+from tryon_operator.metrics import Metrics
+from tryon_operator.runtime.leadership.elector import LeaderElector
+from tryon_operator.runtime.leadership.lease import (
     ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseRecord,
@@ -25,7 +26,6 @@ from tryon_operator.leadership_lease import (
     micro_time,
     released_spec,
 )
-from tryon_operator.metrics import Metrics
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from tryon_operator.notify import Notification, Target, generic_payload, slack_payload
+from tryon_operator.announce.notify import Notification, Target, generic_payload, slack_payload
 
 pytestmark = pytest.mark.unit
 

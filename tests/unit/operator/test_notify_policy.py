@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tryon_operator.notify import DeliveryPolicy, Dispatcher, Notification, NotifyMetrics, Target
-from tryon_operator.notify import parse_retry_after as pra
-from tryon_operator.notify.delivery import Breaker
+from tryon_operator.announce.notify import (
+    DeliveryPolicy,
+    Dispatcher,
+    Notification,
+    NotifyMetrics,
+    Target,
+)
+from tryon_operator.announce.notify import parse_retry_after as pra
+from tryon_operator.announce.notify.delivery import Breaker
 
 pytestmark = pytest.mark.unit
 

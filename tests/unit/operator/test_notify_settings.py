@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tryon_operator.announce import policy_from_settings, start_announcer, targets_from_settings
+from tryon_operator.announce.announcer import (
+    policy_from_settings,
+    start_announcer,
+    targets_from_settings,
+)
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

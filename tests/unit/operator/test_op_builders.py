@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tryon_operator.builders import Owner, build_deployment, build_hpa, build_service
-from tryon_operator.models import TryOnModelSpec
+from tryon_operator.api.builders import Owner, build_deployment, build_hpa, build_service
+from tryon_operator.api.models import TryOnModelSpec
 
 pytestmark = pytest.mark.unit
 

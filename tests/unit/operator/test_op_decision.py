@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tryon_operator import decision as d
-from tryon_operator.models import RolloutState, TryOnModelStatus
+from tryon_operator.api.models import RolloutState, TryOnModelStatus
+from tryon_operator.decide import decision as d
 
 pytestmark = pytest.mark.unit
 

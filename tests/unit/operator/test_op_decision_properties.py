@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tryon_operator import decision as d
-from tryon_operator.models import RolloutState, TryOnModelStatus
+from tryon_operator.api.models import RolloutState, TryOnModelStatus
+from tryon_operator.decide import decision as d
 
 pytestmark = pytest.mark.unit
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tryon_operator import decision as d
-from tryon_operator.models import RolloutState, TryOnModelStatus
-from tryon_operator.resolution.cache import TtlCache
+from tryon_operator.api.models import RolloutState, TryOnModelStatus
+from tryon_operator.decide import decision as d
+from tryon_operator.registry.cache import TtlCache
 
 pytestmark = pytest.mark.unit
 

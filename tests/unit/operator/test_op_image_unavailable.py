@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from tryon_operator import decision as d
-from tryon_operator.conditions import degraded_reason
+from tryon_operator.api.models import TryOnModelStatus
+from tryon_operator.decide import decision as d
+from tryon_operator.decide.conditions import degraded_reason
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import TryOnModelStatus
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tryon_operator import decision as d
-from tryon_operator import manual
+from tryon_operator.api.models import RolloutState, TryOnModelStatus
+from tryon_operator.decide import decision as d
+from tryon_operator.decide import manual
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import RolloutState, TryOnModelStatus
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
-from tryon_operator.models import TryOnModelSpec, TryOnModelStatus, parse_status
+from tryon_operator.api.models import TryOnModelSpec, TryOnModelStatus, parse_status
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tryon_operator.announce import Announcer
-from tryon_operator.audit import AuditLog
-from tryon_operator.builders import Owner
-from tryon_operator.errors import NotLeaderError
-from tryon_operator.notify import Notification
+from tryon_operator.announce.announcer import Announcer
+from tryon_operator.announce.audit import AuditLog
+from tryon_operator.announce.notify import Notification
+from tryon_operator.announce.told import Told
+from tryon_operator.api.builders import Owner
+from tryon_operator.api.errors import NotLeaderError
 from tryon_operator.reconcile.events import EventSink
-from tryon_operator.told import Told
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tryon_operator.builders import Owner, build_deployment
-from tryon_operator.models import TryOnModelSpec
-from tryon_operator.podtemplate import merge, operator_owned_errors, schema_errors
+from tryon_operator.api.builders import Owner, build_deployment
+from tryon_operator.api.models import TryOnModelSpec
+from tryon_operator.api.podtemplate import merge, operator_owned_errors, schema_errors
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import TryOnModelStatus
 from tryon_operator.observe.parse import replica_failure_message
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings

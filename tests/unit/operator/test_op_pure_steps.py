@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from tryon_operator import decision as d
-from tryon_operator.builders import Owner
-from tryon_operator.errors import ModelResolutionError
+from tryon_operator.api.builders import Owner
+from tryon_operator.api.errors import ModelResolutionError
+from tryon_operator.api.models import RolloutState, TryOnModelSpec, TryOnModelStatus
+from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import RolloutState, TryOnModelSpec, TryOnModelStatus
 from tryon_operator.observe.views import ClusterView, ColorView, HpaView, Observed, ServiceView
 from tryon_operator.reconcile import heal, requests
 from tryon_operator.reconcile.context import ReconcileContext, Step

@@ -6,10 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tryon_operator.builders import LABEL_COLOR, Owner
-from tryon_operator.errors import InvalidSpecError, KubeError, ModelResolutionError, RegistryError
+from tryon_operator.api.builders import LABEL_COLOR, Owner
+from tryon_operator.api.errors import (
+    InvalidSpecError,
+    KubeError,
+    ModelResolutionError,
+    RegistryError,
+)
+from tryon_operator.api.models import PendingTag, TryOnModelStatus
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import PendingTag, TryOnModelStatus
 from tryon_operator.observe.views import (
     ClusterView,
     ColorView,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tryon_operator.errors import ModelResolutionError
+from tryon_operator.api.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.registry_poll import RegistryPoller, answer_changed, ref_for
-from tryon_operator.resolution.cache import ResolutionCache
-from tryon_operator.resolution.watchers import ModelWatchers
+from tryon_operator.registry.cache import ResolutionCache
+from tryon_operator.registry.poll import RegistryPoller, answer_changed, ref_for
+from tryon_operator.registry.watchers import ModelWatchers
 
 pytestmark = pytest.mark.unit
 

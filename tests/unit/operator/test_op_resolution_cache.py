@@ -4,9 +4,9 @@ objects a per-object cache made ~33 MLflow calls/s against a 30 s poll)."""
 from __future__ import annotations
 
 import pytest
-from tryon_operator.errors import ModelResolutionError
+from tryon_operator.api.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.resolution.cache import ResolutionCache
+from tryon_operator.registry.cache import ResolutionCache
 
 pytestmark = pytest.mark.unit
 

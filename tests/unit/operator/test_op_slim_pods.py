@@ -6,9 +6,9 @@ import copy
 import json
 
 import pytest
-from tryon_operator.builders import Owner, build_deployment
-from tryon_operator.cache.informer import slim_pod
-from tryon_operator.models import TryOnModelSpec
+from tryon_operator.api.builders import Owner, build_deployment
+from tryon_operator.api.models import TryOnModelSpec
+from tryon_operator.gateways.cache.informer import slim_pod
 from tryon_operator.observe.parse import color_view, pod_gpus
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from tryon_operator.wakeups import ChildChanges
+from tryon_operator.runtime.wakeups import ChildChanges
 
 pytestmark = pytest.mark.unit
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tryon_operator import decision as d
-from tryon_operator.builders import LABEL_COLOR
+from tryon_operator.api.builders import LABEL_COLOR
+from tryon_operator.api.models import RolloutState, TryOnModelSpec, TryOnModelStatus
+from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.models import RolloutState, TryOnModelSpec, TryOnModelStatus
 from tryon_operator.reconcile import Reconciler
 from tryon_operator.settings import OperatorSettings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tryon_operator.cache.kube import CachedKube, Stores, caught_up
+from tryon_operator.gateways.cache.kube import CachedKube, Stores, caught_up
 from tryon_operator.observe.views import ClusterView, HpaView, Observed, ServiceView
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tryon_operator.webhook import (
+from tryon_operator.registry.webhook import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

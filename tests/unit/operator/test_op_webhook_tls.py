@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from tryon_operator.registry.tls import ReloadingCertificate, WebhookTLSError, receiver_tls
 from tryon_operator.settings import OperatorSettings
-from tryon_operator.webhook_tls import ReloadingCertificate, WebhookTLSError, receiver_tls
 
 from tests.support.tls import LocalCA, ServerCert
 
@@ -142,7 +142,7 @@ def test_a_half_written_renewal_keeps_the_previous_certificate_and_warns_once(
     tls = ReloadingCertificate(pair.cert_file, pair.key_file)
     other = ca.issue(tmp_path / "next.crt", tmp_path / "next.key")
     pair.cert_file.write_bytes(other.cert_file.read_bytes())  # new certificate, old key
-    with caplog.at_level(logging.WARNING, logger="tryon_operator.webhook_tls"):
+    with caplog.at_level(logging.WARNING, logger="tryon_operator.registry.tls"):
         assert served_serial(tls.context, ca) == pair.serial
         assert served_serial(tls.context, ca) == pair.serial
     assert len([r for r in caplog.records if "keeps serving the previous" in r.message]) == 1

@@ -8,10 +8,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tryon_operator.errors import InvalidSpecError, KubeConflictError, KubeError
-from tryon_operator.models import TryOnModelStatus
+from tryon_operator.api.errors import InvalidSpecError, KubeConflictError, KubeError
+from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.reconcile import ReconcileResult
-from tryon_operator.workqueue import WorkQueue
+from tryon_operator.runtime.workqueue import WorkQueue
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]
 

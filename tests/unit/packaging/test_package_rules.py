@@ -127,3 +127,14 @@ def test_no_package_module_is_over_400_lines(package: Path) -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert long == {}
+
+
+def test_the_operator_package_root_has_at_most_12_entries_besides_its_init() -> None:
+    root = REPO / "operator" / "tryon_operator"
+    entries = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name not in ("__init__.py", "__pycache__")
+        and (p.suffix == ".py" or (p / "__init__.py").exists())
+    )
+    assert len(entries) <= 12, entries

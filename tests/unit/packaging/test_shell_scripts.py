@@ -92,7 +92,7 @@ def _kind_e2e_tryonmodel() -> dict:
 
 
 def test_kind_e2e_tryonmodel_is_valid_for_the_operator() -> None:
-    from tryon_operator.models import TryOnModelSpec
+    from tryon_operator.api.models import TryOnModelSpec
 
     obj = _kind_e2e_tryonmodel()
     assert obj["apiVersion"] == "tryon.dev/v1alpha1" and obj["kind"] == "TryOnModel"

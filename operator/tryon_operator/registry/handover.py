@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 import aiohttp
 from aiohttp import web
 
-from .errors import KubeError
-from .vocabulary import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from ..api.errors import KubeError
+from ..api.vocabulary import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 log = logging.getLogger(__name__)
 

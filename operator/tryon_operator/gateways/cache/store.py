@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..vocabulary import LABEL_INSTANCE
+from ...api.vocabulary import LABEL_INSTANCE
 
 JsonObj = dict[str, Any]
 Key = tuple[str, str]  # namespace, name

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
-from .errors import KubeError
-from .gateways.kube import kube_call
-from .settings import OperatorSettings
+from ...api.errors import KubeError
+from ...gateways.kube import kube_call
+from ...settings import OperatorSettings
 
 T = TypeVar("T")
 LEASE_NAME = "tryon-operator"

@@ -23,9 +23,9 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .handover import Handover
 
-from .vocabulary import DELIVERY_HEADER as DELIVERY_HEADER
-from .vocabulary import SIGNATURE_HEADER as SIGNATURE_HEADER
-from .vocabulary import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from ..api.vocabulary import DELIVERY_HEADER as DELIVERY_HEADER
+from ..api.vocabulary import SIGNATURE_HEADER as SIGNATURE_HEADER
+from ..api.vocabulary import TIMESTAMP_HEADER as TIMESTAMP_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-AUDIT_LOGGER = "tryon_operator.audit"
+AUDIT_LOGGER = "tryon_operator.audit"  # a name log pipelines filter on: kept across moves
 SCHEMA = "tryon.dev/audit/v1"
 
 Decision = Literal[

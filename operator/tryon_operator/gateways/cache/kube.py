@@ -27,10 +27,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from ..builders import Owner
-from ..gateways.kube import KubeGateway
-from ..observe.parse import cluster_view
-from ..observe.views import ClusterView, GpuCapacity
+from ...api.builders import Owner
+from ...observe.parse import cluster_view
+from ...observe.views import ClusterView, GpuCapacity
+from ..kube import KubeGateway
 from .store import Store, version_of
 
 log = logging.getLogger(__name__)

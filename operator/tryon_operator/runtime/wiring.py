@@ -15,27 +15,40 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
-from .announce import start_announcer
-from .audit import configure_audit_logging
-from .cache.informer import Informer, Resource, slim_pod, wait_synced, without_managed_fields
-from .cache.kube import CachedKube, CacheMetrics, Stores
-from .gateways.fenced import FencedRegistry
-from .gateways.kube import KubeGateway
-from .gateways.mlflow import MlflowRegistry
-from .gateways.smoke import SmokeTester
-from .handover import Handover
-from .leadership import LeaderElector, LeadershipCallbacks
-from .leadership_lease import default_identity
-from .metrics import Metrics
-from .models import GROUP, KIND
-from .notify.dispatcher import Dispatcher
-from .reconcile import Reconciler, ReconcileResult
-from .registry_poll import RegistryPoller
-from .settings import OperatorSettings
-from .vocabulary import APP_NAME, LABEL_COLOR, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGER
+from ..announce.announcer import start_announcer
+from ..announce.audit import configure_audit_logging
+from ..announce.notify.dispatcher import Dispatcher
+from ..api.models import GROUP, KIND
+from ..api.vocabulary import (
+    APP_NAME,
+    LABEL_COLOR,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGER,
+)
+from ..gateways.cache.informer import (
+    Informer,
+    Resource,
+    slim_pod,
+    wait_synced,
+    without_managed_fields,
+)
+from ..gateways.cache.kube import CachedKube, CacheMetrics, Stores
+from ..gateways.fenced import FencedRegistry
+from ..gateways.kube import KubeGateway
+from ..gateways.mlflow import MlflowRegistry
+from ..gateways.smoke import SmokeTester
+from ..metrics import Metrics
+from ..reconcile import Reconciler, ReconcileResult
+from ..registry.handover import Handover
+from ..registry.poll import RegistryPoller
+from ..registry.tls import receiver_tls
+from ..registry.webhook import WebhookVerifier, make_app, serve
+from ..settings import OperatorSettings
+from .leadership.elector import LeaderElector, LeadershipCallbacks
+from .leadership.lease import default_identity
 from .wakeups import ChildChanges
-from .webhook import WebhookVerifier, make_app, serve
-from .webhook_tls import receiver_tls
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)

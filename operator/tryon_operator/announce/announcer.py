@@ -22,14 +22,14 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from ..api.builders import Owner
+from ..api.vocabulary import ANNOTATION_NOTIFY, ANNOTATION_NOTIFY_EVENTS, ANNOTATION_SLACK_CHANNEL
+from ..settings import OperatorSettings
 from .audit import DECISION_BY_REASON, AuditLog, AuditRecord, Decision
-from .builders import Owner
 from .notify.delivery import DeliveryPolicy, NotifyMetrics, Target
 from .notify.dispatcher import Dispatcher
 from .notify.message import KINDS, Kind, Notification
-from .settings import OperatorSettings
 from .told import Told
-from .vocabulary import ANNOTATION_NOTIFY, ANNOTATION_NOTIFY_EVENTS, ANNOTATION_SLACK_CHANNEL
 
 log = logging.getLogger(__name__)
 

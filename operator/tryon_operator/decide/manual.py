@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..api.models import TryOnModelStatus
+from ..api.vocabulary import ANNOTATION_PROMOTE as ANNOTATION_PROMOTE
+from ..api.vocabulary import ANNOTATION_RETRY as ANNOTATION_RETRY
+from ..api.vocabulary import ANNOTATION_ROLLBACK as ANNOTATION_ROLLBACK
+from ..api.vocabulary import REQUEST_ANNOTATIONS as REQUEST_ANNOTATIONS
 from . import decision as d
-from .models import TryOnModelStatus
-from .vocabulary import ANNOTATION_PROMOTE as ANNOTATION_PROMOTE
-from .vocabulary import ANNOTATION_RETRY as ANNOTATION_RETRY
-from .vocabulary import ANNOTATION_ROLLBACK as ANNOTATION_ROLLBACK
-from .vocabulary import REQUEST_ANNOTATIONS as REQUEST_ANNOTATIONS
 
 EVENT_IGNORED: Final = "ManualRequestIgnored"
 EVENT_RETRY: Final = "RetryRequested"

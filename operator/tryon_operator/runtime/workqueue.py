@@ -29,8 +29,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from .errors import InvalidSpecError, KubeConflictError, NotLeaderError, TryOnError
-from .reconcile import ReconcileResult
+from ..api.errors import InvalidSpecError, KubeConflictError, NotLeaderError, TryOnError
+from ..reconcile import ReconcileResult
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from .errors import ModelResolutionError
-from .gateways.mlflow import ResolvedModel
-from .gateways.ports import RegistryPort
-from .models import ModelRef
-from .resolution.cache import Answer, ResolutionCache, ResolutionKey
-from .resolution.watchers import ModelWatchers
+from ..api.errors import ModelResolutionError
+from ..api.models import ModelRef
+from ..gateways.mlflow import ResolvedModel
+from ..gateways.ports import RegistryPort
+from .cache import Answer, ResolutionCache, ResolutionKey
+from .watchers import ModelWatchers
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,11 @@ from typing import Any, Literal
 
 from kubernetes import client
 
-from .errors import KubeConflictError, KubeError, NotLeaderError
-from .leadership_callbacks import CallbackThread, LeadershipCallbacks
-from .leadership_lease import (
+from ...api.errors import KubeConflictError, KubeError, NotLeaderError
+from ...metrics import Metrics
+from ...settings import OperatorSettings
+from .callbacks import CallbackThread, LeadershipCallbacks
+from .lease import (
     ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseClient,
@@ -45,8 +47,6 @@ from .leadership_lease import (
     micro_time,
     released_spec,
 )
-from .metrics import Metrics
-from .settings import OperatorSettings
 
 __all__ = ["LeaderElector", "LeadershipCallbacks"]
 

@@ -15,7 +15,7 @@ import logging
 import ssl
 from pathlib import Path
 
-from .settings import OperatorSettings
+from ..settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import kopf
 
+from ..api.models import GROUP, PLURAL, VERSION
+from ..settings import OperatorSettings
 from . import wiring
-from .models import GROUP, PLURAL, VERSION
-from .settings import OperatorSettings
 from .wiring import owner_of as owner_of
 
 log = logging.getLogger(__name__)

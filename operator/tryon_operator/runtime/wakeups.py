@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .vocabulary import ANNOTATION_TEMPLATE_HASH, LABEL_COLOR, LABEL_VERSION
+from ..api.vocabulary import ANNOTATION_TEMPLATE_HASH, LABEL_COLOR, LABEL_VERSION
 
 Signature = tuple[Any, ...]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .models import Color, GpuShortagePolicy, RolloutState, TryOnModelStatus, other_color
-from .observe.views import ColorView as ColorView
-from .observe.views import Observed as Observed
-from .observe.views import SmokeOutcome as SmokeOutcome
+from ..api.models import Color, GpuShortagePolicy, RolloutState, TryOnModelStatus, other_color
+from ..observe.views import ColorView as ColorView
+from ..observe.views import Observed as Observed
+from ..observe.views import SmokeOutcome as SmokeOutcome
 from .rollout_actions import WAITING as WAITING
 from .rollout_actions import Abort as Abort
 from .rollout_actions import Action as Action

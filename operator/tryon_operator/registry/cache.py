@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ..errors import ModelResolutionError
+from ..api.errors import ModelResolutionError
 from ..gateways.mlflow import ResolvedModel
 
 _T = TypeVar("_T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..api.models import Condition, ConditionType, Phase, TryOnModelStatus
 from .decision import Observed
-from .models import Condition, ConditionType, Phase, TryOnModelStatus
 
 
 def set_condition(  # noqa: PLR0913 - one condition's fields

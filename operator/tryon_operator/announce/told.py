@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.vocabulary import EventReason, EventType
 from .audit import Decision
-from .vocabulary import EventReason, EventType
 
 
 @dataclass(frozen=True)

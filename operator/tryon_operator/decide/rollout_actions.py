@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import Color, RolloutState
+from ..api.models import Color, RolloutState
 
 
 @dataclass(frozen=True)

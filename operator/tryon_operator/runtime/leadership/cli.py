@@ -1,4 +1,4 @@
-"""``python -m tryon_operator.leadership_cli``: one elector as a process, nothing else.
+"""``python -m tryon_operator.runtime.leadership.cli``: one elector as a process, nothing else.
 
 For tests, the failover benchmark (bench/leader_failover.py) and for watching an election by hand.
 It prints one JSON line per happening on stdout (``campaigning``, ``started_leading``,
@@ -21,14 +21,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from .leadership import LeaderElector, LeadershipCallbacks
-from .leadership_lease import (
-    LEASE_NAME,
-    ElectionConfig,
-    default_identity,
-    default_namespace,
-    lease_api_client,
-)
+from .elector import LeaderElector, LeadershipCallbacks
+from .lease import LEASE_NAME, ElectionConfig, default_identity, default_namespace, lease_api_client
 
 
 def _say(event: str, **fields: Any) -> None:
@@ -37,7 +31,7 @@ def _say(event: str, **fields: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tryon_operator.leadership_cli")
+    parser = argparse.ArgumentParser(prog="python -m tryon_operator.runtime.leadership.cli")
     parser.add_argument("--kubeconfig", default=None, help="default: in-cluster, else KUBECONFIG")
     parser.add_argument("--namespace", default=None)
     parser.add_argument("--name", default=LEASE_NAME)

@@ -1,0 +1,1 @@
+"""Telling decisions: the record, the audit line, the announcer and notifications."""

@@ -1,0 +1,1 @@
+"""The TryOnModel contract: its vocabulary, models, the objects built from it, errors."""

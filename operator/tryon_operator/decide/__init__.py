@@ -1,0 +1,1 @@
+"""Pure rollout decisions: plain facts in, an action out; no I/O anywhere here."""

@@ -1,0 +1,1 @@
+"""Running the operator: kopf handlers, wiring, the work queue, wake-ups, leadership."""

@@ -1,0 +1,1 @@
+"""Lease leader election: the elector, its lease rules, callbacks, a CLI."""
