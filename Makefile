@@ -8,7 +8,7 @@ STATE_DIR ?= .cluster
 REAL_NODE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: help doctor host-packages demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
+.PHONY: test-rules help doctor host-packages demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,13 +48,17 @@ cluster-down: ## stop the local control plane and the real node; also cleans up 
 cluster-status: ## show whether it runs and how much memory it takes
 	$(PYTHON) hack/localcluster/cluster.py status --state-dir $(STATE_DIR)
 
-lint: venv ## ruff
+lint: venv ## ruff; promtool check of the chart's alerting rules
 	$(VENV)/bin/ruff check operator renderer training tests hack bench
+	bash hack/promtool.sh check rules charts/tryon-operator/rules/tryon-alerts.yaml
+
+test-rules: ## promtool's unit tests of the chart's alerting rules (tests/rules/)
+	bash hack/promtool.sh test rules tests/rules/*.test.yaml
 
 typecheck: venv ## mypy (strict) on the packages
 	$(VENV)/bin/mypy operator/tryon_operator renderer/tryon_renderer training/tryon_model
 
-test: doctor host-packages venv tools lint typecheck ## everything: unit, integration (starts its own control plane and servers), chart
+test: doctor host-packages venv tools lint typecheck test-rules ## everything: unit, integration (starts its own control plane and servers), chart, alert rules
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows

@@ -2,7 +2,7 @@
 # Builds the local control-plane binaries from Go modules into a cache outside the repo.
 # Each tool lands in $TRYON_TOOLS_CACHE/<tool>-<version>/, so a pinned version is built once
 # and a warm start costs nothing.
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns|registry ...]
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns|registry|promtool ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,6 +14,7 @@ helm_version="v3.22.0"
 coredns_version="v1.15.0"
 containerd_version="v2.4.2"
 registry_version="v3.1.2"
+prometheus_version="v0.316.0"  # the Go module version of Prometheus 3.x
 
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 export CGO_ENABLED=0
@@ -106,6 +107,21 @@ build_containerd() {
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
 build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
+# promtool, which checks and unit-tests the chart's alerting rules (make lint, make test).
+build_promtool() {
+  local out="$cache/promtool-$prometheus_version"
+  if [[ -f "$out/.complete" ]]; then return 0; fi
+  local log="$logs/promtool-$prometheus_version.log" started=$SECONDS
+  echo "building promtool-$prometheus_version (first time only; cached in $out; log: $log)" >&2
+  : >"$log"
+  rm -rf "$out.partial" && mkdir -p "$out.partial"
+  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "promtool-$prometheus_version" "$log" \
+    go install -tags "remove_all_sd" -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
+  touch "$out.partial/.complete"
+  rm -rf "$out" && mv "$out.partial" "$out"
+  echo "  built promtool-$prometheus_version in $((SECONDS - started))s" >&2
+}
 # The CNCF Distribution registry the real node pulls from, and a bcrypt htpasswd line maker for
 # its auth file (hack/tools/registry/htpasswd; the registry's module has no such command).
 build_registry() {
@@ -119,11 +135,12 @@ exec 9>"$cache/.lock"
 flock 9
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns registry); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns registry promtool); fi
 for t in "${tools[@]}"; do "build_$t"; done
 
 # Print the directories so callers can put them on PATH.
 printf '%s\n' "$cache/kubernetes-$k8s_version" "$cache/etcd-$etcd_version" \
   "$cache/kwok-$kwok_version" "$cache/helm-$helm_version" \
   "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version" \
-  "$cache/coredns-$coredns_version" "$cache/registry-$registry_version"
+  "$cache/coredns-$coredns_version" "$cache/registry-$registry_version" \
+  "$cache/promtool-$prometheus_version"

@@ -49,6 +49,12 @@ class Metrics:
             registry=self.registry,
         )
         # Leader election (leadership.py): 1 on the replica that holds the Lease.
+        self.condition = Gauge(
+            "tryon_condition",
+            "1 while a TryOnModel condition (Ready, Progressing, Degraded, ModelResolved) is True.",
+            ["namespace", "name", "type"],
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "tryon_leader",
             "1 while this replica holds the leader Lease, else 0.",

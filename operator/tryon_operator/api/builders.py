@@ -166,7 +166,11 @@ def build_deployment(
     template: dict[str, Any] = {
         "metadata": {
             "labels": pod_labels,
-            "annotations": {**renderer.pod_annotations, ANNOTATION_TEMPLATE_HASH: template_hash},
+            "annotations": {
+                **scrape_annotations(renderer.port),
+                **renderer.pod_annotations,
+                ANNOTATION_TEMPLATE_HASH: template_hash,
+            },
         },
         "spec": pod_spec,
     }
@@ -186,6 +190,16 @@ def build_deployment(
             "revisionHistoryLimit": 2,
             "template": template,
         },
+    }
+
+
+def scrape_annotations(port: int) -> dict[str, str]:
+    """What a plain Prometheus's pod discovery keeps by convention (``prometheus.io/*``): the
+    renderer serves /metrics on its HTTP port. ``podAnnotations`` may override them."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
     }
 
 

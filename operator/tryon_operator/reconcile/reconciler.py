@@ -226,6 +226,10 @@ class Reconciler:
         self.metrics.rejected_versions.labels(ctx.namespace, ctx.name).set(
             len(status.rejected_versions)
         )
+        for condition in status.conditions:
+            self.metrics.condition.labels(ctx.namespace, ctx.name, condition.type).set(
+                1 if condition.status == "True" else 0
+            )
 
     def _write_status(self, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus) -> bool:
         if new == old:

@@ -84,6 +84,16 @@ def test_user_pod_labels_and_annotations_reach_the_pods():
     assert meta["annotations"]["a"] == "b"
 
 
+def test_renderer_pods_invite_prometheus_to_scrape_their_port_unless_told_otherwise():
+    meta = deployment(spec())["spec"]["template"]["metadata"]
+    port = str(spec().renderer.port)
+    assert meta["annotations"]["prometheus.io/scrape"] == "true"
+    assert meta["annotations"]["prometheus.io/port"] == port
+    assert meta["annotations"]["prometheus.io/path"] == "/metrics"
+    off = deployment(spec(podAnnotations={"prometheus.io/scrape": "false"}))
+    assert off["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
+
+
 def test_template_hash_ignores_replicas_but_not_the_image():
     base = spec().renderer.template_hash()
     assert spec(replicas=5).renderer.template_hash() == base
