@@ -2,7 +2,7 @@
 # Builds the local control-plane binaries from Go modules into a cache outside the repo.
 # Each tool lands in $TRYON_TOOLS_CACHE/<tool>-<version>/, so a pinned version is built once
 # and a warm start costs nothing.
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns|registry|promtool ...]
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|node|containerd|coredns|registry|prometheus ...]
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -107,20 +107,22 @@ build_containerd() {
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
 build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
+# Prometheus with Kubernetes service discovery only (the e2e scrapes the renderer pods with it) and
 # promtool, which checks and unit-tests the chart's alerting rules (make lint, make test).
-build_promtool() {
-  local out="$cache/promtool-$prometheus_version"
+build_prometheus() {
+  local out="$cache/prometheus-$prometheus_version"
   if [[ -f "$out/.complete" ]]; then return 0; fi
-  local log="$logs/promtool-$prometheus_version.log" started=$SECONDS
-  echo "building promtool-$prometheus_version (first time only; cached in $out; log: $log)" >&2
+  local log="$logs/prometheus-$prometheus_version.log" started=$SECONDS
+  echo "building prometheus-$prometheus_version (first time only; cached in $out; log: $log)" >&2
   : >"$log"
   rm -rf "$out.partial" && mkdir -p "$out.partial"
-  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "promtool-$prometheus_version" "$log" \
-    go install -tags "remove_all_sd" -ldflags "-s -w" \
-    "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
+  local m="github.com/prometheus/prometheus"
+  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "prometheus-$prometheus_version" "$log" \
+    go install -tags "remove_all_sd enable_kubernetes_sd" -ldflags "-s -w" \
+    "$m/cmd/prometheus@$prometheus_version" "$m/cmd/promtool@$prometheus_version"
   touch "$out.partial/.complete"
   rm -rf "$out" && mv "$out.partial" "$out"
-  echo "  built promtool-$prometheus_version in $((SECONDS - started))s" >&2
+  echo "  built prometheus-$prometheus_version in $((SECONDS - started))s" >&2
 }
 # The CNCF Distribution registry the real node pulls from, and a bcrypt htpasswd line maker for
 # its auth file (hack/tools/registry/htpasswd; the registry's module has no such command).
@@ -135,7 +137,7 @@ exec 9>"$cache/.lock"
 flock 9
 
 tools=("$@")
-if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns registry promtool); fi
+if [[ ${#tools[@]} -eq 0 ]]; then tools=(etcd kwok kubernetes helm node containerd coredns registry prometheus); fi
 for t in "${tools[@]}"; do "build_$t"; done
 
 # Print the directories so callers can put them on PATH.
@@ -143,4 +145,4 @@ printf '%s\n' "$cache/kubernetes-$k8s_version" "$cache/etcd-$etcd_version" \
   "$cache/kwok-$kwok_version" "$cache/helm-$helm_version" \
   "$cache/kubernetes-node-$k8s_version" "$cache/containerd-$containerd_version" \
   "$cache/coredns-$coredns_version" "$cache/registry-$registry_version" \
-  "$cache/promtool-$prometheus_version"
+  "$cache/prometheus-$prometheus_version"

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 import incluster  # noqa: E402
 import registry  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
+from prometheus import Prometheus, start_prometheus  # noqa: E402
 
 from tests.support.cluster import wait_for as support_wait_for  # noqa: E402
 
@@ -76,6 +77,16 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             backends.stop()
     finally:
         local.down()
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """A real Prometheus discovering the cluster's pods through its kubeconfig."""
+    server = start_prometheus(tmp_path_factory.mktemp("prometheus"), Path(real_cluster.kubeconfig))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

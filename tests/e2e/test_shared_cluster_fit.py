@@ -14,6 +14,7 @@ from kubernetes import client
 from tests.e2e.conftest import (
     TAG,
     Models,
+    Prometheus,
     RealCluster,
     apply_tryonmodel,
     cluster_ip,
@@ -71,6 +72,25 @@ def test_renderer_pods_pull_the_commit_tag_from_the_private_registry_with_the_pu
     assert operator["status"]["containerStatuses"][0]["imageID"].startswith(
         f"{registry.REPOSITORY}/tryon-operator@sha256:"
     )
+
+
+def test_prometheus_scrapes_the_renderer_pods_it_discovers_with_their_model_and_colour(
+    real_cluster: RealCluster, models: Models, shop: str, prometheus: Prometheus
+) -> None:
+    _serve_v1(real_cluster, models, shop)
+    colour = real_cluster.status(NAME, shop)["activeColor"]
+    found = wait_for(
+        "Prometheus has scraped the renderer's tryon_ready",
+        lambda: prometheus.query(f'tryon_ready{{namespace="{shop}"}}') or None,
+        60,
+    )
+    labels, value = found[0]["metric"], found[0]["value"][1]
+    assert (labels["instance_name"], labels["color"], value) == (NAME, colour, "1")
+    assert labels["pod"].startswith(f"{NAME}-{colour}-")
+    pod = labels["pod"]
+    assert prometheus.query(f'tryon_in_flight_requests{{namespace="{shop}", pod="{pod}"}}')
+    leaders = prometheus.query('max(tryon_leader{namespace="tryon-system"})')
+    assert leaders and leaders[0]["value"][1] == "1"  # the operator's pods are scraped too
 
 
 def test_a_pod_template_with_runtime_class_priority_spread_and_a_volume_is_on_the_running_pods(
