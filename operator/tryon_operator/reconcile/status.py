@@ -231,13 +231,16 @@ def image_unavailable(step: Step) -> None:
 
 
 # What refused the pods, by the words the API server uses for each admission step.
+# First match wins: a webhook's own message may hold any words, so it is recognised before the
+# LimitRange plugin's phrases ("maximum cpu usage per Container is 1, but limit is 2").
 _REFUSERS = (
     ("exceeded quota", "a ResourceQuota (not a GPU shortage on the nodes: raise or free it)"),
     ("violates PodSecurity", "Pod Security admission (the namespace's enforce level)"),
-    ("LimitRange", "a LimitRange"),
-    ("maximum", "a LimitRange"),
-    ("minimum", "a LimitRange"),
     ("admission webhook", "an admission webhook"),
+    ("LimitRange", "a LimitRange"),
+    ("usage per Container", "a LimitRange"),
+    ("usage per Pod", "a LimitRange"),
+    ("limit to request ratio", "a LimitRange"),
 )
 
 

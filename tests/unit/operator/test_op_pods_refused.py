@@ -9,7 +9,9 @@ import pytest
 from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.observe.parse import replica_failure_message
+from tryon_operator.observe.views import ColorView
 from tryon_operator.reconcile import Reconciler
+from tryon_operator.reconcile.status import refusal
 from tryon_operator.settings import OperatorSettings
 
 from tests.unit.operator.test_op_reconciler import (
@@ -150,3 +152,25 @@ def test_the_refusal_is_read_from_the_deployments_replica_failure_condition(
     conditions, expected
 ):
     assert replica_failure_message({"status": {"conditions": conditions}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "refuser"),
+    [
+        ('pods "x" is forbidden: exceeded quota: gpus, requested: requests.nvidia.com/gpu=1',
+         "a ResourceQuota"),
+        ('pods "x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true',
+         "Pod Security admission"),
+        ('pods "x" is forbidden: maximum cpu usage per Container is 1, but limit is 2',
+         "a LimitRange"),
+        ('pods "x" is forbidden: minimum memory usage per Pod is 1Gi, but request is 512Mi',
+         "a LimitRange"),
+        ('admission webhook "gpu.example.com" denied the request: maximum 2 GPUs per team',
+         "an admission webhook"),
+        ('pods "x" is forbidden: something else entirely', "admission"),
+    ],
+)
+def test_the_refusal_names_who_refused(message: str, refuser: str) -> None:
+    said = refusal(ColorView(exists=True, pods_refused_message=message))
+    assert said.startswith(f"the API server refused its pods, by {refuser}")
+    assert said.endswith(message)
