@@ -86,23 +86,27 @@ build_node() {
     mv "$out/pause.partial" "$out/pause"
   fi
 }
-# containerd v2 with its runc shim and ctr; no cgo, no btrfs/zfs/devmapper snapshotters.
-build_containerd() {
-  local out="$cache/containerd-$containerd_version"
+# go_install OUTDIR TAGS LDFLAGS PACKAGE@VERSION...: `go install` of a module without replace
+# lines into OUTDIR, atomically like go_build.
+go_install() {
+  local out="$1" tags="$2" ldflags="$3"; shift 3
   if [[ -f "$out/.complete" ]]; then return 0; fi
-  local log="$logs/containerd-$containerd_version.log" started=$SECONDS
-  echo "building containerd-$containerd_version (first time only; cached in $out; log: $log)" >&2
+  local name log started=$SECONDS
+  name="$(basename "$out")"; log="$logs/$name.log"
+  echo "building $name (first time only; cached in $out; log: $log)" >&2
   : >"$log"
   rm -rf "$out.partial" && mkdir -p "$out.partial"
-  local m="github.com/containerd/containerd/v2"
-  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "containerd-$containerd_version" "$log" \
-    go install -tags "no_btrfs no_zfs no_devmapper" \
-    -ldflags "-s -w -X $m/version.Version=$containerd_version" \
-    "$m/cmd/containerd@$containerd_version" "$m/cmd/containerd-shim-runc-v2@$containerd_version" \
-    "$m/cmd/ctr@$containerd_version"
+  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "$name" "$log" \
+    go install -tags "$tags" -ldflags "-s -w $ldflags" "$@"
   touch "$out.partial/.complete"
   rm -rf "$out" && mv "$out.partial" "$out"
-  echo "  built containerd-$containerd_version in $((SECONDS - started))s" >&2
+  echo "  built $name in $((SECONDS - started))s" >&2
+}
+# containerd v2 with its runc shim and ctr; no cgo, no btrfs/zfs/devmapper snapshotters.
+build_containerd() {
+  local m="github.com/containerd/containerd/v2" v="$containerd_version"
+  go_install "$cache/containerd-$v" "no_btrfs no_zfs no_devmapper" "-X $m/version.Version=$v" \
+    "$m/cmd/containerd@$v" "$m/cmd/containerd-shim-runc-v2@$v" "$m/cmd/ctr@$v"
 }
 build_helm() { go_build helm "$cache/helm-$helm_version" "-X helm.sh/helm/v3/internal/version.version=$helm_version" helm.sh/helm/v3/cmd/helm; }
 # CoreDNS with a minimal, compile-time plugin set (hack/tools/coredns/main.go); no forward plugin.
@@ -110,19 +114,9 @@ build_coredns() { go_build coredns "$cache/coredns-$coredns_version" "" .; }
 # Prometheus with Kubernetes service discovery only (the e2e scrapes the renderer pods with it) and
 # promtool, which checks and unit-tests the chart's alerting rules (make lint, make test).
 build_prometheus() {
-  local out="$cache/prometheus-$prometheus_version"
-  if [[ -f "$out/.complete" ]]; then return 0; fi
-  local log="$logs/prometheus-$prometheus_version.log" started=$SECONDS
-  echo "building prometheus-$prometheus_version (first time only; cached in $out; log: $log)" >&2
-  : >"$log"
-  rm -rf "$out.partial" && mkdir -p "$out.partial"
-  local m="github.com/prometheus/prometheus"
-  GOBIN="$out.partial" GOFLAGS="-trimpath -buildvcs=false" with_retries "prometheus-$prometheus_version" "$log" \
-    go install -tags "remove_all_sd enable_kubernetes_sd" -ldflags "-s -w" \
-    "$m/cmd/prometheus@$prometheus_version" "$m/cmd/promtool@$prometheus_version"
-  touch "$out.partial/.complete"
-  rm -rf "$out" && mv "$out.partial" "$out"
-  echo "  built prometheus-$prometheus_version in $((SECONDS - started))s" >&2
+  local m="github.com/prometheus/prometheus" v="$prometheus_version"
+  go_install "$cache/prometheus-$v" "remove_all_sd enable_kubernetes_sd" "" \
+    "$m/cmd/prometheus@$v" "$m/cmd/promtool@$v"
 }
 # The CNCF Distribution registry the real node pulls from, and a bcrypt htpasswd line maker for
 # its auth file (hack/tools/registry/htpasswd; the registry's module has no such command).
