@@ -36,6 +36,9 @@ class OperatorSettings(BaseModel):
     webhook_cert_file: str | None = None
     webhook_key_file: str | None = None
     webhook_allow_http: bool = False
+    # Where KEDA's Prometheus trigger reads the renderers' serving signals (spec.autoscaling.metric
+    # inFlight / queueDepth); spec.autoscaling.prometheusAddress overrides it per TryOnModel.
+    prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     metrics_host: str = "0.0.0.0"
     # Notifications (docs/operator.md#notifications). URLs are credentials: set them from a

@@ -83,6 +83,10 @@ namespace; cluster scope without a list means every namespace (an empty list).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# KEDA's ScaledObject for spec.autoscaling.metric inFlight / queueDepth (not watched: applied, deleted)
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]

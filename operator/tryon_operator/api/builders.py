@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Color, TryOnModelSpec
+from .models import AutoscalingSpec, Color, TryOnModelSpec
 from .podtemplate import merge
 from .vocabulary import (
     ANNOTATION_TEMPLATE_HASH,
@@ -18,6 +18,7 @@ from .vocabulary import (
     LABEL_NAME,
     LABEL_VERSION,
     MANAGER,
+    SERVING_SERIES,
 )
 
 NO_COLOR = "none"
@@ -229,7 +230,7 @@ def build_service(
 
 
 def build_hpa(spec: TryOnModelSpec, owner: Owner, *, color: Color) -> dict[str, Any]:
-    """An HPA that scales the active colour; it moves with the flip."""
+    """An HPA on CPU that scales the active colour; it moves with the flip."""
     autoscaling = spec.autoscaling
     return {
         "apiVersion": "autoscaling/v2",
@@ -252,8 +253,68 @@ def build_hpa(spec: TryOnModelSpec, owner: Owner, *, color: Color) -> dict[str, 
                         "name": "cpu",
                         "target": {
                             "type": "Utilization",
-                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                            "averageUtilization": round(autoscaling.per_pod_target()),
                         },
+                    },
+                }
+            ],
+            "behavior": scaling_behavior(autoscaling),
+        },
+    }
+
+
+def scaling_behavior(autoscaling: AutoscalingSpec) -> dict[str, Any]:
+    """Up at once (double, or 4 pods, per 15 s: the HPA's default), down only after the
+    stabilisation window (300 s by default, the HPA's own), so a lull between bursts keeps pods."""
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+            ],
+            "selectPolicy": "Max",
+        },
+        "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds},
+    }
+
+
+def serving_query(metric: str, namespace: str, deployment: str) -> str:
+    """A colour's total of a serving signal; KEDA divides it by the replicas (``AverageValue``).
+    The labels are those Kubernetes pod discovery gives (docs/deploy.md, "Metrics and health")."""
+    return f'sum({SERVING_SERIES[metric]}{{namespace="{namespace}", pod=~"{deployment}-.*"}})'
+
+
+def build_scaled_object(
+    spec: TryOnModelSpec, owner: Owner, *, color: Color, prometheus: str, fallback_replicas: int
+) -> dict[str, Any]:
+    """KEDA's ScaledObject on a serving signal (requests in flight or queued per pod) read from
+    Prometheus; ``fallback_replicas`` holds the colour while the metric cannot be read."""
+    autoscaling = spec.autoscaling
+    deployment = deployment_name(owner.name, color)
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(
+            owner, owner.name, {LABEL_NAME: APP_NAME, LABEL_INSTANCE: owner.name}
+        ),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicaCount": autoscaling.min_replicas,
+            "maxReplicaCount": autoscaling.max_replicas,
+            "pollingInterval": 5,
+            "fallback": {"failureThreshold": 3, "replicas": fallback_replicas},
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(autoscaling)}
+            },
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": prometheus,
+                        "query": serving_query(autoscaling.metric, owner.namespace, deployment),
+                        "threshold": f"{autoscaling.per_pod_target():g}",
                     },
                 }
             ],

@@ -176,13 +176,31 @@ class RolloutSpec(_Spec):
         return max(self.post_promotion_seconds, self.scale_down_delay_seconds)
 
 
+ScaleMetric = Literal["inFlight", "queueDepth", "cpu"]
+# Per-pod averages the serving signals aim at when spec.autoscaling.target is not set: a renderer
+# batches a few requests at a time, so 2 in flight keeps a batch forming without a queue.
+DEFAULT_TARGETS: dict[str, float] = {"inFlight": 2.0, "queueDepth": 4.0}
+
+
 class AutoscalingSpec(_Spec):
     enabled: bool = False
+    metric: ScaleMetric = "cpu"
+    target: Annotated[float, Field(gt=0, le=10000)] | None = None
     min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
     target_cpu_utilization_percentage: Annotated[
         int, Field(ge=1, le=100, alias="targetCPUUtilizationPercentage")
     ] = 80
+    scale_down_stabilization_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    prometheus_address: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
+
+    def per_pod_target(self) -> float:
+        """The per-pod average the scaler holds the metric at (CPU: percent of the request)."""
+        if self.target is not None:
+            return self.target
+        if self.metric == "cpu":
+            return float(self.target_cpu_utilization_percentage)
+        return DEFAULT_TARGETS[self.metric]
 
     @model_validator(mode="after")
     def _min_le_max(self) -> AutoscalingSpec:
@@ -292,6 +310,17 @@ class PendingTag(_Status):
     value: str
 
 
+class AutoscalingStatus(_Status):
+    """Which scaler sizes the active colour, on what, and why none does when one was asked for."""
+
+    scaler: Literal["HorizontalPodAutoscaler", "ScaledObject"] | None = None
+    metric: ScaleMetric = "cpu"
+    target: float | None = None
+    scale_target: str | None = None  # the Deployment it sizes
+    applied: str | None = None  # hash of the ScaledObject last applied (it is not watched)
+    message: str = ""
+
+
 class TryOnModelStatus(_Status):
     observed_generation: int | None = None
     phase: Phase = "Pending"
@@ -310,6 +339,7 @@ class TryOnModelStatus(_Status):
     rollout: RolloutState | None = None
     history: tuple[HistoryEntry, ...] = ()
     pending_registry_tags: tuple[PendingTag, ...] = ()
+    autoscaling: AutoscalingStatus | None = None
 
     def condition(self, type_: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -68,6 +68,7 @@ EventReason = Literal[
     "GPUShortage",
     "ImageUnavailable",
     "PodsRefused",
+    "AutoscalingUnavailable",
     "Degraded",
     "Recovered",
     "InvalidSpec",
@@ -79,3 +80,6 @@ EventReason = Literal[
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"
+
+# The renderer's serving signals, by spec.autoscaling.metric (renderer/tryon_renderer/metrics.py).
+SERVING_SERIES = {"inFlight": "tryon_in_flight_requests", "queueDepth": "tryon_queue_depth"}

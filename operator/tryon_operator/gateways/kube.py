@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -72,6 +73,10 @@ def _read_or_none(fn: Callable[[], T]) -> T | None:
         raise
 
 
+KEDA_GROUP_VERSION = ("keda.sh", "v1alpha1")
+KEDA_RECHECK_S = 60.0
+
+
 class KubeGateway:
     """All Kubernetes API calls the operator makes go through here."""
 
@@ -82,6 +87,7 @@ class KubeGateway:
         self._autoscaling = client.AutoscalingV2Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._crashloop_restarts = crashloop_restarts
+        self._keda_seen: tuple[float, bool] | None = None  # (when asked, served)
 
     # ------------------------------------------------------------------ reads
 
@@ -226,6 +232,47 @@ class KubeGateway:
     def set_selector_color(self, namespace: str, service: str, color: str) -> str | None:
         body = {"spec": {"selector": {LABEL_COLOR: color}}}
         return _version(self._core.patch_namespaced_service, service, namespace, body)
+
+    def serves_scaled_objects(self) -> bool:
+        """Whether the cluster serves KEDA's ScaledObject (discovery, asked at most once a
+        minute: KEDA is installed or removed rarely, and a reconcile must not pay for asking)."""
+        now = time.monotonic()
+        if self._keda_seen is not None and now - self._keda_seen[0] < KEDA_RECHECK_S:
+            return self._keda_seen[1]
+        try:
+            found: Any = kube_call(lambda: self._custom.get_api_resources(*KEDA_GROUP_VERSION))
+            served = any(r.name == "scaledobjects" for r in found.resources or [])
+        except KubeError as err:
+            if err.status != 404:
+                raise
+            served = False
+        self._keda_seen = (now, served)
+        return served
+
+    def apply_scaled_object(self, obj: dict[str, Any]) -> str | None:
+        meta = obj["metadata"]
+        return _version(
+            self._custom.patch_namespaced_custom_object,
+            *KEDA_GROUP_VERSION,
+            meta["namespace"],
+            "scaledobjects",
+            meta["name"],
+            obj,
+            field_manager=MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def delete_scaled_object(self, namespace: str, name: str) -> None:
+        try:
+            kube_call(
+                lambda: self._custom.delete_namespaced_custom_object(
+                    *KEDA_GROUP_VERSION, namespace, "scaledobjects", name
+                )
+            )
+        except KubeError as err:
+            if err.status != 404:
+                raise
 
     def delete_hpa(self, namespace: str, name: str) -> str | None:
         delete = self._autoscaling.delete_namespaced_horizontal_pod_autoscaler

@@ -174,8 +174,8 @@ def _grow_standby(step: Step, action: d.FlipBack, color: Color) -> str:
         return ""
     ctx, kube = step.ctx, step.fx.kube
     kube.scale(ctx.namespace, deployment_name(ctx.name, color), action.grow_to)
-    if ctx.spec.autoscaling.enabled:
-        kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))
+    if ctx.spec.autoscaling.enabled and ctx.spec.autoscaling.metric == "cpu":
+        kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))  # KEDA's: keep_scaler
     warm = action.warm if action.warm is not None else 0
     return (
         f"; it ran shrunk: flipped back to {warm} warm pod{'' if warm == 1 else 's'}, "

@@ -229,7 +229,8 @@ def _service_repair(
 
 def _hpa_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
     autoscaling, hpa, active = step.ctx.spec.autoscaling, step.cluster.hpa, status.active_color
-    if autoscaling.enabled and active is not None:
+    on_cpu = autoscaling.enabled and autoscaling.metric == "cpu"  # else KEDA's (scaler.py)
+    if on_cpu and active is not None:
         if (
             not hpa.exists
             or hpa.target != deployment_name(step.ctx.name, active)
@@ -237,7 +238,7 @@ def _hpa_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
             or hpa.max_replicas != autoscaling.max_replicas
         ):
             return [Apply("HorizontalPodAutoscaler", active)]
-    elif hpa.exists and not autoscaling.enabled:
+    elif hpa.exists and not on_cpu:
         return [DeleteHpa()]
     return []
 

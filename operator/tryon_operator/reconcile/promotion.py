@@ -3,7 +3,9 @@ wait for a person, and the GPU-shortage policies that make room for a preview.""
 
 from __future__ import annotations
 
-from ..api.builders import build_hpa, build_service, deployment_name, preview_service_name
+from dataclasses import replace
+
+from ..api.builders import build_service, deployment_name, preview_service_name
 from ..api.models import RolloutState, TryOnModelStatus
 from ..api.vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
 from ..decide import decision as d
@@ -11,6 +13,7 @@ from ..observe.views import SmokeOutcome
 from .context import Step
 from .events import Told
 from .history import must, renderer_record, with_rollout
+from .scaler import apply_scaler
 from .status import gpu_shortage
 from .tags import tag
 
@@ -84,8 +87,8 @@ def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
         }
     )
     fx.kube.apply(build_service(ctx.spec, ctx.owner, color=action.color, preview=False))
-    if ctx.spec.autoscaling.enabled:
-        fx.kube.apply(build_hpa(ctx.spec, ctx.owner, color=action.color))
+    if ctx.spec.autoscaling.enabled:  # the scaler moves with the traffic
+        promoted = apply_scaler(replace(step, status=promoted), action.color)
     latency = (now - (rollout.seen_at or rollout.started_at)).total_seconds()
     fx.metrics.promotion_latency.labels(ctx.namespace, ctx.name).observe(max(latency, 0.0))
     fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "promoted").inc()

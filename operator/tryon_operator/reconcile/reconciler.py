@@ -32,6 +32,7 @@ from .history import validation_message
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve
+from .scaler import keep_scaler
 from .status import (
     announce_phase,
     finish_status,
@@ -202,7 +203,7 @@ class Reconciler:
 
         status, repairs = heal.plan(step)
         heal.repair(replace(step, status=status), repairs)
-        step = replace(step, status=status)
+        step = replace(step, status=keep_scaler(replace(step, status=status)))
         step = replace(step, status=self._noted(step, desired, resolution))
         announce_phase(fx.events, ctx.owner, old, step.status)
         wrote = self._write_status(ctx.owner, written, step.status) or written != old

@@ -34,6 +34,7 @@ WORKLOAD = {
     "deployments.apps/scale": {"patch"},
     "services": FULL,
     "horizontalpodautoscalers.autoscaling": FULL,
+    "scaledobjects.keda.sh": {"get", "create", "patch", "delete"},
     "pods": READ,
     "events": {"get", "create", "patch"},
     "events.events.k8s.io": {"create", "patch"},

@@ -217,8 +217,8 @@ def test_cluster_scope_grants_workload_rules_cluster_wide(helm: Helm) -> None:
         ("tryon.dev", "tryonmodels"), ("tryon.dev", "tryonmodels/status"),
         ("tryon.dev", "tryonmodels/finalizers"), ("apps", "deployments"),
         ("apps", "deployments/scale"), ("", "services"),
-        ("autoscaling", "horizontalpodautoscalers"), ("", "pods"), ("", "events"),
-        ("events.k8s.io", "events"),
+        ("autoscaling", "horizontalpodautoscalers"), ("keda.sh", "scaledobjects"),
+        ("", "pods"), ("", "events"), ("events.k8s.io", "events"),
     }
     for binding in _kinds(objects, "ClusterRoleBinding"):
         assert binding["subjects"] == [

@@ -223,6 +223,18 @@ class CachedKube:
         self._expect(("Service", namespace, service), version)
         return version
 
+    # ScaledObjects are not watched (KEDA is optional): no expectation, reads of them are none.
+    def serves_scaled_objects(self) -> bool:
+        return self.live.serves_scaled_objects()
+
+    def apply_scaled_object(self, obj: dict[str, Any]) -> str | None:
+        with self._fence():
+            return self.live.apply_scaled_object(obj)
+
+    def delete_scaled_object(self, namespace: str, name: str) -> None:
+        with self._fence():
+            self.live.delete_scaled_object(namespace, name)
+
     def delete_hpa(self, namespace: str, name: str) -> str | None:
         with self._fence():
             self.live.delete_hpa(namespace, name)

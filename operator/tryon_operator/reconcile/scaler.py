@@ -1,0 +1,103 @@
+"""The active colour's scaler: an HPA on CPU, or KEDA's ScaledObject on a serving signal, one per
+TryOnModel, moved with the flip (never two over one Deployment). ``apply_scaler`` puts it on a
+colour (the flip, a flip back); ``keep_scaler`` holds it as the spec and the cluster say in steady
+state and records what drives the replicas in ``status.autoscaling``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..api.builders import build_hpa, build_scaled_object, deployment_name
+from ..api.models import AutoscalingStatus, Color, TryOnModelStatus
+from ..decide.scaling import ScalerChoice, choose_scaler
+from .context import Step
+from .events import Told
+
+
+def scaler_choice(step: Step) -> ScalerChoice:
+    autoscaling = step.ctx.spec.autoscaling
+    wants_keda = autoscaling.enabled and autoscaling.metric != "cpu"
+    return choose_scaler(
+        autoscaling,
+        keda_served=wants_keda and step.fx.kube.serves_scaled_objects(),
+        prometheus_url=step.fx.settings.prometheus_url,
+    )
+
+
+def apply_scaler(step: Step, color: Color) -> TryOnModelStatus:
+    """Points the chosen scaler at ``color`` (and removes the other kind); the status to keep."""
+    choice = scaler_choice(step)
+    ctx, kube = step.ctx, step.fx.kube
+    status = step.status
+    if choice.kind == "HorizontalPodAutoscaler":
+        kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))
+    elif step.cluster.hpa.exists:
+        kube.delete_hpa(ctx.namespace, ctx.name)
+    applied = None
+    if choice.kind == "ScaledObject":
+        scaled = _scaled_object(step, color, choice)
+        applied = _hash(scaled)
+        if status.autoscaling is None or status.autoscaling.applied != applied:
+            kube.apply_scaled_object(scaled)
+    elif status.autoscaling is not None and status.autoscaling.scaler == "ScaledObject":
+        kube.delete_scaled_object(ctx.namespace, ctx.name)
+    return _with_autoscaling(step, choice, color, applied)
+
+
+def keep_scaler(step: Step) -> TryOnModelStatus:
+    """Steady state: the scaler the spec asks for on the active colour, or none and why. The HPA
+    itself is self-healed from the watch cache (``heal.py``); the ScaledObject, not watched, is
+    applied again whenever what it should be differs from what status says was applied."""
+    active = step.status.active_color
+    autoscaling = step.ctx.spec.autoscaling
+    if active is None or (not autoscaling.enabled and step.status.autoscaling is None):
+        return step.status
+    choice = scaler_choice(step)
+    if choice.kind == "HorizontalPodAutoscaler":
+        return _with_autoscaling(step, choice, active, None, delete_scaled_object=True)
+    return apply_scaler(step, active)
+
+
+def _scaled_object(step: Step, color: Color, choice: ScalerChoice) -> dict[str, Any]:
+    ctx = step.ctx
+    assert choice.prometheus is not None
+    serving = max(ctx.spec.autoscaling.min_replicas, step.cluster.observed.color(color).replicas)
+    return build_scaled_object(
+        ctx.spec, ctx.owner, color=color, prometheus=choice.prometheus,
+        fallback_replicas=min(serving, ctx.spec.autoscaling.max_replicas),
+    )  # fmt: skip
+
+
+def _with_autoscaling(
+    step: Step,
+    choice: ScalerChoice,
+    color: Color,
+    applied: str | None,
+    *,
+    delete_scaled_object: bool = False,
+) -> TryOnModelStatus:
+    ctx, status = step.ctx, step.status
+    before = status.autoscaling
+    if delete_scaled_object and before is not None and before.scaler == "ScaledObject":
+        step.fx.kube.delete_scaled_object(ctx.namespace, ctx.name)
+    autoscaling = ctx.spec.autoscaling
+    if not autoscaling.enabled:
+        return status.model_copy(update={"autoscaling": None})
+    now = AutoscalingStatus(
+        scaler=choice.kind,
+        metric=autoscaling.metric,
+        target=autoscaling.per_pod_target(),
+        scale_target=deployment_name(ctx.name, color) if choice.kind else None,
+        applied=applied,
+        message=choice.why_none,
+    )
+    if choice.why_none and (before is None or before.message != choice.why_none):
+        step.tell(Told("Warning", "AutoscalingUnavailable", choice.why_none))
+    return status.model_copy(update={"autoscaling": now})
+
+
+def _hash(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
