@@ -1,38 +1,106 @@
-"""Issue 3: the HPA scales the active colour, moves with the flip, and capacity never drops."""
+"""Autoscaling on a serving signal on the real control plane, with KEDA's own ScaledObject CRD
+(from its Go module, v2.20.2): without the CRD the status says the metric needs KEDA; with it
+the operator owns one ScaledObject on the active colour, valid for the API server, moved to the
+new colour at the flip, and no HPA of its own beside it. KEDA itself does not run here."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests.support.cluster import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.integration
+
+KEDA_MODULE = "github.com/kedacore/keda/v2@v2.20.2"
+PROMETHEUS = "http://prometheus.monitoring:9090"
 
 
-def hpa_target(api, namespace):
-    hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("dress",
-                                                                                 namespace)
-    return hpa.spec.scale_target_ref.name
+def keda_crd() -> Path:
+    """KEDA's ScaledObject CRD from its module (go's module cache; downloaded once)."""
+    found = subprocess.run(["go", "mod", "download", "-json", KEDA_MODULE], capture_output=True,
+                           text=True, check=True, cwd="/")  # fmt: skip
+    return Path(json.loads(found.stdout)["Dir"]) / "config/crd/bases/keda.sh_scaledobjects.yaml"
 
 
-def test_hpa_follows_the_flip_and_new_colour_starts_at_the_active_replica_count(
-        operator_factory, registry, create_tom, smoke, healthy_on, kube_api):
-    v1, v2 = registry.add_version(), registry.add_version()
+@pytest.fixture
+def keda_installed(kube_cluster: Any, kube_api: client.ApiClient):
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(keda_crd()))
+    ext = client.ApiextensionsV1Api(kube_api)
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition("scaledobjects.keda.sh")
+        return any(c.type == "Established" and c.status == "True"
+                   for c in crd.status.conditions or [])  # fmt: skip
+
+    wait_for(established, 30, "KEDA's ScaledObject CRD Established")
+    yield
+    kube_cluster.kubectl("delete", "-f", str(keda_crd()), "--wait=true")
+
+
+def scaled_object(kube_api: client.ApiClient, namespace: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.CustomObjectsApi(kube_api).get_namespaced_custom_object(
+            "keda.sh", "v1alpha1", namespace, "scaledobjects", "dress"))  # fmt: skip
+    except client.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def hpa_exists(kube_api: client.ApiClient, namespace: str) -> bool:
+    hpas = client.AutoscalingV2Api(kube_api).list_namespaced_horizontal_pod_autoscaler(namespace)
+    return any(h.metadata.name == "dress" for h in hpas.items)
+
+
+def test_without_keda_the_status_says_the_serving_signal_needs_it(
+    operator_factory, registry, create_tom, smoke, healthy_on
+):
+    v1 = registry.add_version()
     registry.set_alias("production", v1)
-    operator_factory(smoke.url)
+    operator_factory(smoke.url, TRYON_PROMETHEUS_URL=PROMETHEUS)
     tom = create_tom("dress", registry.name,
-                     autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 3})
+                     autoscaling={"enabled": True, "metric": "inFlight", "target": 2})  # fmt: skip
+    tom.wait(healthy_on(v1), 60, "Healthy on v1")
+    status = tom.wait(lambda s: s if (s.get("autoscaling") or {}).get("message") else None,
+                      20, "status.autoscaling.message")  # fmt: skip
+    assert "needs KEDA" in status["autoscaling"]["message"], status["autoscaling"]
+    assert status["autoscaling"]["scaler"] is None
+    tom.wait_events("AutoscalingUnavailable")
+
+
+def test_with_keda_one_scaled_object_follows_the_active_colour_through_a_flip(
+    kube_api, namespace, keda_installed, operator_factory, registry, create_tom, smoke, healthy_on
+):  # fmt: skip
+    v1 = registry.add_version()
+    registry.set_alias("production", v1)
+    operator_factory(smoke.url, TRYON_PROMETHEUS_URL=PROMETHEUS)
+    tom = create_tom("dress", registry.name, autoscaling={
+        "enabled": True, "metric": "inFlight", "target": 2, "minReplicas": 1, "maxReplicas": 6})
     tom.wait(healthy_on(v1, "blue"), 60, "Healthy on v1")
-    wait_for(lambda: hpa_target(kube_api, tom.namespace) == "dress-blue", 20, "HPA on blue")
+    wait_for(lambda: scaled_object(kube_api, namespace), 20, "the ScaledObject")
+    first = scaled_object(kube_api, namespace)
+    assert first is not None
+    assert first["spec"]["scaleTargetRef"]["name"] == "dress-blue"
+    trigger = first["spec"]["triggers"][0]
+    assert trigger["metadata"]["serverAddress"] == PROMETHEUS
+    query = trigger["metadata"]["query"]
+    assert query.startswith(f'sum(tryon_in_flight_requests{{namespace="{namespace}"'), query
+    assert not hpa_exists(kube_api, namespace)
 
-    # What the HPA would do under load; the operator must leave it alone.
-    client.AppsV1Api(kube_api).patch_namespaced_deployment_scale(
-        "dress-blue", tom.namespace, {"spec": {"replicas": 2}})
-    wait_for(lambda: (tom.deployment("blue").status.ready_replicas or 0) == 2, 20, "2 blue pods")
-
+    v2 = registry.add_version()
     registry.set_alias("production", v2)
-    tom.wait(healthy_on(v2, "green"), 60, "v2 promoted")
+    tom.wait(healthy_on(v2, "green"), 60, "Healthy on v2")
 
-    assert tom.deployment("green").spec.replicas == 2
-    wait_for(lambda: hpa_target(kube_api, tom.namespace) == "dress-green", 20, "HPA on green")
+    def moved() -> bool:
+        now = scaled_object(kube_api, namespace)
+        return now is not None and now["spec"]["scaleTargetRef"]["name"] == "dress-green"
+
+    wait_for(moved, 20, "the ScaledObject on green")
+    assert tom.status()["autoscaling"]["scaler"] == "ScaledObject"
+    assert not hpa_exists(kube_api, namespace)
