@@ -185,7 +185,7 @@ DEFAULT_TARGETS: dict[str, float] = {"inFlight": 2.0, "queueDepth": 4.0}
 class AutoscalingSpec(_Spec):
     enabled: bool = False
     metric: ScaleMetric = "cpu"
-    target: Annotated[float, Field(gt=0, le=10000)] | None = None
+    target: Annotated[float, Field(ge=0.001, le=10000)] | None = None
     min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
     target_cpu_utilization_percentage: Annotated[
