@@ -123,14 +123,18 @@ class Announcer:
             self._known[owner.uid] = known
 
     def decision(
-        self, owner: Owner, told: Told, on_notified: Callable[[], None] | None = None
+        self,
+        owner: Owner,
+        told: Told,
+        on_notified: Callable[[], None] | None = None,
+        key: str | None = None,
     ) -> None:
         """The audit line, then the notification if one is wanted (``on_notified`` runs once it
         is sent or given up). Never raises: they must not break a reconcile."""
         try:
             record, options = self._record(owner, told)
             self.audit.record(record)
-            self._notify(record, options, on_notified)
+            self._notify(record, options, on_notified, key)
         except Exception:
             log.exception("audit/notification of %s failed", told.reason)
 
@@ -144,13 +148,17 @@ class Announcer:
         return self._kind(record, options) is not None
 
     def renotify(
-        self, owner: Owner, told: Told, on_notified: Callable[[], None] | None = None
+        self,
+        owner: Owner,
+        told: Told,
+        on_notified: Callable[[], None] | None = None,
+        key: str | None = None,
     ) -> None:
         """The notification alone, for a decision told before whose sending nobody confirmed
         (the replica that told it stopped first); its audit line was written then."""
         try:
             record, options = self._record(owner, told)
-            self._notify(record, options, on_notified)
+            self._notify(record, options, on_notified, key)
         except Exception:
             log.exception("notification of %s failed", told.reason)
 
@@ -189,6 +197,7 @@ class Announcer:
         record: AuditRecord,
         options: NotifyOptions,
         on_notified: Callable[[], None] | None,
+        key: str | None = None,
     ) -> None:
         kind = self._kind(record, options)
         if kind is None or self.notifier is None:
@@ -210,6 +219,7 @@ class Announcer:
                 occurred_at=record.at,
                 targets=options.targets,
                 channel=options.channel,
+                decision_key=key,
             ),
             on_notified,
         )

@@ -47,7 +47,7 @@ class EventSink:
             raise  # this replica lost the Lease: nothing more may be told or written
         except Exception as err:  # an Event is worth less than the reconcile that emits it
             log.warning("could not post event %s: %s", told.reason, err)
-        self.announcer.decision(owner, told, self._marker(owner, key))
+        self.announcer.decision(owner, told, self._marker(owner, key), key)
 
     def _finish_notification(self, owner: Owner, told: Told, key: str | None) -> None:
         """A decision told before: its notification again if nobody confirmed it went out."""
@@ -61,7 +61,7 @@ class EventSink:
             return
         log.info("%s/%s %s: its notification was not confirmed; sending it", owner.namespace,
                  owner.name, told.reason)  # fmt: skip
-        self.announcer.renotify(owner, told, self._marker(owner, key))
+        self.announcer.renotify(owner, told, self._marker(owner, key), key)
 
     def _marker(self, owner: Owner, key: str | None) -> Callable[[], None] | None:
         if key is None:

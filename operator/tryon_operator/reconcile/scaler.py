@@ -64,11 +64,12 @@ def keep_scaler(step: Step) -> TryOnModelStatus:
 def _scaled_object(step: Step, color: Color, choice: ScalerChoice) -> dict[str, Any]:
     ctx = step.ctx
     assert choice.prometheus is not None
-    serving = max(ctx.spec.autoscaling.min_replicas, step.cluster.observed.color(color).replicas)
+    # A stable fallback (not the current size): the object changes only with the spec or colour.
+    scaling = ctx.spec.autoscaling
+    fallback = min(max(scaling.min_replicas, ctx.spec.renderer.replicas), scaling.max_replicas)
     return build_scaled_object(
-        ctx.spec, ctx.owner, color=color, prometheus=choice.prometheus,
-        fallback_replicas=min(serving, ctx.spec.autoscaling.max_replicas),
-    )  # fmt: skip
+        ctx.spec, ctx.owner, color=color, prometheus=choice.prometheus, fallback_replicas=fallback
+    )
 
 
 def _with_autoscaling(

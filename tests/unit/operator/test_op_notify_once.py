@@ -1,6 +1,7 @@
 """A decision's notification goes out at least once across leaders: a replica that stopped
 between posting the decision's Event and sending its notification leaves it to the next one,
-which sends it unless the Event says it went out (``tryon.dev/notified``)."""
+which sends it unless the Event says it went out (``tryon.dev/notified``); every copy carries the
+same id, so a receiver can drop a repeat."""
 
 from __future__ import annotations
 
@@ -91,6 +92,17 @@ def test_the_next_leader_sends_a_notification_the_stopped_one_never_confirmed() 
     assert [n.version for n in second.sent] == ["2"]
     second.finish_all()
     assert events.notified[KEY] is True
+
+
+def test_every_copy_of_a_decisions_notification_has_the_same_id() -> None:
+    events, first = Events(), Outbox()
+    sink(events, first).tell(OWNER, PROMOTED, KEY)  # sent, then the replica dies before the mark
+    second = Outbox()
+    sink(events, second).tell(OWNER, PROMOTED, KEY)
+    assert [n.id for n in second.sent] == [n.id for n in first.sent]
+    other = Outbox()
+    sink(Events(), other).tell(OWNER, PROMOTED, "Promoted/2/rollout-2")
+    assert other.sent[0].id != first.sent[0].id
 
 
 def test_a_replica_that_lost_the_lease_leaves_the_mark_to_the_next_one() -> None:

@@ -61,6 +61,9 @@ class Notification:
     occurred_at: datetime = field(default_factory=_now)
     targets: frozenset[str] | None = None  # None: every configured target
     channel: str | None = None  # Slack channel override, where the receiver honours one
+    # The decision's key within its rollout (``Step.tell``): a leader that sends it again after a
+    # failover sends the same ``id``.
+    decision_key: str | None = None
 
     @property
     def severity(self) -> Severity:
@@ -87,6 +90,10 @@ class Notification:
 
     @property
     def id(self) -> str:
-        """Stable for one event (idempotency key for receivers)."""
-        raw = "\x1f".join((*self.dedup_key(), self.occurred_at.isoformat()))
+        """Stable for one decision (idempotency key for receivers): delivery is at least once,
+        and every copy of a keyed decision, from whichever leader, has the same id."""
+        if self.decision_key is not None:
+            raw = f"{self.uid}/{self.decision_key}"
+        else:
+            raw = "\x1f".join((*self.dedup_key(), self.occurred_at.isoformat()))
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
