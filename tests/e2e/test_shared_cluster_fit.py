@@ -45,6 +45,14 @@ def _condition(cluster: RealCluster, namespace: str, kind: str) -> dict[str, Any
     return next((c for c in conditions if c["type"] == kind), {})
 
 
+def _answered_by(cluster: RealCluster, shop: str) -> str:
+    """The version a shopper request through the ClusterIP gets. Retried for up to 30 s: right
+    after a flip kube-proxy may not have programmed the new endpoints yet (connection refused)."""
+    url = f"http://{cluster_ip(cluster, NAME, shop)}:80"
+    answer = wait_for("a 200 through the ClusterIP", lambda: (r := try_on(url))[0] == 200 and r, 30)
+    return str(answer[1])
+
+
 def _serve_v1(cluster: RealCluster, models: Models, shop: str, **spec: Any) -> str:
     v1 = models.register(seed=1)
     models.promote(v1)
@@ -135,7 +143,7 @@ def test_a_pod_template_with_runtime_class_priority_spread_and_a_volume_is_on_th
         "python", "-c", "import os; print(os.path.ismount('/scratch'))",
     )  # fmt: skip
     assert mounted.strip() == "True"
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[0] == 200
+    assert _answered_by(real_cluster, shop)
 
 
 def test_a_gpu_quota_refusal_is_said_within_10s_and_the_rollout_finishes_once_it_is_raised(
@@ -164,7 +172,7 @@ def test_a_gpu_quota_refusal_is_said_within_10s_and_the_rollout_finishes_once_it
     message = _condition(real_cluster, shop, "Progressing")["message"]
     assert "by a ResourceQuota" in message and "exceeded quota" in message, message
     assert real_cluster.events(shop, "PodsRefused")
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+    assert _answered_by(real_cluster, shop) == v1
     print(f"alias move -> PodsRefused on real pods: {said_after:.1f}s")
 
     core.patch_namespaced_resource_quota("gpus", shop, {"spec": {"hard": {GPU_QUOTA: "2"}}})
@@ -196,7 +204,7 @@ def test_a_pull_secret_the_registry_refuses_is_reported_with_its_401_and_traffic
     )
     message = _condition(real_cluster, shop, "Progressing")["message"]
     assert "401 Unauthorized" in message, message
-    assert try_on(f"http://{cluster_ip(real_cluster, NAME, shop)}:80")[1] == v1
+    assert _answered_by(real_cluster, shop) == v1
     wait_for("rolled back at the deadline", lambda: real_cluster.events(shop, "RolledBack"), 150)
     assert real_cluster.status(NAME, shop)["activeVersion"] == v1
 
