@@ -131,21 +131,7 @@ class Announcer:
     ) -> None:
         """The audit line, then the notification if one is wanted (``on_notified`` runs once it
         is sent or given up). Never raises: they must not break a reconcile."""
-        try:
-            record, options = self._record(owner, told)
-            self.audit.record(record)
-            self._notify(record, options, on_notified, key)
-        except Exception:
-            log.exception("audit/notification of %s failed", told.reason)
-
-    def wants_notification(self, owner: Owner, told: Told) -> bool:
-        """Whether ``told`` makes a notification for this object with the targets configured."""
-        try:
-            record, options = self._record(owner, told)
-        except Exception:
-            log.exception("could not tell whether %s is notified", told.reason)
-            return False
-        return self._kind(record, options) is not None
+        self._tell(owner, told, on_notified, key, audit=True)
 
     def renotify(
         self,
@@ -156,11 +142,33 @@ class Announcer:
     ) -> None:
         """The notification alone, for a decision told before whose sending nobody confirmed
         (the replica that told it stopped first); its audit line was written then."""
+        self._tell(owner, told, on_notified, key, audit=False)
+
+    def wants_notification(self, owner: Owner, told: Told) -> bool:
+        """Whether ``told`` makes a notification for this object with the targets configured."""
         try:
             record, options = self._record(owner, told)
+        except Exception:
+            log.exception("could not tell whether %s is notified", told.reason)
+            return False
+        return self._kind(record, options) is not None
+
+    def _tell(
+        self,
+        owner: Owner,
+        told: Told,
+        on_notified: Callable[[], None] | None,
+        key: str | None,
+        *,
+        audit: bool,
+    ) -> None:
+        try:
+            record, options = self._record(owner, told)
+            if audit:
+                self.audit.record(record)
             self._notify(record, options, on_notified, key)
         except Exception:
-            log.exception("notification of %s failed", told.reason)
+            log.exception("audit/notification of %s failed", told.reason)
 
     def _record(self, owner: Owner, told: Told) -> tuple[AuditRecord, NotifyOptions]:
         with self._lock:
