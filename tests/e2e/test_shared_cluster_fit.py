@@ -87,13 +87,14 @@ def test_prometheus_scrapes_the_renderer_pods_it_discovers_with_their_model_and_
 ) -> None:
     _serve_v1(real_cluster, models, shop)
     colour = real_cluster.status(NAME, shop)["activeColor"]
+    # A pod is discovered, and may be scraped, before its model is loaded (tryon_ready 0 then).
     found = wait_for(
-        "Prometheus has scraped the renderer's tryon_ready",
-        lambda: prometheus.query(f'tryon_ready{{namespace="{shop}"}}') or None,
+        "Prometheus has scraped the renderer's tryon_ready at 1",
+        lambda: prometheus.query(f'tryon_ready{{namespace="{shop}"}} == 1') or None,
         60,
     )
-    labels, value = found[0]["metric"], found[0]["value"][1]
-    assert (labels["instance_name"], labels["color"], value) == (NAME, colour, "1")
+    labels = found[0]["metric"]
+    assert (labels["instance_name"], labels["color"]) == (NAME, colour)
     assert labels["pod"].startswith(f"{NAME}-{colour}-")
     pod = labels["pod"]
     assert prometheus.query(f'tryon_in_flight_requests{{namespace="{shop}", pod="{pod}"}}')
