@@ -79,12 +79,13 @@ class Prometheus:
         self.process.stop()
 
 
-def start_prometheus(workdir: Path, kubeconfig: Path) -> Prometheus:
-    """Prometheus on a free loopback port, ready when its API answers."""
+def start_prometheus(workdir: Path, kubeconfig: Path, host: str = "127.0.0.1") -> Prometheus:
+    """Prometheus on a free port of ``host`` (loopback, or the node's bridge address when pods
+    such as the operator must reach it), ready when its API answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.json"  # Prometheus reads YAML, and JSON is YAML
     config.write_text(json.dumps(scrape_config(kubeconfig), indent=1))
-    port = free_port()
+    port = free_port(host)
     process = ManagedProcess(
         "prometheus",
         [
@@ -92,12 +93,12 @@ def start_prometheus(workdir: Path, kubeconfig: Path) -> Prometheus:
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'data'}",
             "--storage.tsdb.retention.time=2h",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address={host}:{port}",
         ],
         {"PATH": "/usr/bin:/bin"},
         workdir / "prometheus.log",
     )
     process.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     process.wait_ready(lambda: http_ok(f"{url}/-/ready"), 60)
     return Prometheus(process, url)

@@ -43,6 +43,7 @@ DECISION_BY_REASON: dict[str, Decision] = {
     "ModelResolutionRecovered": "resolve",
     "RolloutStarted": "scale",
     "ScaledDown": "scale",
+    "Rescaled": "scale",
     "PreviewShrunk": "scale",
     "PreviewGrowing": "scale",
     "StandbyShrunk": "scale",

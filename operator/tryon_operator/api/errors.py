@@ -38,3 +38,7 @@ class RegistryError(TryOnError):
 
 class NotLeaderError(TryOnError):
     """This replica does not (or no longer) hold the leader Lease: it must write nothing."""
+
+
+class SignalError(TryOnError):
+    """Prometheus could not give a serving signal (unreachable, an error, or a bad answer)."""

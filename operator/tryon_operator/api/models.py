@@ -313,10 +313,13 @@ class PendingTag(_Status):
 class AutoscalingStatus(_Status):
     """Which scaler sizes the active colour, on what, and why none does when one was asked for."""
 
-    scaler: Literal["HorizontalPodAutoscaler", "ScaledObject"] | None = None
+    # TryOnModel: the operator's own loop on Prometheus, where KEDA is not installed
+    scaler: Literal["HorizontalPodAutoscaler", "ScaledObject", "TryOnModel"] | None = None
     metric: ScaleMetric = "cpu"
     target: float | None = None
     scale_target: str | None = None  # the Deployment it sizes
+    current_replicas: int | None = None  # its Ready pods
+    desired_replicas: int | None = None  # what the scaler asks of it (its spec.replicas)
     applied: str | None = None  # hash of the ScaledObject last applied (it is not watched)
     message: str = ""
 

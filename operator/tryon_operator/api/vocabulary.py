@@ -63,6 +63,7 @@ EventReason = Literal[
     "MadeRoomForPreview",
     "RolledBack",
     "ScaledDown",
+    "Rescaled",
     "RolloutComplete",
     "SelfHealed",
     "GPUShortage",

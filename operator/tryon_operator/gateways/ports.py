@@ -44,3 +44,7 @@ class RegistryPort(Protocol):
 
 class SmokePort(Protocol):
     def check(self, base_url: str, version: str, timeout: float | None = None) -> SmokeOutcome: ...
+
+
+class SignalPort(Protocol):
+    def total(self, server: str, query: str) -> float | None: ...

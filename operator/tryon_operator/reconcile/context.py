@@ -9,11 +9,12 @@ from datetime import datetime
 
 from ..api.builders import Owner
 from ..api.models import TryOnModelSpec, TryOnModelStatus
-from ..gateways.ports import KubePort, RegistryPort, SmokePort
+from ..gateways.ports import KubePort, RegistryPort, SignalPort, SmokePort
 from ..metrics import Metrics
 from ..observe.views import ClusterView, GpuCapacity
 from ..settings import OperatorSettings
 from .events import EventSink, Told
+from .scale_memory import ScaleMemory
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Effects:
     settings: OperatorSettings
     clock: Callable[[], datetime]
     capacity: Callable[[dict[str, str]], GpuCapacity | None]  # GPUs by node selector, cached
+    signals: SignalPort  # Prometheus, for the operator's own scaling loop
+    scale_memory: ScaleMemory
+    monotonic: Callable[[], float]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from ..api.errors import InvalidSpecError, KubeError, ModelResolutionError
 from ..api.models import TryOnModelSpec, TryOnModelStatus, parse_status
 from ..decide import decision as d
 from ..decide.manual import fulfilled_by
-from ..gateways.ports import KubePort, RegistryPort, SmokePort
+from ..gateways.ports import KubePort, RegistryPort, SignalPort, SmokePort
+from ..gateways.prometheus import PrometheusSignals
 from ..metrics import Metrics
 from ..observe.views import GpuCapacity
 from ..registry.cache import Answer, ResolutionCache, TtlCache
@@ -32,7 +33,8 @@ from .history import validation_message
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve
-from .scaler import keep_scaler
+from .scale_memory import ScaleMemory
+from .scaler import AUTOSCALE_PERIOD_SECONDS, keep_scaler
 from .status import (
     announce_phase,
     finish_status,
@@ -80,6 +82,8 @@ class Reconciler:
         cache: ResolutionCache | None = None,
         announcer: Announcer | None = None,
         watchers: ModelWatchers | None = None,
+        signals: SignalPort | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -107,6 +111,9 @@ class Reconciler:
             settings=settings,
             clock=clock,
             capacity=read_capacity,
+            signals=signals or PrometheusSignals(),
+            scale_memory=ScaleMemory(),
+            monotonic=monotonic,
         )
 
     @property
@@ -210,7 +217,7 @@ class Reconciler:
         requests.settle(step, desired, requests.outcomes(step, desired, fulfilled, retry_problem))
         self._export(ctx, step.status)
         log.debug("%s/%s decided %r", ctx.namespace, ctx.name, action)
-        requeue = action.seconds if isinstance(action, d.Wait) else None
+        requeue = _requeue_seconds(action, step.status)
         return ReconcileResult(step.status, type(action).__name__, requeue, wrote)
 
     def _noted(self, step: Step, desired: d.Desired, resolution: Answer) -> TryOnModelStatus:
@@ -237,3 +244,12 @@ class Reconciler:
             return False
         self.fx.kube.patch_status(owner.namespace, owner.name, new.to_patch())
         return True
+
+
+def _requeue_seconds(action: d.Action, status: TryOnModelStatus) -> float | None:
+    """A rollout's wait or the next turn of the operator's own scaling loop, the sooner."""
+    requeue = action.seconds if isinstance(action, d.Wait) else None
+    autoscaling = status.autoscaling
+    if autoscaling is not None and autoscaling.scaler == "TryOnModel":
+        return min(requeue or AUTOSCALE_PERIOD_SECONDS, AUTOSCALE_PERIOD_SECONDS)
+    return requeue

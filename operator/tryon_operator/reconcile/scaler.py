@@ -1,20 +1,29 @@
-"""The active colour's scaler: an HPA on CPU, or KEDA's ScaledObject on a serving signal, one per
-TryOnModel, moved with the flip (never two over one Deployment). ``apply_scaler`` puts it on a
-colour (the flip, a flip back); ``keep_scaler`` holds it as the spec and the cluster say in steady
-state and records what drives the replicas in ``status.autoscaling``.
+"""The active colour's scaler: an HPA on CPU, KEDA's ScaledObject on a serving signal, or, without
+KEDA, the operator's own loop on that signal; one per TryOnModel, moved with the flip (never two
+over one Deployment). ``apply_scaler`` puts it on a colour (the flip, a flip back); ``keep_scaler``
+holds it as the spec and the cluster say on every reconcile, turns the operator's own loop (the
+reconcile is requeued every ``AUTOSCALE_PERIOD_SECONDS`` for it), and records what drives the
+replicas in ``status.autoscaling``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
-from ..api.builders import build_hpa, build_scaled_object, deployment_name
+from ..api.builders import build_hpa, build_scaled_object, deployment_name, serving_query
+from ..api.errors import SignalError
 from ..api.models import AutoscalingStatus, Color, TryOnModelStatus
+from ..decide.autoscale import Reading, decide_replicas
 from ..decide.scaling import ScalerChoice, choose_scaler
 from .context import Step
 from .events import Told
+
+# Prometheus scrapes every 2 s in the local cluster (hack/localcluster/prometheus.py), 15-30 s in
+# most clusters; a 5 s turn keeps the decision within one scrape of the load step here.
+AUTOSCALE_PERIOD_SECONDS = 5.0
 
 
 def scaler_choice(step: Step) -> ScalerChoice:
@@ -44,6 +53,7 @@ def apply_scaler(step: Step, color: Color) -> TryOnModelStatus:
             kube.apply_scaled_object(scaled)
     elif status.autoscaling is not None and status.autoscaling.scaler == "ScaledObject":
         kube.delete_scaled_object(ctx.namespace, ctx.name)
+    step.fx.scale_memory.forget(ctx.namespace, ctx.name, keep=color)
     return _with_autoscaling(step, choice, color, applied)
 
 
@@ -58,7 +68,57 @@ def keep_scaler(step: Step) -> TryOnModelStatus:
     choice = scaler_choice(step)
     if choice.kind == "HorizontalPodAutoscaler":
         return _with_autoscaling(step, choice, active, None, delete_scaled_object=True)
-    return apply_scaler(step, active)
+    said = step.status.autoscaling.message if step.status.autoscaling else ""
+    status = apply_scaler(step, active)
+    if choice.kind == "TryOnModel":
+        status = _turn_own_loop(replace(step, status=status), active, choice, said)
+    return status
+
+
+def _turn_own_loop(step: Step, color: Color, choice: ScalerChoice, said: str) -> TryOnModelStatus:
+    """One turn of the operator's own loop: read the signal, decide, scale, say it (a problem
+    only when it differs from what status ``said`` last turn)."""
+    ctx, fx = step.ctx, step.fx
+    scaling = ctx.spec.autoscaling
+    deployment = deployment_name(ctx.name, color)
+    view = step.cluster.observed.color(color)
+    assert choice.prometheus is not None and step.status.autoscaling is not None
+    problem = ""
+    try:
+        total = fx.signals.total(
+            choice.prometheus, serving_query(scaling.metric, ctx.namespace, deployment)
+        )
+    except SignalError as err:
+        total, problem = None, f"{err}; the replicas are held"
+    reading = Reading(
+        current=view.replicas,
+        ready=view.ready_replicas,
+        total=total,
+        target=scaling.per_pod_target(),
+        min_replicas=scaling.min_replicas,
+        max_replicas=scaling.max_replicas,
+        hold_scale_in=step.status.rollout is not None,
+    )
+    now = fx.monotonic()
+    key = (ctx.namespace, ctx.name, color)
+    since, history = fx.scale_memory.watched(key, now)
+    window = float(scaling.scale_down_stabilization_seconds)
+    decision = decide_replicas(reading, history, now=now, watched_since=since, window=window)
+    fx.scale_memory.record(key, (now, decision.recommendation), window)
+    if decision.desired != view.replicas and view.exists:
+        fx.kube.scale(ctx.namespace, deployment, decision.desired)
+        step.tell(Told(
+            "Normal", "Rescaled",
+            f"Deployment {deployment} {view.replicas} -> {decision.desired} replicas: "
+            f"{scaling.metric} {decision.why}",
+            color=color,
+        ))  # fmt: skip
+    if problem and said != problem:
+        step.tell(Told("Warning", "AutoscalingUnavailable", problem))
+    autoscaling = step.status.autoscaling.model_copy(
+        update={"desired_replicas": decision.desired, "message": problem}
+    )
+    return step.status.model_copy(update={"autoscaling": autoscaling})
 
 
 def _scaled_object(step: Step, color: Color, choice: ScalerChoice) -> dict[str, Any]:
@@ -87,11 +147,14 @@ def _with_autoscaling(
     autoscaling = ctx.spec.autoscaling
     if not autoscaling.enabled:
         return status.model_copy(update={"autoscaling": None})
+    view = step.cluster.observed.color(color)
     now = AutoscalingStatus(
         scaler=choice.kind,
         metric=autoscaling.metric,
         target=autoscaling.per_pod_target(),
         scale_target=deployment_name(ctx.name, color) if choice.kind else None,
+        current_replicas=view.ready_replicas if choice.kind and view.exists else None,
+        desired_replicas=view.replicas if choice.kind and view.exists else None,
         applied=applied,
         message=choice.why_none,
     )

@@ -1,7 +1,8 @@
 """Autoscaling on a serving signal on the real control plane, with KEDA's own ScaledObject CRD
-(from its Go module, v2.20.2): without the CRD the status says the metric needs KEDA; with it
-the operator owns one ScaledObject on the active colour, valid for the API server, moved to the
-new colour at the flip, and no HPA of its own beside it. KEDA itself does not run here."""
+(from its Go module, v2.20.2): without the CRD the operator's own loop drives the colour and says
+in status when Prometheus cannot be read; with it the operator owns one ScaledObject on the active
+colour, valid for the API server, moved to the new colour at the flip, and no HPA of its own beside
+it. KEDA itself does not run here; the own loop on a real Prometheus is in bench/autoscale.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 KEDA_MODULE = "github.com/kedacore/keda/v2@v2.20.2"
 PROMETHEUS = "http://prometheus.monitoring:9090"
+UNREACHABLE_PROMETHEUS = "http://127.0.0.1:9"  # discard: nothing listens there
 
 
 def keda_crd() -> Path:
@@ -58,19 +60,21 @@ def hpa_exists(kube_api: client.ApiClient, namespace: str) -> bool:
     return any(h.metadata.name == "dress" for h in hpas.items)
 
 
-def test_without_keda_the_status_says_the_serving_signal_needs_it(
+def test_without_keda_the_operators_own_loop_drives_and_says_prometheus_is_unreachable(
     operator_factory, registry, create_tom, smoke, healthy_on
 ):
     v1 = registry.add_version()
     registry.set_alias("production", v1)
-    operator_factory(smoke.url, TRYON_PROMETHEUS_URL=PROMETHEUS)
+    operator_factory(smoke.url, TRYON_PROMETHEUS_URL=UNREACHABLE_PROMETHEUS)
     tom = create_tom("dress", registry.name,
                      autoscaling={"enabled": True, "metric": "inFlight", "target": 2})  # fmt: skip
     tom.wait(healthy_on(v1), 60, "Healthy on v1")
     status = tom.wait(lambda s: s if (s.get("autoscaling") or {}).get("message") else None,
                       20, "status.autoscaling.message")  # fmt: skip
-    assert "needs KEDA" in status["autoscaling"]["message"], status["autoscaling"]
-    assert status["autoscaling"].get("scaler") is None  # a merge patch drops nulls
+    scaling = status["autoscaling"]
+    assert scaling["scaler"] == "TryOnModel", scaling
+    assert "unreachable" in scaling["message"] and "replicas are held" in scaling["message"]
+    assert scaling["desiredReplicas"] == 1
     tom.wait_events("AutoscalingUnavailable")
 
 

@@ -1,6 +1,7 @@
 """Autoscaling on a serving signal: which scaler the spec gets (pure, table-tested), what the
 HPA and KEDA's ScaledObject look like, and how the reconcile keeps one scaler on the active
-colour, moves it with the flip, and says in status why none runs when KEDA is missing."""
+colour, moves it with the flip, and says in status why none runs. The operator's own loop, used
+where KEDA is not installed, is in test_op_autoscale_loop.py."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def spec(**kw) -> TryOnModelSpec:
         ({"metric": "cpu"}, False, None, "HorizontalPodAutoscaler", ""),
         ({"metric": "inFlight"}, True, PROM, "ScaledObject", ""),
         ({"metric": "queueDepth", "prometheusAddress": PROM}, True, None, "ScaledObject", ""),
-        ({"metric": "inFlight"}, False, PROM, None, "needs KEDA"),
+        ({"metric": "inFlight"}, False, PROM, "TryOnModel", ""),
         ({"metric": "inFlight"}, True, None, None, "needs a Prometheus"),
+        ({"metric": "queueDepth"}, False, None, None, "needs a Prometheus"),
     ],
 )
 def test_the_scaler_follows_the_metric_keda_and_prometheus(kw, keda, prometheus, kind, why):
@@ -143,16 +145,6 @@ def test_the_scaled_object_moves_with_the_flip_and_is_not_applied_again_in_stead
     clock.advance(1)
     run(reconciler)
     assert kube.writes.count("apply ScaledObject dress") == applied
-
-
-def test_without_keda_status_and_one_event_say_the_serving_signal_needs_it():
-    reconciler, kube, _, clock = keda_world(False, metric="queueDepth")
-    serve_v1(reconciler, kube, clock)
-    run(reconciler)
-    scaling = kube.body["status"]["autoscaling"]
-    assert scaling["scaler"] is None and "needs KEDA" in scaling["message"]
-    assert kube.events.count("AutoscalingUnavailable") == 1
-    assert not kube.scaled_objects
 
 
 def test_switching_back_to_cpu_removes_the_scaled_object():
