@@ -8,7 +8,7 @@ STATE_DIR ?= .cluster
 REAL_NODE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: test-rules help doctor host-packages demo demo-down bench-operator bench-renderer chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
+.PHONY: test-rules help doctor host-packages demo demo-down bench-operator bench-renderer bench-autoscale e2e-autoscale chaos venv tools cluster-up cluster-down cluster-status test test-unit test-integration lint typecheck clean images e2e e2e-node e2e-flows
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,13 +61,19 @@ typecheck: venv ## mypy (strict) on the packages
 test: doctor host-packages venv tools lint typecheck test-rules ## everything: unit, integration (starts its own control plane and servers), chart, alert rules
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-e2e: e2e-node e2e-flows ## end-to-end on real pods (real-node-1): node lifecycle, then the product's flows
+e2e: e2e-node e2e-flows e2e-autoscale ## end-to-end on real pods (real-node-1): node lifecycle, the product's flows, autoscaling under load
 
 e2e-node: host-packages venv tools images ## the real node's lifecycle: start, run a pod, stop or crash, host left as it was
 	TRYON_E2E=1 $(PY) -m pytest tests/e2e/node -s $(PYTEST_ARGS)
 
 e2e-flows: host-packages venv tools images ## the product on real pods: probes, ClusterIP, DNS, blue/green, gates, failures
 	TRYON_E2E=1 $(PY) -m pytest tests/e2e --ignore=tests/e2e/node -s $(PYTEST_ARGS)
+
+e2e-autoscale: host-packages venv tools images ## bench/autoscale.py --short: scale-out under load, a flip, scale-in, on real pods with a real Prometheus
+	$(PY) bench/autoscale.py --short
+
+bench-autoscale: host-packages venv tools images ## autoscaling on requests in flight, on real pods (about 6 min)
+	$(PY) bench/autoscale.py $(BENCH_ARGS)
 
 test-unit: venv ## fast tests that start no server
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
