@@ -114,7 +114,8 @@ def desired(
         active_replicas = (
             cluster.observed.color(status.active_color).replicas if status.active_color else 0
         )
-        replicas = max(spec.autoscaling.min_replicas, active_replicas)
+        scaling = spec.autoscaling
+        replicas = min(max(scaling.min_replicas, active_replicas), scaling.max_replicas)
     rollout = spec.rollout
     return d.Desired(
         version=resolution.version if isinstance(resolution, ResolvedModel) else None,

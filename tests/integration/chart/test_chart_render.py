@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from tryon_operator.api.vocabulary import APP_NAME
 
 from tests.integration.chart.conftest import CHART, KUBE_VERSION, Helm
 
@@ -261,6 +262,22 @@ def test_service_monitor_is_optional(helm: Helm) -> None:
         {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
     service_labels = _one(objects, "Service")["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+
+
+def test_pod_monitor_finds_renderer_pods_everywhere_with_the_labels_the_queries_use(
+    helm: Helm,
+) -> None:
+    assert not _kinds(helm.template(), "PodMonitor")
+    monitor = _one(helm.template("--set", "metrics.podMonitor.enabled=true"), "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": APP_NAME}}
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    targets = {r["targetLabel"] for r in endpoint["relabelings"]}
+    assert targets == {"instance_name", "color", "namespace", "pod"}
+    listed = helm.template("--set", "metrics.podMonitor.enabled=true",
+                           "--set", "metrics.podMonitor.namespaces={shop}")  # fmt: skip
+    assert _one(listed, "PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["shop"]}
 
 
 def test_image_digest_wins_over_tag(helm: Helm) -> None:
