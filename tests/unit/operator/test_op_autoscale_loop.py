@@ -167,3 +167,15 @@ def test_the_loop_moves_to_the_new_colour_with_the_flip_and_starts_it_at_the_act
     run(reconciler)
     assert signals.queries[-1][1].endswith('pod=~"dress-green-.*"})')
     assert kube.body["status"]["autoscaling"]["scaleTarget"] == "dress-green"
+
+
+def test_a_new_colour_never_starts_above_max_replicas():
+    reconciler, kube, signals, _, clock, registry = own_loop_world(target=2, maxReplicas=4)
+    serve_v1(reconciler, kube, clock)
+    signals.total_now = 6.0
+    run(reconciler)  # blue: 3 replicas
+    kube.body["spec"]["autoscaling"]["maxReplicas"] = 2
+    registry.answer = type(registry.answer)("2", "run", "s3://y")
+    clock.advance(1)
+    run(reconciler)
+    assert kube.deployments["dress-green"]["replicas"] == 2
