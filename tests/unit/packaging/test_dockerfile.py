@@ -75,6 +75,22 @@ def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
     return global_args, stages
 
 
+# What each final image copies: the operator its prepared venv; the renderer its dependencies and,
+# as a layer of its own, the project's files (so a code change does not rebuild 6 GB).
+PREPARED_COPIES = {
+    "operator": ["--from=operator-venv /opt/venv /opt/venv"],
+    "renderer": [
+        "--from=renderer-deps /opt/venv /opt/venv",
+        "--from=renderer-venv /opt/project/ /",
+    ],
+}
+
+
+def _deps_stage(stages: dict[str, Stage], target: str) -> list[tuple[str, str]]:
+    deps = stages.get(f"{target}-deps")
+    return deps.instructions if deps is not None else []
+
+
 @pytest.fixture(scope="module")
 def dockerfile() -> tuple[dict[str, str], dict[str, Stage]]:
     global_args, stages = parse(DOCKERFILE.read_text())
@@ -113,8 +129,9 @@ def test_both_targets_exist_and_come_from_the_right_bases(dockerfile) -> None:
         assert target in stages, f"missing target {target}"
     assert stages["operator"].base == "${PYTHON_IMAGE}"
     assert stages["renderer"].base == "${RENDERER_BASE}"
-    assert stages["renderer-venv"].base == "${RENDERER_BASE}", (
+    assert stages["renderer-deps"].base == "${RENDERER_BASE}", (
         "the renderer's venv must be built on the base it runs on (it is copied, not rebuilt)")
+    assert stages["renderer-venv"].base == "renderer-deps"
     for arg in ("PYTHON_IMAGE", "RENDERER_BASE"):
         image = global_args[arg]
         assert ":" in image and not image.endswith(":latest"), f"{arg} must pin a tag: {image}"
@@ -153,15 +170,14 @@ def test_final_images_install_nothing_and_hold_no_build_tools(dockerfile) -> Non
             assert not re.search(r"\bpip\s+install\b", run), run
             assert "pip uninstall --yes pip setuptools wheel" in run
         copies = stage.of("COPY")
-        assert copies == [f"--from={target}-venv /opt/venv /opt/venv"], (
-            f"{target} may copy only the prepared venv: {copies}")
+        assert copies == PREPARED_COPIES[target], f"{target} may copy only the prepared venv"
         assert stage.of("ENTRYPOINT") == [f'["tryon-{target}"]']
 
 
 def test_dependencies_are_installed_before_any_source_is_copied(dockerfile) -> None:
     _, stages = dockerfile
     for target in FINAL_TARGETS:
-        venv = stages[f"{target}-venv"].instructions
+        venv = [*_deps_stage(stages, target), *stages[f"{target}-venv"].instructions]
         dep_install = next(i for i, (kw, args) in enumerate(venv)
                            if kw == "RUN" and "--requirement requirements.txt" in args)
         extra = next(args for kw, args in venv if kw == "RUN" and "requirements.txt" in args)
@@ -172,7 +188,7 @@ def test_dependencies_are_installed_before_any_source_is_copied(dockerfile) -> N
         assert source_copies and min(source_copies) > dep_install, (
             f"{target}-venv copies source before installing dependencies")
         wheel_install = next(args for kw, args in venv if kw == "RUN" and "/wheels/" in args)
-        assert "--no-deps" in wheel_install and "pip check" in wheel_install
+        assert "--no-deps" in wheel_install and re.search(r"\bpip\b[^&]*\bcheck\b", wheel_install)
 
 
 def test_wheel_stage_builds_without_dependencies(dockerfile) -> None:
