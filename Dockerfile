@@ -53,8 +53,8 @@ RUN /opt/venv/bin/pip install --no-deps /wheels/*.whl \
     && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
 
 # ---------------------------------------------------------------------------------------------
-# renderer-deps: torch, FastAPI, boto3, mlflow-skinny, from pyproject.toml alone. The final image
-# copies this venv as one ~6 GB layer that changes only when the dependencies do.
+# renderer-deps: torch, FastAPI, boto3, mlflow-skinny, from pyproject.toml alone (changes only when
+# the dependencies do)
 FROM ${RENDERER_BASE} AS renderer-deps
 ARG TORCH_INDEX_URL=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -64,20 +64,21 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml hack/requirements-from-pyproject.py ./
 RUN python requirements-from-pyproject.py pyproject.toml renderer > requirements.txt \
     && /opt/venv/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
-       --requirement requirements.txt \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+       --requirement requirements.txt
 
-# ---------------------------------------------------------------------------------------------
-# renderer-venv: the project on top of renderer-deps, checked with pip check, and the same wheel
-# installed under /opt/project (--root) so the final image adds only the project's own files: a
-# code change then rebuilds and pushes a layer of under 1 MB, not the dependencies again. The base
-# image's pip installs into the venv (--python), which has none.
+# renderer-deps-slim: the same venv without pip, setuptools and wheel. The final image copies it
+# as one ~6 GB layer that a code change does not touch.
+FROM renderer-deps AS renderer-deps-slim
+RUN /opt/venv/bin/pip uninstall --yes pip setuptools wheel
+
+# renderer-venv: the project's own files under /opt/project (--root, first: pip would skip a
+# package the venv already has), which the final image adds as a layer of its own (under 1 MB)
+# over renderer-deps-slim's venv; then the project in the venv itself, for pip check.
 FROM renderer-deps AS renderer-venv
 COPY --from=wheel /wheels /wheels
-RUN python -m pip --python /opt/venv/bin/python install --no-deps /wheels/*.whl \
-    && python -m pip --python /opt/venv/bin/python check \
-    && python -m pip --python /opt/venv/bin/python install --no-deps --root /opt/project \
-       /wheels/*.whl
+RUN /opt/venv/bin/pip install --no-deps --root /opt/project /wheels/*.whl \
+    && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check
 
 # ---------------------------------------------------------------------------------------------
 # operator: the final operator image
@@ -114,7 +115,7 @@ RUN python -m pip uninstall --yes pip setuptools wheel \
     && groupadd --system --gid 10001 tryon \
     && useradd --system --uid 10001 --gid tryon --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin tryon
-COPY --from=renderer-deps /opt/venv /opt/venv
+COPY --from=renderer-deps-slim /opt/venv /opt/venv
 COPY --from=renderer-venv /opt/project/ /
 # After the layers: a new commit changes only this metadata, not a layer's cache key.
 ARG VERSION=0.0.0-dev

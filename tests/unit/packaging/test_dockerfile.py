@@ -80,7 +80,7 @@ def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
 PREPARED_COPIES = {
     "operator": ["--from=operator-venv /opt/venv /opt/venv"],
     "renderer": [
-        "--from=renderer-deps /opt/venv /opt/venv",
+        "--from=renderer-deps-slim /opt/venv /opt/venv",
         "--from=renderer-venv /opt/project/ /",
     ],
 }
@@ -132,6 +132,9 @@ def test_both_targets_exist_and_come_from_the_right_bases(dockerfile) -> None:
     assert stages["renderer-deps"].base == "${RENDERER_BASE}", (
         "the renderer's venv must be built on the base it runs on (it is copied, not rebuilt)")
     assert stages["renderer-venv"].base == "renderer-deps"
+    assert stages["renderer-deps-slim"].base == "renderer-deps"
+    assert stages["renderer-deps-slim"].of("RUN") == [
+        "/opt/venv/bin/pip uninstall --yes pip setuptools wheel"]
     for arg in ("PYTHON_IMAGE", "RENDERER_BASE"):
         image = global_args[arg]
         assert ":" in image and not image.endswith(":latest"), f"{arg} must pin a tag: {image}"
