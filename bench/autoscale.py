@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Autoscaling on requests in flight, on real pods, under load and across a flip.
 
-Starts the local cluster with real-node-1, MLflow + S3, a real Prometheus on the node's bridge
-(discovering and scraping the renderer pods every 2 s), and the operator from the chart with
+Starts the local cluster with real-node-1 (the HPA controller at upstream's 15 s period), MLflow +
+S3, a real Prometheus on the node's bridge (discovering and scraping the renderer pods every 2 s),
+KEDA (operator + metrics adapter behind ``v1beta1.external.metrics.k8s.io``; ``--scaler own``
+leaves it out, and the operator scales with its own loop), and the operator from the chart with
 ``operator.prometheusUrl`` set; serves v1 as a TryOnModel with ``spec.autoscaling`` on
 ``inFlight`` (target 2 per pod, 1..2 replicas: real-node-1 has 4 fake GPUs and a flip at 2 needs
 all of them). Shoppers are closed-loop workers, each sending one request after another to the
@@ -21,7 +23,7 @@ and as its last line:
 Needs root and ``make images``; ``make e2e`` runs ``--short``, which also fails (exit 1) when
 the colour never scaled out, never flipped or never scaled in.
 
-    .venv/bin/python bench/autoscale.py [--short] [--workdir .bench-autoscale]
+    .venv/bin/python bench/autoscale.py [--short] [--scaler keda|own] [--workdir .bench-autoscale]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 import httpx  # noqa: E402
 import incluster  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
+from keda import Keda, start_keda  # noqa: E402
 from nodeconfig import NODE_IP  # noqa: E402
 from prometheus import Prometheus, start_prometheus  # noqa: E402
 
@@ -297,6 +300,8 @@ def table(load: Load, timeline: Timeline) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="make e2e's version (about 4 min)")
+    parser.add_argument("--scaler", choices=("keda", "own"), default="keda",
+                        help="KEDA's ScaledObject, or the operator's own loop (no KEDA)")
     parser.add_argument("--workdir", type=Path, default=REPO / ".bench-autoscale")
     args = parser.parse_args(argv)
     durations = (
@@ -306,14 +311,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    local = LocalCluster(args.workdir / "cluster", real_node=True)
+    local = LocalCluster(args.workdir / "cluster", real_node=True, hpa_sync_seconds=15)
     info = local.up()
     prometheus: Prometheus | None = None
+    keda: Keda | None = None
     backends = None
     try:
         backends = incluster.start_dev_backends(args.workdir, local.kubectl)
         os.environ.update(backends.mlflow.env)
         prometheus = start_prometheus(args.workdir / "prometheus", Path(info.kubeconfig), NODE_IP)
+        if args.scaler == "keda":  # before the operator, which asks once a minute whether it is
+            started = time.monotonic()
+            keda = start_keda(args.workdir / "keda", Path(info.kubeconfig), info.kubectl, NODE_IP)
+            log(f"KEDA serving external metrics after {time.monotonic() - started:.1f} s")
         values = incluster.operator_values(backends.tracking_uri_in_cluster)
         values["operator"]["prometheusUrl"] = prometheus.url
         incluster.apply(local.kubectl, *incluster.operator_namespace())
@@ -350,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         print(incluster.pods_table(local.kubectl, NAMESPACE), file=sys.stderr)
         return 1
     finally:
+        if keda is not None:
+            keda.stop()
         if prometheus is not None:
             prometheus.stop()
         if backends is not None:

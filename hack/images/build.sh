@@ -59,7 +59,7 @@ context_paths=(pyproject.toml README.md operator renderer training hack/requirem
 version="${VERSION:-$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo_root/pyproject.toml")}"
 if [[ -z "${COMMIT:-}" ]]; then
   # The last commit that changed what the image is built from, not HEAD: an unrelated commit
-  # must not change the image id (a new id means a 3 GB push and a 6 GB pull for nothing).
+  # must not change the image id (a new id means a push, and a pull on the node, for nothing).
   COMMIT="$(git -C "$repo_root" log -1 --format=%H -- "${context_paths[@]}" Dockerfile .dockerignore 2>/dev/null)"
   COMMIT="${COMMIT:-unknown}"
   if [[ "$COMMIT" != unknown && -n "$(git -C "$repo_root" --no-optional-locks status --porcelain -- "${context_paths[@]}")" ]]; then

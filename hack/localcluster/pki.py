@@ -16,13 +16,42 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def issue_cert(pki: Path, name: str, subject: str, ext_file: str) -> None:
-    """``<name>.crt``/``<name>.key`` for ``subject``, signed by ca.crt with the extensions file."""
+def issue_cert(pki: Path, name: str, subject: str, ext_file: str, ca: str = "ca") -> None:
+    """``<name>.crt``/``<name>.key`` for ``subject``, signed by ``<ca>.crt`` with the extensions
+    file."""
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
              "-out", f"{name}.csr", "-subj", subject, cwd=pki)  # fmt: skip
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
              "-CAcreateserial", "-days", "3650", "-extfile", ext_file,
              "-out", f"{name}.crt", cwd=pki)  # fmt: skip
+
+
+def make_ca(pki: Path, name: str, common_name: str) -> None:
+    """A self-signed CA ``<name>.crt``/``<name>.key``, made once."""
+    if (pki / f"{name}.crt").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={common_name}",
+            cwd=pki)  # fmt: skip
+
+
+# The API server's aggregation layer: it proxies /apis/<group> of an APIService (KEDA's
+# external.metrics.k8s.io) with this client certificate and the caller's identity in the
+# X-Remote-* headers; extension API servers trust those headers only from a certificate this CA
+# signed with this name (kube-system/extension-apiserver-authentication tells them both).
+FRONT_PROXY_CA = "front-proxy-ca"
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def make_front_proxy_certs(pki: Path) -> None:
+    """The front-proxy CA (separate from the cluster CA, as kubeadm does) and the aggregator's
+    client certificate, made once."""
+    if (pki / f"{FRONT_PROXY_CLIENT}.crt").exists():
+        return
+    make_ca(pki, FRONT_PROXY_CA, "tryon-local-front-proxy-ca")
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    issue_cert(pki, FRONT_PROXY_CLIENT, f"/CN={FRONT_PROXY_CLIENT}", "client.ext", FRONT_PROXY_CA)
 
 
 def issue_client_cert(pki: Path, name: str, subject: str) -> None:
