@@ -263,9 +263,17 @@ def build_hpa(spec: TryOnModelSpec, owner: Owner, *, color: Color) -> dict[str, 
     }
 
 
-def scaling_behavior(autoscaling: AutoscalingSpec) -> dict[str, Any]:
+def scaling_behavior(
+    autoscaling: AutoscalingSpec, *, hold_scale_in: bool = False
+) -> dict[str, Any]:
     """Up at once (double, or 4 pods, per 15 s: the HPA's default), down only after the
-    stabilisation window (300 s by default, the HPA's own), so a lull between bursts keeps pods."""
+    stabilisation window (300 s by default, the HPA's own), so a lull between bursts keeps pods;
+    ``hold_scale_in`` (a rollout and its rollback window) disables scale-down altogether."""
+    scale_down: dict[str, Any] = {
+        "stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds
+    }
+    if hold_scale_in:
+        scale_down["selectPolicy"] = "Disabled"
     return {
         "scaleUp": {
             "stabilizationWindowSeconds": 0,
@@ -275,7 +283,7 @@ def scaling_behavior(autoscaling: AutoscalingSpec) -> dict[str, Any]:
             ],
             "selectPolicy": "Max",
         },
-        "scaleDown": {"stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds},
+        "scaleDown": scale_down,
     }
 
 
@@ -286,10 +294,17 @@ def serving_query(metric: str, namespace: str, deployment: str) -> str:
 
 
 def build_scaled_object(
-    spec: TryOnModelSpec, owner: Owner, *, color: Color, prometheus: str, fallback_replicas: int
+    spec: TryOnModelSpec,
+    owner: Owner,
+    *,
+    color: Color,
+    prometheus: str,
+    fallback_replicas: int,
+    hold_scale_in: bool = False,
 ) -> dict[str, Any]:
     """KEDA's ScaledObject on a serving signal (requests in flight or queued per pod) read from
-    Prometheus; ``fallback_replicas`` holds the colour while the metric cannot be read."""
+    Prometheus; ``fallback_replicas`` holds the colour while the metric cannot be read, and
+    ``hold_scale_in`` keeps it from shrinking during a rollout (argo-rollouts#1864)."""
     autoscaling = spec.autoscaling
     deployment = deployment_name(owner.name, color)
     return {
@@ -305,7 +320,9 @@ def build_scaled_object(
             "pollingInterval": 5,
             "fallback": {"failureThreshold": 3, "replicas": fallback_replicas},
             "advanced": {
-                "horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(autoscaling)}
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": scaling_behavior(autoscaling, hold_scale_in=hold_scale_in)
+                }
             },
             "triggers": [
                 {

@@ -128,7 +128,12 @@ def _scaled_object(step: Step, color: Color, choice: ScalerChoice) -> dict[str, 
     scaling = ctx.spec.autoscaling
     fallback = min(max(scaling.min_replicas, ctx.spec.renderer.replicas), scaling.max_replicas)
     return build_scaled_object(
-        ctx.spec, ctx.owner, color=color, prometheus=choice.prometheus, fallback_replicas=fallback
+        ctx.spec,
+        ctx.owner,
+        color=color,
+        prometheus=choice.prometheus,
+        fallback_replicas=fallback,
+        hold_scale_in=step.status.rollout is not None,
     )
 
 

@@ -154,3 +154,28 @@ def test_switching_back_to_cpu_removes_the_scaled_object():
     run(reconciler)
     assert "dress" not in kube.scaled_objects
     assert kube.body["status"]["autoscaling"]["scaler"] == "HorizontalPodAutoscaler"
+
+
+def _scale_down(kube) -> dict:
+    config = kube.scaled_objects["dress"]["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+    return config["behavior"]["scaleDown"]
+
+
+def test_the_scaled_object_holds_scale_in_during_a_rollout_and_lets_go_after_it():
+    reconciler, kube, registry, clock = keda_world(True, metric="inFlight")
+    serve_v1(reconciler, kube, clock)
+    assert "selectPolicy" not in _scale_down(kube)
+    registry.answer = type(registry.answer)("2", "run", "s3://y")
+    clock.advance(1)
+    run(reconciler)
+    assert kube.body["status"]["rollout"]
+    assert _scale_down(kube)["selectPolicy"] == "Disabled"
+    for _ in range(20):
+        clock.advance(60)
+        run(reconciler)
+        kube.settle()
+        if not kube.body["status"].get("rollout"):
+            break
+    run(reconciler)
+    assert kube.body["status"]["activeColor"] == "green" and not kube.body["status"].get("rollout")
+    assert "selectPolicy" not in _scale_down(kube)
