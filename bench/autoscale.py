@@ -37,7 +37,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
 import httpx  # noqa: E402
 import incluster  # noqa: E402
+from _harness import log, wait_until  # noqa: E402
 from cluster import LocalCluster  # noqa: E402
 from keda import Keda, start_keda  # noqa: E402
 from nodeconfig import NODE_IP  # noqa: E402
@@ -56,20 +56,6 @@ NAMESPACE, NAME = "bench-autoscale", "dress"
 SERIES = "tryon_in_flight_requests"
 RENDERER_PORT = 8080
 SHORT_FAILED_SHARE = 0.005
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @dataclass
@@ -252,7 +238,7 @@ def scenario(cluster: Cluster, load: Load, model: str, durations: Durations) -> 
     step = time.monotonic()
     load.set("step", 4)
     wait_until("the scaler to ask for a second replica",
-               lambda: cluster.replicas()[active][0] > 1, durations.scale_timeout)  # fmt: skip
+               lambda: cluster.replicas()[active][0] > 1, durations.scale_timeout, 0.2)  # fmt: skip
     decision = time.monotonic() - step
     log(f"decision after {decision:.1f} s")
 
@@ -332,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         incluster.helm_install_operator(incluster.helm_binary(), info.kubeconfig, values,
                                         args.workdir)  # fmt: skip
         incluster.apply(local.kubectl, *incluster.workload_namespace(NAMESPACE, backends.s3))
-        wait_until("the default ServiceAccount",
-                   lambda: local.kubectl("get", "sa", "default", "-n", NAMESPACE), 30)  # fmt: skip
+        has_account = lambda: local.kubectl("get", "sa", "default", "-n", NAMESPACE)  # noqa: E731
+        wait_until("the default ServiceAccount", has_account, 30, 0.5)
         model = "bench-autoscale"
         promote(model, register(model, seed=1))
         body = json.dumps(manifest(model, backends, durations.window))

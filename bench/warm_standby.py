@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -38,26 +37,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
+from _harness import log, wait_until  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
 GROUP, VERSION, PLURAL = "tryon.dev", "v1alpha1", "tryonmodels"
 NAMESPACE = "bench-standby"
 FAULT = "sim.tryon.dev/fault"
 GPU = "nvidia.com/gpu"
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 class SmokeStub:
