@@ -307,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backends = incluster.start_dev_backends(args.workdir, local.kubectl)
         os.environ.update(backends.mlflow.env)
+        started = time.monotonic()
         prometheus = start_prometheus(args.workdir / "prometheus", Path(info.kubeconfig), NODE_IP)
+        log(f"Prometheus ready after {time.monotonic() - started:.1f} s")
         if args.scaler == "keda":  # before the operator, which asks once a minute whether it is
             started = time.monotonic()
             keda = start_keda(args.workdir / "keda", Path(info.kubeconfig), info.kubectl, NODE_IP)
