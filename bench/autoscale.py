@@ -182,6 +182,13 @@ def answered(pod_ip: str) -> bool:
     )
 
 
+def ready_through(cluster_ip: str) -> bool:
+    try:
+        return httpx.get(f"http://{cluster_ip}:80/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def register(name: str, seed: int) -> str:
     import torch
     from tryon_renderer.network import TryOnNet
@@ -329,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster = Cluster(local)
         wait_until("v1 serving", lambda: cluster.status().get("phase") == "Healthy", 300, 1.0)
         ip = cluster.json("get", "service", NAME)["spec"]["clusterIP"]
+        # kube-proxy programs a new Service's rules a moment after the operator reports Healthy;
+        # refused connections then are not the scaler's doing, so the load starts once it answers.
+        wait_until("the ClusterIP to answer", lambda: ready_through(ip), 60, 0.5)
         load = Load(f"http://{ip}:80")
         timeline = Timeline(cluster, load)
         threading.Thread(target=timeline.run, args=(time.monotonic(),), daemon=True).start()
