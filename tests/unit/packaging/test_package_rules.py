@@ -138,3 +138,31 @@ def test_the_operator_package_root_has_at_most_12_entries_besides_its_init() -> 
         and (p.suffix == ".py" or (p / "__init__.py").exists())
     )
     assert len(entries) <= 12, entries
+
+
+WAIVER = "# noqa: PLR0913"
+
+
+def silent_waivers(source: str) -> list[int]:
+    """Line numbers of ``noqa: PLR0913`` waivers that give no reason after the code."""
+    return [
+        number
+        for number, line in enumerate(source.splitlines(), start=1)
+        if WAIVER in line and not line.partition(WAIVER)[2].strip(" -:")
+    ]
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)
+def test_every_waiver_of_the_six_argument_rule_says_why(package: Path) -> None:
+    """Over six arguments means a keyword-only dataclass, or a ``noqa`` that gives its reason."""
+    silent = {
+        str(path.relative_to(REPO)): numbers
+        for path in sorted(package.rglob("*.py"))
+        if (numbers := silent_waivers(path.read_text()))
+    }
+    assert silent == {}
+
+
+def test_a_waiver_without_a_reason_is_found() -> None:
+    source = "def f(  # noqa: PLR0913\n    a, b, c, d, e, f, g): ...\ndef g(  # noqa: PLR0913 - x\n"
+    assert silent_waivers(source) == [1]
