@@ -1,9 +1,10 @@
 """Where the reconciler's decisions go besides an Event: the audit log and the notifiers.
 
-``Reconciler._event`` is the one chokepoint every decision passes through; it hands each one to
-``Announcer.decision``, which writes the audit line and, for the decisions people want to hear
-about, queues a notification. Per-object choices come from annotations on the TryOnModel (the
-webhook URLs themselves never do: they are operator-wide settings read from a Secret):
+Every decision passes through ``EventSink.tell`` (reconcile/events.py), which posts its Event and
+hands the same ``Told`` to ``Announcer.decision``: that writes the audit line and, for the
+decisions people want to hear about, queues a notification. Per-object choices come from
+annotations on the TryOnModel (the webhook URLs themselves never do: they are operator-wide
+settings read from a Secret):
 
 - ``tryon.dev/notify: "false"`` silences this TryOnModel; ``"slack"`` / ``"webhook"`` /
   ``"slack,webhook"`` picks which configured targets hear about it.
@@ -17,18 +18,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from ..api.builders import Owner
-from ..api.vocabulary import ANNOTATION_NOTIFY, ANNOTATION_NOTIFY_EVENTS, ANNOTATION_SLACK_CHANNEL
+from ..api.vocabulary import (
+    ANNOTATION_NOTIFY,
+    ANNOTATION_NOTIFY_EVENTS,
+    ANNOTATION_SLACK_CHANNEL,
+    NOTIFICATION_KINDS,
+    NotificationKind,
+)
 from ..settings import OperatorSettings
-from .audit import DECISION_BY_REASON, AuditLog, AuditRecord, Decision
+from .audit import AuditLog
 from .notify.delivery import DeliveryPolicy, NotifyMetrics, Target
 from .notify.dispatcher import Dispatcher
-from .notify.message import KINDS, Kind, Notification
+from .notify.message import Notification
 from .told import Told
 
 log = logging.getLogger(__name__)
@@ -42,28 +49,13 @@ class Notifier(Protocol):
     def submit(self, n: Notification, on_done: Callable[[], None] | None = None) -> None: ...
 
 
-def notification_kind(reason: str, decision: Decision) -> Kind | None:
-    """Which notification a decision makes, if any."""
-    if reason == "RolloutStarted":
-        return "rollout_started"
-    if reason == "Promoted":
-        return "promoted"
-    if reason == "RolledBack":
-        return "rolled_back" if decision == "rollback" else "rejected"
-    if reason == "Degraded":
-        return "degraded"
-    if reason == "Recovered":
-        return "recovered"
-    return None
-
-
-def parse_kinds(raw: str) -> frozenset[Kind]:
+def parse_kinds(raw: str) -> frozenset[NotificationKind]:
     """``"promoted, rejected"`` -> the kinds; unknown words are ignored with a warning."""
-    chosen: set[Kind] = set()
+    chosen: set[NotificationKind] = set()
     for word in (w.strip().lower().replace("-", "_") for w in raw.split(",")):
         if not word:
             continue
-        match = next((k for k in KINDS if k == word), None)
+        match = next((k for k in NOTIFICATION_KINDS if k == word), None)
         if match is None:
             log.warning("unknown notification kind %r ignored", word)
         else:
@@ -75,7 +67,7 @@ def parse_kinds(raw: str) -> frozenset[Kind]:
 class NotifyOptions:
     enabled: bool = True
     targets: frozenset[str] | None = None
-    kinds: frozenset[Kind] | None = None
+    kinds: frozenset[NotificationKind] | None = None
     channel: str | None = None
 
 
@@ -106,11 +98,11 @@ class Announcer:
         audit: AuditLog | None = None,
         notifier: Notifier | None = None,
         *,
-        kinds: frozenset[Kind] | None = None,
+        kinds: frozenset[NotificationKind] | None = None,
     ) -> None:
         self.audit = audit or AuditLog()
         self.notifier = notifier
-        self.kinds = frozenset(KINDS) if kinds is None else kinds
+        self.kinds = frozenset(NOTIFICATION_KINDS) if kinds is None else kinds
         self._known: dict[str, _Known] = {}
         self._lock = threading.Lock()
 
@@ -147,11 +139,11 @@ class Announcer:
     def wants_notification(self, owner: Owner, told: Told) -> bool:
         """Whether ``told`` makes a notification for this object with the targets configured."""
         try:
-            record, options = self._record(owner, told)
+            told, options = self._complete(owner, told)
         except Exception:
             log.exception("could not tell whether %s is notified", told.reason)
             return False
-        return self._kind(record, options) is not None
+        return self._kind(told, options) is not None
 
     def _tell(
         self,
@@ -163,37 +155,29 @@ class Announcer:
         audit: bool,
     ) -> None:
         try:
-            record, options = self._record(owner, told)
+            told, options = self._complete(owner, told)
             if audit:
-                self.audit.record(record)
-            self._notify(record, options, on_notified, key)
+                self.audit.record(told)
+            self._notify(told, options, on_notified, key)
         except Exception:
             log.exception("audit/notification of %s failed", told.reason)
 
-    def _record(self, owner: Owner, told: Told) -> tuple[AuditRecord, NotifyOptions]:
+    def _complete(self, owner: Owner, told: Told) -> tuple[Told, NotifyOptions]:
+        """``told`` with what the reconcile leaves out: the object, its model, bounded evidence."""
         with self._lock:
             known = self._known.get(owner.uid) or _Known(NotifyOptions(), None)
-        record = AuditRecord(
-            decision=told.decision or DECISION_BY_REASON.get(told.reason, "other"),
-            namespace=owner.namespace,
-            name=owner.name,
-            reason=told.reason,
-            message=told.message,
-            event_type=told.type,
-            uid=owner.uid,
+        told = replace(
+            told,
+            owner=owner,
             registered_model=known.registered_model,
-            version=told.version,
-            previous_version=told.previous_version,
-            color=told.color,
-            previous_color=told.previous_color,
             evidence=_clean(told.evidence),
         )
-        return record, known.options
+        return told, known.options
 
-    def _kind(self, record: AuditRecord, options: NotifyOptions) -> Kind | None:
+    def _kind(self, told: Told, options: NotifyOptions) -> NotificationKind | None:
         if self.notifier is None or not options.enabled:
             return None
-        kind = notification_kind(record.reason, record.decision)
+        kind = told.notification_kind
         if kind is None or kind not in self.kinds:
             return None
         if options.kinds is not None and kind not in options.kinds:
@@ -202,33 +186,16 @@ class Announcer:
 
     def _notify(
         self,
-        record: AuditRecord,
+        told: Told,
         options: NotifyOptions,
         on_notified: Callable[[], None] | None,
         key: str | None = None,
     ) -> None:
-        kind = self._kind(record, options)
+        kind = self._kind(told, options)
         if kind is None or self.notifier is None:
             return
         self.notifier.submit(
-            Notification(
-                kind=kind,
-                namespace=record.namespace,
-                name=record.name,
-                summary=record.message,
-                reason=record.reason if kind != "promoted" else "",
-                uid=record.uid,
-                registered_model=record.registered_model,
-                version=record.version,
-                previous_version=record.previous_version,
-                color=record.color,
-                previous_color=record.previous_color,
-                evidence=record.evidence,
-                occurred_at=record.at,
-                targets=options.targets,
-                channel=options.channel,
-                decision_key=key,
-            ),
+            Notification(told, kind, options.targets, options.channel, decision_key=key),
             on_notified,
         )
 
@@ -305,13 +272,11 @@ async def start_announcer(
         return Announcer(kinds=kinds), None
 
     def report(n: Notification, target: str, reason: str) -> None:
-        if n.uid is None:
-            return
         post_event(
-            Owner(name=n.name, namespace=n.namespace, uid=n.uid),
+            n.owner,
             "Warning",
             "NotificationFailed",
-            f"{n.kind} notification (version {n.version or '-'}) could not be delivered to "
+            f"{n.kind} notification (version {n.told.version or '-'}) could not be delivered to "
             f"target {target}: {reason}",
         )
 

@@ -4,7 +4,7 @@ notification rules) is spelled here once, so a typo is a mypy error instead of a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 GROUP = "tryon.dev"
 VERSION = "v1alpha1"
@@ -30,7 +30,7 @@ ANNOTATION_ROLLBACK = "tryon.dev/rollback"
 ANNOTATION_RETRY = "tryon.dev/retry"
 REQUEST_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ROLLBACK, ANNOTATION_RETRY)
 
-# Per-object notification choices (announce.py).
+# Per-object notification choices (announce/announcer.py).
 ANNOTATION_NOTIFY = "tryon.dev/notify"
 ANNOTATION_NOTIFY_EVENTS = "tryon.dev/notify-events"
 ANNOTATION_SLACK_CHANNEL = "tryon.dev/notify-slack-channel"
@@ -76,6 +76,63 @@ EventReason = Literal[
     "ManualRequestIgnored",
     "RetryRequested",
 ]
+
+# The audit line's ``decision``: what kind of step a reason records.
+AuditVerb = Literal[
+    "resolve",
+    "scale",
+    "smoke",
+    "flip",
+    "reject",
+    "rollback",
+    "complete",
+    "cancel",
+    "await",
+    "heal",
+    "degrade",
+    "recover",
+    "other",
+]
+# What people are notified of; ``tryon.dev/notify-events`` and TRYON_NOTIFY_EVENTS name these.
+NotificationKind = Literal[
+    "rollout_started", "promoted", "rejected", "rolled_back", "degraded", "recovered"
+]
+NOTIFICATION_KINDS: tuple[NotificationKind, ...] = get_args(NotificationKind)
+
+# Every reason's audit verb and the notification it makes (None: audited only). A new reason is
+# one row here; a unit test fails while one is missing.
+ANNOUNCED_AS: dict[EventReason, tuple[AuditVerb, NotificationKind | None]] = {
+    "ModelResolved": ("resolve", None),
+    "ModelResolutionFailed": ("resolve", None),
+    "ModelResolutionRecovered": ("resolve", None),
+    "RolloutStarted": ("scale", "rollout_started"),
+    "RolloutCancelled": ("cancel", None),
+    "SmokeTestPassed": ("smoke", None),
+    "AwaitingPromotion": ("await", None),
+    "Promoted": ("flip", "promoted"),
+    "PreviewGrowing": ("scale", None),
+    "PreviewShrunk": ("scale", None),
+    "StandbyShrunk": ("scale", None),
+    "MadeRoomForPreview": ("scale", None),
+    "RolledBack": ("reject", "rejected"),
+    "ScaledDown": ("scale", None),
+    "Rescaled": ("scale", None),
+    "RolloutComplete": ("complete", None),
+    "SelfHealed": ("heal", None),
+    "GPUShortage": ("other", None),
+    "ImageUnavailable": ("other", None),
+    "PodsRefused": ("other", None),
+    "AutoscalingUnavailable": ("other", None),
+    "Degraded": ("degrade", "degraded"),
+    "Recovered": ("recover", "recovered"),
+    "InvalidSpec": ("other", None),
+    "ManualRequestIgnored": ("other", None),
+    "RetryRequested": ("other", None),
+}
+# A call site may name a sharper verb than its reason's row (``Told.decision``). This one also
+# changes the notification: a version taken back after its flip moved traffic twice, which is
+# worse news than a rejection before the flip (both are ``RolledBack`` Events).
+KIND_BY_VERB: dict[AuditVerb, NotificationKind] = {"rollback": "rolled_back"}
 
 # MLflow webhook deliveries (webhook.py verifies them; handover.py forwards them to the leader).
 SIGNATURE_HEADER = "X-MLflow-Signature"

@@ -19,6 +19,8 @@ from tryon_operator.announce.notify import (
     NotifyMetrics,
     Target,
 )
+from tryon_operator.announce.told import Told
+from tryon_operator.api.builders import Owner
 
 from .webhook_receiver import Answer, running_receiver, until
 
@@ -28,15 +30,15 @@ SECRET = "B0000/XyZsecretTOKEN42"
 FAST = dict(backoff_base_seconds=0.05, backoff_max_seconds=0.2, timeout_seconds=1.0)
 
 
-def note(version: str = "7", kind: str = "rejected", **kw) -> Notification:
-    base = dict(
-        kind=kind, namespace="shop", name="dress", version=version, previous_version="6",
-        color="green", previous_color="blue", reason="SmokeTestFailed",
-        summary=f"version {version} on green rejected before promotion (SmokeTestFailed)",
+def note(version: str = "7", kind: str = "rejected", targets: frozenset[str] | None = None,
+         channel: str | None = None) -> Notification:
+    told = Told(
+        "Warning", "SmokeTestFailed", owner=Owner(name="dress", namespace="shop", uid="u-1"),
+        version=version, previous_version="6", color="green", previous_color="blue",
+        message=f"version {version} on green rejected before promotion (SmokeTestFailed)",
         registered_model="tryon-vton", evidence={"smoke": "blank output"},
     )
-    base.update(kw)
-    return Notification(**base)
+    return Notification(told, kind, targets, channel)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -123,7 +125,7 @@ async def test_a_dead_webhook_gets_no_retry_storm_and_failures_are_reported(rece
     dispatcher = Dispatcher(
         [Target("webhook", "json", receiver.url("/hook"))], policy,
         metrics=NotifyMetrics(registry),
-        on_failure=lambda n, target, reason: failures.append((n.version or "", target, reason)))
+        on_failure=lambda n, target, why: failures.append((n.told.version or "", target, why)))
     await dispatcher.start()
     try:
         started = time.monotonic()

@@ -7,19 +7,21 @@ import io
 import json
 import logging
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
-from tryon_operator.announce.announcer import Announcer, notification_kind, options_from_annotations
+from tryon_operator.announce.announcer import Announcer, options_from_annotations
 from tryon_operator.announce.audit import (
     AUDIT_LOGGER,
     AuditLog,
-    AuditRecord,
+    audit_line,
     configure_audit_logging,
     parse_audit_line,
 )
 from tryon_operator.announce.notify import Notification
 from tryon_operator.announce.told import Told
 from tryon_operator.api.builders import Owner
+from tryon_operator.api.vocabulary import ANNOUNCED_AS, EventReason
 
 pytestmark = pytest.mark.unit
 
@@ -56,14 +58,12 @@ def captured():
 
 
 def test_record_is_one_json_line_with_every_field():
-    record = AuditRecord(
+    told = Told(
+        "Warning",
+        "ProgressDeadlineExceeded",  # type: ignore[arg-type]
+        "green (version 3) had 0/1 Ready pods after 20s\nsecond line",
         decision="reject",
-        namespace="shop",
-        name="dress",
-        reason="ProgressDeadlineExceeded",
-        message="green (version 3) had 0/1 Ready pods after 20s\nsecond line",
-        event_type="Warning",
-        uid="uid-1",
+        owner=OWNER,
         registered_model="tryon-vton",
         version="3",
         previous_version="2",
@@ -72,7 +72,7 @@ def test_record_is_one_json_line_with_every_field():
         evidence={"readyPods": "0/1", "notReadyPods": "dress-green-abc"},
         at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
     )
-    line = record.to_json()
+    line = audit_line(told)
     assert "\n" not in line
     data = json.loads(line)
     assert data == {
@@ -104,7 +104,8 @@ def test_configured_handler_prints_bare_json_once():
         logger.handlers.clear()
         first = configure_audit_logging(stream)
         assert configure_audit_logging(stream) is first  # idempotent
-        AuditLog().record(AuditRecord("heal", "shop", "dress", "SelfHealed", "selector restored"))
+        AuditLog().record(Told("Normal", "SelfHealed", "selector restored", decision="heal",
+                               owner=OWNER))
         (line,) = stream.getvalue().splitlines()
         assert json.loads(line)["decision"] == "heal"
     finally:
@@ -131,7 +132,7 @@ def test_announcer_audits_every_decision_and_notifies_the_chosen_ones(captured):
     assert [r["decision"] for r in records] == ["resolve", "scale", "flip", "rollback", "heal"]
     assert all(r["registeredModel"] == "tryon-vton" for r in records)
     assert records[3]["evidence"] == {"readyPods": "0/1"}
-    assert [(n.kind, n.version) for n in inbox.items] == [
+    assert [(n.kind, n.told.version) for n in inbox.items] == [
         ("rollout_started", "2"), ("promoted", "2"), ("rolled_back", "2")]
     assert inbox.items[2].reason == "RolledBack" and inbox.items[1].reason == ""
 
@@ -164,11 +165,24 @@ def test_options_and_kind_mapping():
     assert not options_from_annotations({"tryon.dev/notify": "False"}).enabled
     assert options_from_annotations({"tryon.dev/notify": "slack, webhook"}).targets == \
         frozenset({"slack", "webhook"})
-    assert notification_kind("RolledBack", "reject") == "rejected"
-    assert notification_kind("RolledBack", "rollback") == "rolled_back"
-    assert notification_kind("Degraded", "degrade") == "degraded"
-    assert notification_kind("Recovered", "recover") == "recovered"
-    assert notification_kind("SelfHealed", "heal") is None
+    assert told("RolledBack", "reject").notification_kind == "rejected"
+    assert told("RolledBack", "rollback").notification_kind == "rolled_back"
+    assert told("Degraded", "degrade").notification_kind == "degraded"
+    assert told("Recovered", "recover").notification_kind == "recovered"
+    assert told("SelfHealed", "heal").notification_kind is None
+
+
+def told(reason: EventReason, decision=None) -> Told:
+    return Told("Normal", reason, "x", decision=decision)
+
+
+def test_every_event_reason_has_an_audit_verb_and_notification_row():
+    assert set(ANNOUNCED_AS) == set(get_args(EventReason))
+
+
+def test_a_reason_outside_the_vocabulary_is_audited_as_other_and_notifies_nobody():
+    stray = told("NoSuchReason")  # type: ignore[arg-type]
+    assert (stray.audit_verb, stray.notification_kind) == ("other", None)
 
 
 def test_a_broken_notifier_never_breaks_the_caller(captured):

@@ -7,30 +7,30 @@ from datetime import UTC, datetime
 
 import pytest
 from tryon_operator.announce.notify import Notification, Target, generic_payload, slack_payload
+from tryon_operator.announce.told import Told
+from tryon_operator.api.builders import Owner
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
-def rejected(**kw) -> Notification:
+def rejected(kind="rejected", channel=None, **kw) -> Notification:
     base = dict(
-        kind="rejected",
-        namespace="shop",
-        name="dress",
-        summary="version 7 on green rejected before promotion (SmokeTestFailed): blank <output>",
+        type="Warning",
+        message="version 7 on green rejected before promotion (SmokeTestFailed): blank <output>",
         reason="SmokeTestFailed",
-        uid="u-1",
+        owner=Owner(name="dress", namespace="shop", uid="u-1"),
         registered_model="tryon-vton",
         version="7",
         previous_version="6",
         color="green",
         previous_color="blue",
         evidence={"smoke": "smoke test failed: blank output", "readyPods": "1/1"},
-        occurred_at=T0,
+        at=T0,
     )
     base.update(kw)
-    return Notification(**base)
+    return Notification(Told(**base), kind, channel=channel)
 
 
 def test_slack_payload_has_headline_colour_and_fields():
@@ -79,7 +79,7 @@ def test_generic_payload_is_flat_documented_json():
 
 
 def test_dedup_key_ignores_time_but_id_does_not():
-    a, b = rejected(), rejected(occurred_at=datetime(2026, 11, 22, 4, 0, tzinfo=UTC))
+    a, b = rejected(), rejected(at=datetime(2026, 11, 22, 4, 0, tzinfo=UTC))
     assert a.dedup_key() == b.dedup_key()
     assert a.id != b.id
     assert rejected(version="8").dedup_key() != a.dedup_key()

@@ -17,16 +17,19 @@ from tryon_operator.announce.notify import (
 )
 from tryon_operator.announce.notify import parse_retry_after as pra
 from tryon_operator.announce.notify.delivery import Breaker
+from tryon_operator.announce.told import Told
+from tryon_operator.api.builders import Owner
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
-def note(**kw) -> Notification:
-    base = dict(kind="promoted", namespace="shop", name="dress", summary="flipped", version="2")
+def note(targets: frozenset[str] | None = None, **kw) -> Notification:
+    base = dict(type="Normal", reason="Promoted", message="flipped", version="2",
+                owner=Owner(name="dress", namespace="shop", uid="u-1"))
     base.update(kw)
-    return Notification(**base)
+    return Notification(Told(**base), "promoted", targets)
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

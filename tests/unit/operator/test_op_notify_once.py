@@ -89,7 +89,7 @@ def test_the_next_leader_sends_a_notification_the_stopped_one_never_confirmed() 
     sink(events, first).tell(OWNER, PROMOTED, KEY)  # Event posted; the replica dies unsent
     second = Outbox()
     sink(events, second).tell(OWNER, PROMOTED, KEY)
-    assert [n.version for n in second.sent] == ["2"]
+    assert [n.told.version for n in second.sent] == ["2"]
     second.finish_all()
     assert events.notified[KEY] is True
 

@@ -3,13 +3,11 @@
 from .delivery import DeliveryPolicy, NotifyMetrics, Target, parse_retry_after
 from .dispatcher import Dispatcher
 from .formatters import generic_payload, slack_payload
-from .message import KINDS, Kind, Notification
+from .message import Notification
 
 __all__ = [
-    "KINDS",
     "DeliveryPolicy",
     "Dispatcher",
-    "Kind",
     "Notification",
     "NotifyMetrics",
     "Target",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..told import Told
 from .message import Notification
 
 SCHEMA = "tryon.dev/notification/v1"
@@ -26,10 +27,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _version_line(n: Notification) -> str:
-    if n.version and n.previous_version:
-        return f"{n.previous_version} → {n.version}"
-    return n.version or "-"
+def _version_line(told: Told) -> str:
+    if told.version and told.previous_version:
+        return f"{told.previous_version} → {told.version}"
+    return told.version or "-"
 
 
 def slack_payload(n: Notification) -> dict[str, Any]:
@@ -38,34 +39,35 @@ def slack_payload(n: Notification) -> dict[str, Any]:
     Attachments (not Block Kit) because every Slack-compatible receiver (Slack, Mattermost,
     Rocket.Chat, Discord's ``/slack`` endpoint) renders them.
     """
+    told = n.told
     headline = f"{_EMOJI[n.kind]} *{n.title}*: TryOnModel `{_escape(n.object_ref)}`" + (
-        f" version {_escape(n.version)}" if n.version else ""
+        f" version {_escape(told.version)}" if told.version else ""
     )
     fields: list[dict[str, Any]] = [
         {"title": "TryOnModel", "value": _escape(n.object_ref), "short": True},
-        {"title": "Version", "value": _escape(_version_line(n)), "short": True},
+        {"title": "Version", "value": _escape(_version_line(told)), "short": True},
     ]
-    if n.registered_model:
+    if told.registered_model:
         fields.append(
-            {"title": "Registered model", "value": _escape(n.registered_model), "short": True}
+            {"title": "Registered model", "value": _escape(told.registered_model), "short": True}
         )
-    if n.color:
-        colours = f"{n.previous_color} → {n.color}" if n.previous_color else n.color
+    if told.color:
+        colours = f"{told.previous_color} → {told.color}" if told.previous_color else told.color
         fields.append({"title": "Colour", "value": _escape(colours), "short": True})
     if n.reason:
         fields.append({"title": "Reason", "value": _escape(n.reason), "short": True})
-    for key, value in list(n.evidence.items())[:6]:
+    for key, value in list(told.evidence.items())[:6]:
         fields.append({"title": _escape(str(key)), "value": _escape(str(value))[:300]})
     body: dict[str, Any] = {
         "text": headline,
         "attachments": [
             {
-                "fallback": _escape(f"{n.title}: {n.object_ref}: {n.summary}")[:_MAX_TEXT],
+                "fallback": _escape(f"{n.title}: {n.object_ref}: {told.message}")[:_MAX_TEXT],
                 "color": _COLORS[n.severity],
-                "text": _escape(n.summary)[:_MAX_TEXT],
+                "text": _escape(told.message)[:_MAX_TEXT],
                 "fields": fields,
                 "footer": "tryon-operator",
-                "ts": int(n.occurred_at.timestamp()),
+                "ts": int(told.at.timestamp()),
                 "mrkdwn_in": ["text"],
             }
         ],
@@ -77,20 +79,21 @@ def slack_payload(n: Notification) -> dict[str, Any]:
 
 def generic_payload(n: Notification) -> dict[str, Any]:
     """A flat, documented JSON object for anything else (Teams bridges, PagerDuty, scripts)."""
+    told, owner = n.told, n.owner
     return {
         "schema": SCHEMA,
         "id": n.id,
         "kind": n.kind,
         "severity": n.severity,
         "title": n.title,
-        "summary": n.summary,
-        "tryOnModel": {"namespace": n.namespace, "name": n.name, "uid": n.uid},
-        "registeredModel": n.registered_model,
-        "version": n.version,
-        "previousVersion": n.previous_version,
-        "color": n.color,
-        "previousColor": n.previous_color,
+        "summary": told.message,
+        "tryOnModel": {"namespace": owner.namespace, "name": owner.name, "uid": owner.uid},
+        "registeredModel": told.registered_model,
+        "version": told.version,
+        "previousVersion": told.previous_version,
+        "color": told.color,
+        "previousColor": told.previous_color,
         "reason": n.reason,
-        "evidence": dict(n.evidence),
-        "occurredAt": n.occurred_at.isoformat(),
+        "evidence": dict(told.evidence),
+        "occurredAt": told.at.isoformat(),
     }

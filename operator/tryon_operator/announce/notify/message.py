@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-Kind = Literal["rollout_started", "promoted", "rejected", "rolled_back", "degraded", "recovered"]
-KINDS: tuple[Kind, ...] = (
-    "rollout_started",
-    "promoted",
-    "rejected",
-    "rolled_back",
-    "degraded",
-    "recovered",
-)
+from ...api.builders import Owner
+from ...api.vocabulary import NotificationKind
+from ..told import Told
+
 Severity = Literal["info", "success", "warning", "error"]
 
-_SEVERITY: dict[Kind, Severity] = {
+_SEVERITY: dict[NotificationKind, Severity] = {
     "rollout_started": "info",
     "promoted": "success",
     "rejected": "warning",
@@ -28,7 +21,7 @@ _SEVERITY: dict[Kind, Severity] = {
     "recovered": "success",
 }
 
-TITLES: dict[Kind, str] = {
+TITLES: dict[NotificationKind, str] = {
     "rollout_started": "Rollout started",
     "promoted": "Promoted",
     "rejected": "Rejected",
@@ -38,32 +31,27 @@ TITLES: dict[Kind, str] = {
 }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class Notification:
-    """One thing worth telling: a rollout of ``version`` of a TryOnModel changed state."""
+    """A decision worth telling people about (``told``, its TryOnModel filled in), as which kind,
+    and to whom."""
 
-    kind: Kind
-    namespace: str
-    name: str
-    summary: str
-    reason: str = ""
-    uid: str | None = None
-    registered_model: str | None = None
-    version: str | None = None
-    previous_version: str | None = None
-    color: str | None = None
-    previous_color: str | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    occurred_at: datetime = field(default_factory=_now)
+    told: Told
+    kind: NotificationKind
     targets: frozenset[str] | None = None  # None: every configured target
     channel: str | None = None  # Slack channel override, where the receiver honours one
     # The decision's key within its rollout (``Step.tell``): a leader that sends it again after a
     # failover sends the same ``id``.
     decision_key: str | None = None
+
+    @property
+    def owner(self) -> Owner:
+        return self.told.about
+
+    @property
+    def reason(self) -> str:
+        """The Event reason, left out for a promotion, whose kind already says it all."""
+        return "" if self.kind == "promoted" else self.told.reason
 
     @property
     def severity(self) -> Severity:
@@ -75,16 +63,16 @@ class Notification:
 
     @property
     def object_ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return f"{self.owner.namespace}/{self.owner.name}"
 
     def dedup_key(self) -> tuple[str, ...]:
         """Equal keys within the dedup window are one message (the time is left out)."""
         return (
-            self.namespace,
-            self.name,
+            self.owner.namespace,
+            self.owner.name,
             self.kind,
-            self.version or "",
-            self.previous_version or "",
+            self.told.version or "",
+            self.told.previous_version or "",
             self.reason,
         )
 
@@ -93,7 +81,7 @@ class Notification:
         """Stable for one decision (idempotency key for receivers): delivery is at least once,
         and every copy of a keyed decision, from whichever leader, has the same id."""
         if self.decision_key is not None:
-            raw = f"{self.uid}/{self.decision_key}"
+            raw = f"{self.owner.uid}/{self.decision_key}"
         else:
-            raw = "\x1f".join((*self.dedup_key(), self.occurred_at.isoformat()))
+            raw = "\x1f".join((*self.dedup_key(), self.told.at.isoformat()))
         return hashlib.sha256(raw.encode()).hexdigest()[:20]
