@@ -8,7 +8,7 @@ shows the blue/green flip; promotes a broken v3 and shows the smoke gate's rollb
 pods with their node and containerd IDs, and a timeline. Shoppers' requests go to the Service's
 ClusterIP, through kube-proxy, to the renderer containers. Needs root and `make images`.
 
-    python hack/demo.py [--keep] [--workdir .demo]
+    python -m hack.demo [--keep] [--workdir .demo]      # from the repository root; make demo
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+from hack.localcluster import incluster
+from hack.localcluster.cluster import LocalCluster
 
-import incluster  # noqa: E402
-from cluster import LocalCluster  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 NAMESPACE = "demo"
 NAME = "dress"
