@@ -28,6 +28,7 @@ from typing import Any
 
 from hack.localcluster import incluster
 from hack.localcluster.cluster import LocalCluster
+from hack.localcluster.procs import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,13 +88,7 @@ def run(argv: list[str], env: Mapping[str, str], *, capture: bool = False) -> st
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(what, check, timeout, error=lambda m: SystemExit(f"demo: {m}"), every=0.2)
 
 
 @dataclass
