@@ -14,7 +14,7 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 doctor: ## preflight in seconds: versions, registries, disk, kernel, packages, what a run will build
-	$(PYTHON) hack/doctor.py
+	$(PYTHON) -m hack.doctor
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
