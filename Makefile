@@ -14,7 +14,7 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 doctor: ## preflight in seconds: versions, registries, disk, kernel, packages, what a run will build
-	$(PYTHON) hack/doctor.py
+	$(PYTHON) -m hack.doctor
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: doctor host-packages venv tools images ## the main job on real pods: train, deploy, flip blue/green, roll back a broken model (root; DEMO_ARGS=--keep)
-	$(PY) hack/demo.py $(DEMO_ARGS)
+	$(PY) -m hack.demo $(DEMO_ARGS)
 
 demo-down: ## stop what `make demo DEMO_ARGS=--keep` left running
-	$(PY) -c 'import sys; sys.argv[0] = "hack/demo.py"; sys.path.insert(0, "hack"); import demo, pathlib; demo.stop_leftovers(pathlib.Path(".demo").resolve())'
+	$(PY) -c 'import pathlib; from hack import demo; demo.stop_leftovers(pathlib.Path(".demo").resolve())'
 
 venv: $(VENV)/.installed ## create .venv with the operator, renderer and dev dependencies
 
@@ -40,13 +40,13 @@ images: host-packages ## build the operator and renderer images with buildah, no
 	bash hack/images/build.sh
 
 cluster-up: tools ## start the control plane, kwok nodes and real-node-1 (REAL_NODE=0: kwok only); kubeconfig in .cluster/kubeconfig
-	$(PYTHON) hack/localcluster/cluster.py up --state-dir $(STATE_DIR) $(if $(filter 1,$(REAL_NODE)),--real-node)
+	$(PYTHON) -m hack.localcluster.cluster up --state-dir $(STATE_DIR) $(if $(filter 1,$(REAL_NODE)),--real-node)
 
 cluster-down: ## stop the local control plane and the real node; also cleans up after a crash
-	$(PYTHON) hack/localcluster/cluster.py down --state-dir $(STATE_DIR)
+	$(PYTHON) -m hack.localcluster.cluster down --state-dir $(STATE_DIR)
 
 cluster-status: ## show whether it runs and how much memory it takes
-	$(PYTHON) hack/localcluster/cluster.py status --state-dir $(STATE_DIR)
+	$(PYTHON) -m hack.localcluster.cluster status --state-dir $(STATE_DIR)
 
 lint: venv ## ruff; promtool check of the chart's alerting rules
 	$(VENV)/bin/ruff check operator renderer training tests hack bench

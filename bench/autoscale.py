@@ -41,16 +41,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+if __name__ == "__main__" and not __package__:
+    from _as_module import run_as_module  # run by its path: bench/ is on sys.path, not the root
 
-import httpx  # noqa: E402
-import incluster  # noqa: E402
-from _harness import log, wait_until  # noqa: E402
-from cluster import LocalCluster  # noqa: E402
-from keda import Keda, start_keda  # noqa: E402
-from nodeconfig import NODE_IP  # noqa: E402
-from prometheus import Prometheus, start_prometheus  # noqa: E402
+    run_as_module("bench.autoscale")
+
+import httpx
+
+from bench.common import log, wait_until
+from hack.localcluster import incluster
+from hack.localcluster.cluster import LocalCluster
+from hack.localcluster.keda import Keda, start_keda
+from hack.localcluster.nodeconfig import NODE_IP
+from hack.localcluster.prometheus import Prometheus, start_prometheus
+
+REPO = Path(__file__).resolve().parent.parent
 
 NAMESPACE, NAME = "bench-autoscale", "dress"
 SERIES = "tryon_in_flight_requests"

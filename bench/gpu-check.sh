@@ -17,15 +17,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, "bench")
-import renderer_bench as rb  # noqa: E402
-from tryon_renderer import shape  # noqa: E402
-from tryon_renderer.batching import BatchRunner  # noqa: E402
-from tryon_renderer.contract import ModelContract  # noqa: E402
-from tryon_renderer.packaging import write_model_dir  # noqa: E402
-from tryon_renderer.placement import PlacementTryOnNet  # noqa: E402
-from tryon_renderer.precision import reduced_dtype  # noqa: E402
-from tryon_renderer.fastpath import photo_batch  # noqa: E402
+import bench.renderer_bench as rb  # the script comes from stdin: sys.path[0] is the repo root
+from tryon_renderer import shape
+from tryon_renderer.batching import BatchRunner
+from tryon_renderer.contract import ModelContract
+from tryon_renderer.packaging import write_model_dir
+from tryon_renderer.placement import PlacementTryOnNet
+from tryon_renderer.precision import reduced_dtype
+from tryon_renderer.fastpath import photo_batch
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--height", type=int, default=256)

@@ -29,8 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__" and not __package__:
+    from _as_module import run_as_module  # run by its path: bench/ is on sys.path, not the root
+
+    run_as_module("bench.leader_failover")
+
+from hack.localcluster.cluster import Binaries, LocalCluster
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
 
 
 class Child:
@@ -144,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="a running local cluster; default: start one in a temp dir")
     parser.add_argument("--json", default=None, help="also write the raw times here")
     args = parser.parse_args(argv)
-
-    from cluster import Binaries, LocalCluster
 
     local = None
     if args.kubeconfig:

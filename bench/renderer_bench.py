@@ -24,6 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:
+    from _as_module import run_as_module  # run by its path: bench/ is on sys.path, not the root
+
+    run_as_module("bench.renderer_bench")
+
 import httpx
 import torch
 from fastapi import FastAPI, File, Form, UploadFile
@@ -36,6 +41,8 @@ from tryon_renderer.network import TryOnConfig, TryOnNet
 from tryon_renderer.packaging import write_model_dir
 from tryon_renderer.placement import PlacementConfig, PlacementTryOnNet
 from tryon_renderer.precision import reduced_dtype
+
+from bench.common import percentile
 
 
 @dataclass
@@ -50,12 +57,6 @@ class LevelResult:
     cpu_ms: float = float("nan")  # CPU time the server (or raw loop) spent per image
     completed: int = 0
     parallel: int = 1  # raw: batches in flight at once
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[idx]
 
 
 def process_cpu_s(pid: int) -> float:
@@ -173,8 +174,8 @@ async def drive(
         elapsed = time.perf_counter() - started
     return LevelResult(
         throughput=len(latencies) / elapsed,
-        p50_ms=percentile(latencies, 0.5) * 1000 if latencies else float("nan"),
-        p99_ms=percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        p50_ms=percentile(latencies, 0.5, method="nearest") * 1000 if latencies else float("nan"),
+        p99_ms=percentile(latencies, 0.99, method="nearest") * 1000 if latencies else float("nan"),
         errors=errors,
         completed=len(latencies),
     )

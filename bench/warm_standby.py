@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -30,41 +29,25 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__" and not __package__:
+    from _as_module import run_as_module  # run by its path: bench/ is on sys.path, not the root
+
+    run_as_module("bench.warm_standby")
+
+from kubernetes import client, config
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
+
+from bench.common import SmokeStub, log, wait_until
+from hack.localcluster.cluster import Binaries, LocalCluster
+from hack.localcluster.devservers import start_mlflow_server, start_s3_server
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
-
-from _harness import log, wait_until  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-
-GROUP, VERSION, PLURAL = "tryon.dev", "v1alpha1", "tryonmodels"
 NAMESPACE = "bench-standby"
 FAULT = "sim.tryon.dev/fault"
 GPU = "nvidia.com/gpu"
-
-
-class SmokeStub:
-    """Answers POST /v1/smoke with a pass, like a healthy renderer."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.dumps({"passed": True}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 class GpuMeter:
@@ -113,9 +96,6 @@ class Bench:
         self.names = ["full", "warm"]
 
     def setup(self) -> None:
-        from cluster import LocalCluster
-        from devservers import start_mlflow_server, start_s3_server
-
         if self.args.kubeconfig:
             kubeconfig = self.args.kubeconfig
         else:
@@ -145,7 +125,7 @@ class Bench:
 
         self.mlflow = MlflowClient(tracking_uri=mlflow.tracking_uri,
                                    registry_uri=mlflow.tracking_uri)
-        self.stub = SmokeStub()
+        self.stub = SmokeStub().start()
         env = {**os.environ, "KUBECONFIG": kubeconfig,
                "TRYON_MLFLOW_TRACKING_URI": mlflow.tracking_uri,
                "TRYON_MLFLOW_POLL_SECONDS": "1", "TRYON_RESYNC_SECONDS": "0.5",
@@ -167,8 +147,6 @@ class Bench:
         log(f"operator pid {proc.pid}, log {self.workdir / 'operator.log'}")
 
     def _kubectl(self) -> Path:
-        from cluster import Binaries
-
         return Binaries.build_or_find().kubectl
 
     # -- objects --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ shows the blue/green flip; promotes a broken v3 and shows the smoke gate's rollb
 pods with their node and containerd IDs, and a timeline. Shoppers' requests go to the Service's
 ClusterIP, through kube-proxy, to the renderer containers. Needs root and `make images`.
 
-    python hack/demo.py [--keep] [--workdir .demo]
+    python -m hack.demo [--keep] [--workdir .demo]      # from the repository root; make demo
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+from hack.localcluster import incluster
+from hack.localcluster.cluster import LocalCluster
+from hack.localcluster.procs import wait_until
 
-import incluster  # noqa: E402
-from cluster import LocalCluster  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 NAMESPACE = "demo"
 NAME = "dress"
@@ -88,13 +88,7 @@ def run(argv: list[str], env: Mapping[str, str], *, capture: bool = False) -> st
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(what, check, timeout, error=lambda m: SystemExit(f"demo: {m}"), every=0.2)
 
 
 @dataclass

@@ -8,6 +8,9 @@ Standard library only (Python 3.11+ has tomllib).
     python hack/requirements-from-pyproject.py pyproject.toml operator > requirements.txt
 """
 
+# Run by its path (the Dockerfile copies it alone), never imported: its name may have dashes.
+# ruff: noqa: N999
+
 from __future__ import annotations
 
 import re

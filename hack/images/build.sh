@@ -235,8 +235,8 @@ push_target() {
 registry_py="$repo_root/hack/localcluster/registry.py"
 if [[ "${TRYON_IMAGE_PUSH:-1}" != 0 ]]; then
   push_tag="${IMAGE_TAG:-$(python3 "$registry_py" tag)}"
-  registry_repo="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import registry; print(registry.REPOSITORY)' "$repo_root/hack/localcluster")"
-  registry_home="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import registry; print(registry.registry_paths().home)' "$repo_root/hack/localcluster")"
+  registry_repo="$(PYTHONPATH="$repo_root" python3 -c 'from hack.localcluster import registry; print(registry.REPOSITORY)')"
+  registry_home="$(PYTHONPATH="$repo_root" python3 -c 'from hack.localcluster import registry; print(registry.registry_paths().home)')"
   step "registry: up" "$log_dir/registry.log" python3 "$registry_py" up
 fi
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real, local Kubernetes control plane for tests and the demo.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream programs,
@@ -12,8 +11,8 @@ the node's bridge address instead, so pods reach it as ``kubernetes.default``.
 Only the standard library, ``openssl`` and the built binaries are used, so ``make cluster-up``
 works before any Python package is installed.
 
-    python3 hack/localcluster/cluster.py up [--state-dir .cluster] [--real-node]
-    python3 hack/localcluster/cluster.py status | down
+    python3 -m hack.localcluster.cluster up [--state-dir .cluster] [--real-node]
+    python3 -m hack.localcluster.cluster status | down     # from the repository root
 """
 
 from __future__ import annotations
@@ -33,11 +32,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nodeconfig
-import pki as pki_files
-import realnode
-from procs import free_port as _free_port
-from procs import http_ok, pid_alive, wait_until
+from . import nodeconfig, realnode
+from . import pki as pki_files
+from .procs import free_port, http_ok, pid_alive, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -134,53 +131,6 @@ class ClusterInfo:
 
 def _wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Path | None) -> None:
     wait_until(what, check, timeout, logs, error=ClusterError)
-
-
-# --- certificates ---
-
-
-def make_pki(pki: Path) -> None:
-    """A throwaway CA, the serving cert, an admin client cert, a service-account key and the
-    aggregation layer's front-proxy certificates."""
-    if (pki / "admin.crt").exists():
-        pki_files.make_front_proxy_certs(pki)  # a state dir made before these existed
-        return
-    pki.mkdir(parents=True, exist_ok=True)
-    pki_files.openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-subj",
-        "/CN=tryon-local-ca",
-        cwd=pki,
-    )
-    (pki / "san.ext").write_text(
-        f"subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:{nodeconfig.NODE_IP},DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subject, ext in (
-        ("apiserver", "/CN=kube-apiserver", "san.ext"),
-        ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
-    ):
-        pki_files.issue_cert(pki, name, subject, ext)
-    pki_files.openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    pki_files.openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
-    pki_files.make_front_proxy_certs(pki)
-
-
-def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """The admin kubeconfig, with everything inline, so it can be copied anywhere."""
-    pki_files.write_kubeconfig(path, server, pki, "admin")
 
 
 def _https_ok(url: str, pki: Path) -> bool:
@@ -293,7 +243,7 @@ class LocalCluster:
         binaries = Binaries.build_or_find(self.real_node)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        make_pki(self.pki)
+        pki_files.make_cluster_pki(self.pki, nodeconfig.NODE_IP)
         pids: dict[str, int] = {}
         info = ClusterInfo(
             str(self.state_dir),
@@ -317,7 +267,7 @@ class LocalCluster:
                 self.real_node,
             )
             info.save()
-            write_kubeconfig(self.kubeconfig, server, self.pki)
+            pki_files.write_kubeconfig(self.kubeconfig, server, self.pki)
             self._start_controllers(binaries, pids)
             self._add_nodes(binaries, timeout)
             if binaries.node is not None:
@@ -382,7 +332,7 @@ class LocalCluster:
     def _start_etcd(self, binaries: Binaries, pids: dict[str, int], timeout: float) -> str:
         data = self.state_dir / "etcd-data"
         subprocess.run(["rm", "-rf", str(data)], check=True)
-        client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
         self._spawn(
             "etcd",
             [
@@ -406,7 +356,7 @@ class LocalCluster:
     def _start_apiserver(
         self, binaries: Binaries, etcd_url: str, pids: dict[str, int], timeout: float
     ) -> str:
-        port = _free_port()
+        port = free_port()
         # With a real node, pods reach the API server through the kubernetes Service, whose
         # endpoint (kept by the lease reconciler) must be an address they can route to.
         host = nodeconfig.NODE_IP if self.real_node else "127.0.0.1"
@@ -484,7 +434,7 @@ class LocalCluster:
             [
                 str(binaries.kube_controller_manager),
                 *common,
-                f"--secure-port={_free_port()}",
+                f"--secure-port={free_port()}",
                 f"--service-account-private-key-file={self.pki / 'sa.key'}",
                 f"--root-ca-file={self.pki / 'ca.crt'}",
                 "--controllers=*",
@@ -499,7 +449,7 @@ class LocalCluster:
             [
                 str(binaries.kube_scheduler),
                 *common,
-                f"--secure-port={_free_port()}",
+                f"--secure-port={free_port()}",
             ],
             pids,
         )
@@ -510,7 +460,7 @@ class LocalCluster:
                 f"--kubeconfig={kc}",
                 f"--config={HERE / 'kwok-stages.yaml'}",
                 f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}=true",
-                f"--server-address=127.0.0.1:{_free_port()}",
+                f"--server-address=127.0.0.1:{free_port()}",
                 "--node-ip=127.0.0.1",
                 "--cidr=10.244.0.1/16",
                 "--node-lease-duration-seconds=40",

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, free_ports
+from .procs import free_port, free_ports
 
 _BIN_DIR = Path(sys.executable).parent
 S3_START_TIMEOUT_S = 90.0

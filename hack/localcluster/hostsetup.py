@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nodeconfig import BRIDGE, NODE_IP, forward_guard_rules
+from .nodeconfig import BRIDGE, NODE_IP, forward_guard_rules
 
 # Written by the kubelet, containerd and libcni whatever their root dirs say.
 FIXED_HOST_PATHS = (

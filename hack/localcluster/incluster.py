@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import registry
-from devservers import MlflowServer, S3Server, start_mlflow_server, start_s3_server
-from nodeconfig import NODE_IP, NODE_LABEL
+from . import registry
+from .devservers import MlflowServer, S3Server, start_mlflow_server, start_s3_server
+from .nodeconfig import NODE_IP, NODE_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tryon-operator"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """KEDA next to the local cluster: its operator and its metrics API server ("adapter") as host
 processes, the adapter registered as the APIService ``v1beta1.external.metrics.k8s.io``, so a
 ScaledObject makes the cluster's own HPA controller scale a Deployment, as in a real install.
@@ -13,7 +12,7 @@ aggregation layer: a Service without selector in ``keda`` and an EndpointSlice p
 adapter's host address (the node bridge, 10.85.0.1, when it exists); the APIService trusts
 the adapter's certificate through its caBundle.
 
-    python3 hack/localcluster/keda.py smoke [--real-node] [--workdir DIR]
+    python3 -m hack.localcluster.keda smoke [--real-node] [--workdir DIR]
         [--scale metrics-api] [--scale prometheus]
 """
 
@@ -36,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nodeconfig
-import pki as pki_files
-from devservers import ManagedProcess
-from procs import free_port, free_ports, http_ok, wait_until
+from . import nodeconfig
+from . import pki as pki_files
+from .devservers import ManagedProcess
+from .procs import free_port, free_ports, http_ok, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "keda"
@@ -506,7 +505,7 @@ def prove_scaling(kc: list[str], trigger: str, workdir: Path, kubeconfig: Path) 
 
 
 def smoke(workdir: Path, real_node: bool, triggers: list[str]) -> int:
-    from cluster import LocalCluster  # here: cluster.py imports the real-node modules
+    from .cluster import LocalCluster  # here: cluster.py imports the real-node modules
 
     cluster = LocalCluster(workdir / "cluster", real_node=real_node)
     keda: Keda | None = None

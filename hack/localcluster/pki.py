@@ -1,4 +1,4 @@
-"""Client certificates and kubeconfigs signed by the local cluster's throwaway CA.
+"""The local cluster's throwaway CA, and the certificates and kubeconfigs it signs.
 
 Each host component of the real node (kubelet, kube-proxy, cluster DNS) gets its own identity,
 so RBAC grants it only what its role needs instead of sharing the admin certificate.
@@ -52,6 +52,30 @@ def make_front_proxy_certs(pki: Path) -> None:
     make_ca(pki, FRONT_PROXY_CA, "tryon-local-front-proxy-ca")
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     issue_cert(pki, FRONT_PROXY_CLIENT, f"/CN={FRONT_PROXY_CLIENT}", "client.ext", FRONT_PROXY_CA)
+
+
+def make_cluster_pki(pki: Path, node_ip: str) -> None:
+    """The control plane's: a throwaway CA, the API server's serving certificate (also valid for
+    ``node_ip``, the address pods reach it on), an admin client certificate, a service-account key
+    and the aggregation layer's front-proxy certificates."""
+    if (pki / "admin.crt").exists():
+        make_front_proxy_certs(pki)  # a state dir made before these existed
+        return
+    make_ca(pki, "ca", "tryon-local-ca")
+    (pki / "san.ext").write_text(
+        f"subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:{node_ip},DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", "san.ext"),
+        ("admin", "/O=system:masters/CN=tryon-admin", "client.ext"),
+    ):
+        issue_cert(pki, name, subject, ext)
+    openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    make_front_proxy_certs(pki)
 
 
 def issue_client_cert(pki: Path, name: str, subject: str) -> None:

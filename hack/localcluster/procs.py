@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Below Linux's default ephemeral range (32768-60999) and Kubernetes' NodePort range (30000-).
 _QUIET_PORT_RANGE = (20000, 30000)
@@ -39,27 +40,33 @@ def http_ok(url: str) -> bool:
 
 def wait_until(
     what: str,
-    check: Callable[[], bool],
+    check: Callable[[], Any],
     timeout: float,
-    logs: Path | None,
+    logs: Path | None = None,
     *,
-    error: type[Exception] = RuntimeError,
+    error: Callable[[str], BaseException] = RuntimeError,
     pid: int | None = None,
-) -> None:
-    """Polls ``check`` until a deadline; stops early if ``pid`` (what should make it true) exits.
+    every: float | None = None,
+) -> Any:
+    """Polls ``check`` until it returns something truthy, and returns that; stops early if ``pid``
+    (what should make it true) exits. Polls every ``every`` seconds, or from 0.05 s backing off
+    to 0.5 s. The one poll-with-a-deadline of hack/ and bench/ (bench/common.py wraps it).
 
-    The failure carries the last lines of ``logs``, so it says why, not only what.
+    The failure, ``error(message)``, carries the last lines of ``logs``, so it says why, not only
+    what.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.05
+    delay = 0.05 if every is None else every
     while time.monotonic() < deadline:
-        if check():
-            return
+        value = check()
+        if value:
+            return value
         if pid is not None and not pid_alive(pid):
             what += f" (pid {pid} exited)"
             break
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        if every is None:
+            delay = min(delay * 1.5, 0.5)
     tail = ""
     if logs is not None and logs.is_file():
         lines = logs.read_text(errors="replace").splitlines()[-30:]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devservers import ManagedProcess
-from procs import free_port, http_ok
+from .devservers import ManagedProcess
+from .procs import free_port, http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 SCRAPE_INTERVAL_S = 2  # short, so a test sees a new pod's series within seconds

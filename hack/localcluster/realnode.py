@@ -26,13 +26,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import clusterdns
-import hostsetup
-import nodeconfig as cfg
-import registry
-from hostsetup import HostRecord
-from pki import issue_client_cert, write_kubeconfig
-from procs import http_ok, pid_alive, wait_until
+from . import clusterdns, hostsetup, registry
+from . import nodeconfig as cfg
+from .hostsetup import HostRecord
+from .pki import issue_client_cert, write_kubeconfig
+from .procs import http_ok, pid_alive, wait_until
 
 RUNC = "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"

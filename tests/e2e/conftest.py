@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,15 +17,10 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
-
-import incluster  # noqa: E402
-import registry  # noqa: E402
-from cluster import LocalCluster  # noqa: E402
-from prometheus import Prometheus, start_prometheus  # noqa: E402
-
-from tests.support.cluster import wait_for as support_wait_for  # noqa: E402
+from hack.localcluster import incluster, registry
+from hack.localcluster.cluster import LocalCluster
+from hack.localcluster.prometheus import Prometheus, start_prometheus
+from tests.support.cluster import wait_for as support_wait_for
 
 TAG = incluster.image_tag()
 

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,10 +21,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "hack" / "localcluster"))
+from hack.localcluster.cluster import Binaries, LocalCluster
 
-from cluster import Binaries, LocalCluster  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LOCAL_CONTEXT = "tryon-local"
 

@@ -7,17 +7,14 @@ start exactly the same ones; here they only get a temp dir and a finalizer.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "localcluster"))
-
-import devservers
-from devservers import (
+from hack.localcluster import devservers
+from hack.localcluster.devservers import (
     MlflowServer,
     S3Server,
     free_port,

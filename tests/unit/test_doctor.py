@@ -1,33 +1,18 @@
-"""hack/doctor.py: every check's verdict from faked probe results (nothing here touches the machine,
+"""hack/doctor: every check's verdict from faked probe results (nothing here touches the machine,
 except the few tests of the probe helpers, which run harmless local commands)."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from hack import doctor as d
+
 pytestmark = pytest.mark.unit
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "hack" / "doctor.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tryon_doctor", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-d = _load()
 
 OK = d.Cmd(0)
 GB = 10**9

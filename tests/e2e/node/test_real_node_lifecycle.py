@@ -18,13 +18,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "hack" / "localcluster"))
+from hack.localcluster import hostsetup, nodeconfig, realnode
+from hack.localcluster.cluster import LocalCluster
 
-import hostsetup  # noqa: E402
-import nodeconfig  # noqa: E402
-import realnode  # noqa: E402
-from cluster import LocalCluster  # noqa: E402
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +112,8 @@ def test_cluster_down_after_a_crash_leaves_the_host_as_it_was(
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "hack/localcluster/cluster.py"),
+            "-m",
+            "hack.localcluster.cluster",
             "down",
             "--state-dir",
             str(state),
@@ -123,6 +121,7 @@ def test_cluster_down_after_a_crash_leaves_the_host_as_it_was(
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     assert hostsetup.snapshot() == host_before

@@ -1,4 +1,4 @@
-"""`python3 hack/doctor.py` (what `make doctor` runs) on this machine: exit 0, no FAIL, quick."""
+"""`python3 -m hack.doctor` (what `make doctor` runs) on this machine: exit 0, no FAIL, quick."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ LINE = re.compile(r"^(ok  |warn|FAIL) \S+ +\S")
 def test_doctor_passes_on_this_machine_in_seconds() -> None:
     python = shutil.which("python3") or sys.executable  # the plain python the Makefile uses
     started = time.monotonic()
-    r = subprocess.run([python, "hack/doctor.py"], cwd=REPO, capture_output=True, text=True,
+    r = subprocess.run([python, "-m", "hack.doctor"], cwd=REPO, capture_output=True, text=True,
                        timeout=90, check=False)
     took = time.monotonic() - started
     print(r.stdout, r.stderr, sep="\n")

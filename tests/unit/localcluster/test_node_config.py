@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from hack.localcluster import nodeconfig as cfg
+from hack.localcluster import realnode, registry
+from hack.localcluster.realnode import pause_image_archive
+
 pytestmark = pytest.mark.unit
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "hack" / "localcluster"))
-
-import nodeconfig as cfg  # noqa: E402
-import realnode  # noqa: E402
-import registry  # noqa: E402
-from realnode import pause_image_archive  # noqa: E402
 
 PATHS = cfg.NodePaths(state=Path("/state/realnode"), image_root=Path("/cache/containerd"))
 

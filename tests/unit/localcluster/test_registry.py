@@ -5,18 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hack.localcluster import registry
+
 pytestmark = pytest.mark.unit
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "hack" / "localcluster"))
-
-import registry  # noqa: E402
 
 PATHS = registry.RegistryPaths(Path("/cache/registry"))
 
