@@ -17,13 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.models import parse_status
-from ..decide.manual import (
-    ANNOTATION_PROMOTE,
-    ANNOTATION_RETRY,
-    ANNOTATION_ROLLBACK,
-    EVENT_IGNORED,
-    retry,
-)
+from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK
+from ..decide.manual import EVENT_IGNORED
 from . import history as hist
 from .client import Cluster, CtlError
 from .views import (
@@ -175,9 +170,10 @@ class Ctl:
     def cmd_retry(self, args: argparse.Namespace) -> int:
         ns = self._ns(args)
         body = self.cluster.get(ns, args.name)
-        result = retry(args.version, parse_status(body.get("status")))
-        if isinstance(result, str):
-            raise CtlError(result)
+        try:
+            parse_status(body.get("status")).clearing_rejection(args.version)
+        except ValueError as err:
+            raise CtlError(str(err)) from err
         return self._request(
             args,
             body,

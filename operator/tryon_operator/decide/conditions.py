@@ -54,12 +54,7 @@ def degraded_reason(
             )
     if desired_version is None:
         return None
-    rejected_template = (
-        desired_version == status.active_version and desired_hash == status.rejected_template_hash
-    )
-    if (
-        desired_version != status.active_version and desired_version in status.rejected_versions
-    ) or rejected_template:
+    if status.is_rejected(desired_version, desired_hash):
         last = next(
             (
                 h
@@ -69,7 +64,11 @@ def degraded_reason(
             None,
         )
         reason = last.reason if last else "VersionRejected"
-        what = "pod template" if rejected_template else f"version {desired_version}"
+        what = (
+            "pod template"
+            if desired_version == status.active_version
+            else f"version {desired_version}"
+        )
         detail = f": {last.message}" if last and last.message else ""
         return (reason, f"{what} was rolled back and is not retried{detail}")
     return None

@@ -63,13 +63,6 @@ POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachabl
 CHILD_POLL_SECONDS = 5.0
 
 
-def _is_rejected(desired: Desired, status: TryOnModelStatus) -> bool:
-    assert desired.version is not None
-    if desired.version == status.active_version:
-        return desired.template_hash == status.rejected_template_hash
-    return desired.version in status.rejected_versions
-
-
 def decide(desired: Desired, status: TryOnModelStatus, observed: Observed, now: datetime) -> Action:
     """The next step of the blue/green rollout."""
     if desired.paused:
@@ -97,7 +90,7 @@ def _decide_idle(desired: Desired, status: TryOnModelStatus) -> Action:
         and desired.template_hash == status.active_template_hash
     ):
         return Steady()
-    if _is_rejected(desired, status):
+    if status.is_rejected(desired.version, desired.template_hash):
         return Hold(
             "VersionRejected",
             f"version {desired.version} was rolled back; it is not retried until the model "
@@ -121,7 +114,7 @@ def _decide_pre_promotion(  # noqa: C901 - ordered guards, table-tested
             status.active_template_hash,
         ):
             return CancelRollout("the desired version is the active one again")
-        if _is_rejected(desired, status):
+        if status.is_rejected(desired.version, desired.template_hash):
             return CancelRollout(f"version {desired.version} is rejected")
         return StartRollout(
             rollout.color, desired.version, desired.template_hash, desired.replicas, rollout

@@ -35,9 +35,7 @@ def fulfilled_by(action: d.Action, desired: d.Desired, status: TryOnModelStatus)
     return done
 
 
-def promote_problem(
-    request: str, desired_version: str | None, status: TryOnModelStatus
-) -> str | None:
+def promote_problem(request: str, desired: d.Desired, status: TryOnModelStatus) -> str | None:
     """Why ``tryon.dev/promote=<request>`` can no longer be carried out; None: keep waiting."""
     rollout = status.rollout
     if rollout is not None and rollout.phase != "PostPromotion":
@@ -51,25 +49,8 @@ def promote_problem(
         return "nothing to promote: no rollout is waiting for promotion"
     if request == status.active_version:
         return f"version {request} already serves on {status.active_color}"
-    if desired_version is None:
+    if desired.version is None:
         return None  # the registry cannot say now; a rollout of it may yet start
-    if request == desired_version and request in status.rejected_versions:
+    if request == desired.version and status.is_rejected(request, desired.template_hash):
         return f"cannot promote version {request}: it was rolled back; retry it first"
     return f"cannot promote version {request}: no rollout of it is in progress"
-
-
-def retry(version: str, status: TryOnModelStatus) -> TryOnModelStatus | str:
-    """The status with the rejection of ``version`` cleared, or why there is nothing to clear.
-
-    A rejected version of its own is in ``rejectedVersions``; a rejected pod template of the
-    version that serves is ``rejectedTemplateHash``.
-    """
-    changes: dict[str, object] = {}
-    if version in status.rejected_versions:
-        changes["rejected_versions"] = tuple(v for v in status.rejected_versions if v != version)
-    if version == status.active_version and status.rejected_template_hash is not None:
-        changes["rejected_template_hash"] = None
-    if not changes:
-        listed = ", ".join(status.rejected_versions) or "none"
-        return f"version {version} is not rejected (rejected versions: {listed})"
-    return status.model_copy(update=changes)

@@ -261,11 +261,9 @@ def reject(
     reason, message = why
     fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "rolled_back").inc()
     status = record(status, rollout, "RolledBack", why, step.now, fx.settings.history_limit)
+    status = status.rejecting(rollout, fx.settings.rejected_limit)
     if rollout.version == status.active_version:
-        return status.model_copy(update={"rejected_template_hash": rollout.template_hash})
-    rejected = tuple(v for v in status.rejected_versions if v != rollout.version)
-    rejected = (*rejected, rollout.version)[-fx.settings.rejected_limit :]
-    status = status.model_copy(update={"rejected_versions": rejected})
+        return status  # its pod template was rejected; the model version is not to blame
     note = f"{ctx.namespace}/{ctx.name} at {step.now.isoformat()}: {reason}: {message}"
     return tag(ctx, fx, status, (rollout.version, TAG_REJECTED, note))
 

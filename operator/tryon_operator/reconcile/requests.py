@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..api.models import TryOnModelStatus
 from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, REQUEST_ANNOTATIONS
 from ..decide import decision as d
-from ..decide.manual import EVENT_IGNORED, EVENT_RETRY, promote_problem, retry
+from ..decide.manual import EVENT_IGNORED, EVENT_RETRY, promote_problem
 from .context import Step
 from .events import Told
 
@@ -18,8 +18,10 @@ def take_retry(step: Step) -> tuple[TryOnModelStatus, str | None]:
     version = step.ctx.annotations.get(ANNOTATION_RETRY)
     if version is None:
         return step.status, None
-    result = retry(version.strip(), step.status)
-    return (step.status, result) if isinstance(result, str) else (result, None)
+    try:
+        return step.status.clearing_rejection(version.strip()), None
+    except ValueError as err:
+        return step.status, str(err)
 
 
 def outcomes(
@@ -38,7 +40,7 @@ def outcomes(
             if desired.paused:
                 continue  # acted on once resumed
             if key == ANNOTATION_PROMOTE:
-                problem = promote_problem(value.strip(), desired.version, step.status)
+                problem = promote_problem(value.strip(), desired, step.status)
             else:
                 answer = d.manual_rollback(value.strip(), step.status, step.cluster.observed)
                 problem = answer if isinstance(answer, str) else None

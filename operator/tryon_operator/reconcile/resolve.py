@@ -78,10 +78,9 @@ def _record_resolution(
     ) == (result.version, model_name, selector, result.run_id, result.source):
         return status
     moved = previous is None or previous.version != result.version
-    rejected = status.rejected_versions
-    if previous is not None and moved and result.version in rejected:
+    if previous is not None and moved and result.version in status.rejected_versions:
         # The selector moved onto this version again: that is the signal to retry it.
-        rejected = tuple(v for v in rejected if v != result.version)
+        status = status.clearing_rejection(result.version)
     if moved:
         fx.events.tell(
             ctx.owner,
@@ -102,7 +101,7 @@ def _record_resolution(
         source=result.source,
         changed_at=now if moved or previous is None else previous.changed_at,
     )
-    return status.model_copy(update={"model": model, "rejected_versions": rejected})
+    return status.model_copy(update={"model": model})
 
 
 def desired(

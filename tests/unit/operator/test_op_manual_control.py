@@ -118,22 +118,23 @@ PROMOTE_CASES = [
 @pytest.mark.parametrize(("request_", "version", "st", "problem"),
                          [c[1:] for c in PROMOTE_CASES], ids=[c[0] for c in PROMOTE_CASES])
 def test_promote_request_problem(request_, version, st, problem):
-    assert (manual.promote_problem(request_, version, st) is not None) is problem
+    assert (manual.promote_problem(request_, desired(version), st) is not None) is problem
 
 
 def test_retry_clears_a_rejected_version():
-    result = manual.retry("2", status(rejected_versions=("2", "3")))
-    assert isinstance(result, TryOnModelStatus) and result.rejected_versions == ("3",)
+    result = status(rejected_versions=("2", "3")).clearing_rejection("2")
+    assert result.rejected_versions == ("3",)
 
 
 def test_retry_of_the_serving_version_clears_its_rejected_template():
-    result = manual.retry("1", status(rejected_template_hash="bad"))
-    assert isinstance(result, TryOnModelStatus) and result.rejected_template_hash is None
+    result = status(rejected_template_hash="bad").clearing_rejection("1")
+    assert result.rejected_template_hash is None
 
 
 def test_retry_of_a_version_that_is_not_rejected_says_so():
-    assert manual.retry("4", status(rejected_versions=("2",))) == (
-        "version 4 is not rejected (rejected versions: 2)")
+    with pytest.raises(ValueError) as err:
+        status(rejected_versions=("2",)).clearing_rejection("4")
+    assert str(err.value) == "version 4 is not rejected (rejected versions: 2)"
 
 
 def test_a_promotion_fulfils_a_matching_promote_request_only():
