@@ -268,7 +268,7 @@ def _carry_out(step: Step, fix: Repair) -> None:
             )
         )
     elif isinstance(fix, Scale):
-        kube.scale(ctx.namespace, deployment_name(ctx.name, fix.color), fix.replicas)
+        step.scale(fix.color, fix.replicas)
     elif isinstance(fix, SetSelector):
         kube.set_selector_color(ctx.namespace, fix.service, fix.color)
     else:

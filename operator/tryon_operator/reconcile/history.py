@@ -4,51 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..api.models import (
     Color,
-    HistoryEntry,
-    Outcome,
     PendingTag,
     RendererSpec,
-    RolloutState,
     TryOnModelSpec,
     TryOnModelStatus,
 )
 from ..observe.views import ClusterView, ColorView
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 OWED_TAGS_LIMIT = 20  # status stays small; the oldest owed tag is dropped first
-
-
-def record(
-    status: TryOnModelStatus,
-    rollout: RolloutState,
-    outcome: Outcome,
-    why: tuple[str, str],
-    now: datetime,
-    limit: int,
-) -> TryOnModelStatus:
-    """Appends how a rollout ended (``why``: reason, message), keeping the last ``limit``."""
-    reason, message = why
-    entry = HistoryEntry(
-        version=rollout.version,
-        color=rollout.color,
-        outcome=outcome,
-        reason=reason,
-        message=message[:500],
-        started_at=rollout.started_at,
-        finished_at=now,
-        promoted_at=rollout.promoted_at,
-        previous_version=rollout.previous_version,
-    )
-    return status.model_copy(update={"history": (*status.history, entry)[-limit:]})
 
 
 def owe_tag(status: TryOnModelStatus, tag: PendingTag) -> TryOnModelStatus:
@@ -58,23 +29,6 @@ def owe_tag(status: TryOnModelStatus, tag: PendingTag) -> TryOnModelStatus:
     )
     owed = (*kept, tag)[-OWED_TAGS_LIMIT:]
     return status.model_copy(update={"pending_registry_tags": owed})
-
-
-def with_rollout(status: TryOnModelStatus, **changes: Any) -> TryOnModelStatus:
-    rollout = must(status.rollout)
-    return status.model_copy(update={"rollout": rollout.model_copy(update=changes)})
-
-
-def without_rollout(status: TryOnModelStatus) -> TryOnModelStatus:
-    """The status once a rollout has ended, whichever way: no rollout, no preview."""
-    return status.model_copy(
-        update={"rollout": None, "preview_color": None, "preview_version": None}
-    )
-
-
-def must(value: _T | None) -> _T:
-    assert value is not None
-    return value
 
 
 def renderer_record(spec: TryOnModelSpec) -> str:

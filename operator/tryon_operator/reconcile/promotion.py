@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..api.builders import build_service, deployment_name, preview_service_name
+from ..api.builders import build_service, preview_service_name
 from ..api.models import RolloutState, TryOnModelStatus
 from ..api.vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
 from ..decide import decision as d
 from ..observe.views import SmokeOutcome
-from .context import Step
+from .context import Step, must, with_rollout
 from .events import Told
-from .history import must, renderer_record, with_rollout
+from .history import renderer_record
 from .scaler import apply_scaler
 from .status import gpu_shortage
 from .tags import tag
@@ -29,16 +29,9 @@ def run_smoke_test(step: Step, action: d.RunSmokeTest) -> tuple[TryOnModelStatus
     status = step.status
     if outcome.reachable and outcome.passed:
         status = with_rollout(status, smoke_passed=True)
-        step.tell(
-            Told(
-                "Normal",
-                "SmokeTestPassed",
-                f"version {rollout.version} on {action.color}: {outcome.message}",
-                version=rollout.version,
-                color=action.color,
-                evidence={"smoke": outcome.message, "url": url},
-            )
-        )
+        message = f"version {rollout.version} on {action.color}: {outcome.message}"
+        evidence = {"smoke": outcome.message, "url": url}
+        step.tell(step.about("Normal", "SmokeTestPassed", message, evidence=evidence))
     return status, outcome
 
 
@@ -46,16 +39,11 @@ def await_promotion(step: Step) -> TryOnModelStatus:
     rollout = must(step.status.rollout)
     if rollout.phase == "AwaitingPromotion":
         return step.status
-    step.tell(
-        Told(
-            "Normal",
-            "AwaitingPromotion",
-            f"version {rollout.version} on {rollout.color} is Ready and tested; "
-            f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote",
-            version=rollout.version,
-            color=rollout.color,
-        )
+    message = (
+        f"version {rollout.version} on {rollout.color} is Ready and tested; "
+        f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote"
     )
+    step.tell(step.about("Normal", "AwaitingPromotion", message))
     return with_rollout(step.status, phase="AwaitingPromotion", ready_at=step.fx.clock())
 
 
@@ -91,26 +79,18 @@ def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
         promoted = apply_scaler(replace(step, status=promoted), action.color)
     latency = (now - (rollout.seen_at or rollout.started_at)).total_seconds()
     fx.metrics.promotion_latency.labels(ctx.namespace, ctx.name).observe(max(latency, 0.0))
-    fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "promoted").inc()
-    step.tell(
-        Told(
-            "Normal",
-            "Promoted",
-            f"traffic flipped to {action.color} (version {rollout.version}) "
-            f"{latency:.1f}s after the model change was seen; previous "
-            f"{status.active_color or 'none'} (version {status.active_version or '-'}) "
-            "kept warm",
-            version=rollout.version,
-            color=action.color,
-            previous_version=status.active_version,
-            previous_color=status.active_color,
-            evidence={
-                "latencySeconds": round(latency, 1),
-                "smokePassed": rollout.smoke_passed,
-                "selector": f"{LABEL_COLOR}={action.color}",
-            },
-        )
+    step.count("promoted")
+    message = (
+        f"traffic flipped to {action.color} (version {rollout.version}) "
+        f"{latency:.1f}s after the model change was seen; previous "
+        f"{status.active_color or 'none'} (version {status.active_version or '-'}) kept warm"
     )
+    evidence = {
+        "latencySeconds": round(latency, 1),
+        "smokePassed": rollout.smoke_passed,
+        "selector": f"{LABEL_COLOR}={action.color}",
+    }
+    step.tell(step.about("Normal", "Promoted", message, previous=True, evidence=evidence))
     where = f"{ctx.namespace}/{ctx.name}"
     note = f"{where} promoted to {action.color} at {now.isoformat()}"
     promoted = tag(ctx, fx, promoted, (rollout.version, TAG_PROMOTED, note))
@@ -125,48 +105,37 @@ def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
 
 def _grow_shrunk_preview(step: Step, rollout: RolloutState) -> None:
     """After a flip on a shrunk preview: grow it, and shrink the old colour as much."""
-    ctx, kube, status = step.ctx, step.fx.kube, step.status
+    status = step.status
     full = must(rollout.full_replicas)
-    kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), full)
+    step.scale(rollout.color, full)
     if status.active_color is not None:
         old = step.cluster.observed.color(status.active_color)
         keep = max(1, old.replicas - (full - rollout.replicas))
         if keep < old.replicas:
-            kube.scale(ctx.namespace, deployment_name(ctx.name, status.active_color), keep)
-    step.tell(
-        Told(
-            "Normal",
-            "PreviewGrowing",
-            f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
-            f"pod(s), growing to {full}",
-            version=rollout.version,
-            color=rollout.color,
-        )
+            step.scale(status.active_color, keep)
+    message = (
+        f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
+        f"pod(s), growing to {full}"
     )
+    step.tell(step.about("Normal", "PreviewGrowing", message))
 
 
 def ease_gpu_shortage(step: Step, action: d.ShrinkPreview | d.MakeRoom) -> TryOnModelStatus:
     """Carries out the spec's GPU-shortage policy; the rollout remembers what it changed."""
-    ctx, kube = step.ctx, step.fx.kube
     # The GPUShortage Event goes out before the policy acts on it.
     status, _ = gpu_shortage(step)
     rollout = must(status.rollout)
     preview = step.cluster.observed.color(rollout.color)
     short = f"{preview.gpu_short_pods} of {rollout.replicas} preview pod(s) got no GPU"
-    kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
+    step.scale(action.color, action.replicas)
     if isinstance(action, d.ShrinkPreview):
-        step.tell(
-            Told(
-                "Warning",
-                "PreviewShrunk",
-                f"{short}: preview {action.color} (version {rollout.version}) runs with "
-                f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
-                f"{rollout.full_replicas or rollout.replicas} after the flip",
-                version=rollout.version,
-                color=action.color,
-                evidence={"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods},
-            )
+        message = (
+            f"{short}: preview {action.color} (version {rollout.version}) runs with "
+            f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
+            f"{rollout.full_replicas or rollout.replicas} after the flip"
         )
+        evidence = {"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods}
+        step.tell(step.about("Warning", "PreviewShrunk", message, evidence=evidence))
         return with_rollout(
             status,
             full_replicas=rollout.full_replicas or rollout.replicas,

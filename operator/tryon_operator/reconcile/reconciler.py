@@ -26,7 +26,7 @@ from ..registry.cache import Answer, ResolutionCache, TtlCache
 from ..registry.watchers import ModelWatchers
 from ..settings import OperatorSettings
 from . import heal, requests
-from .actions import ACTIONS
+from .actions import carry_out
 from .context import Effects, ReconcileContext, Step
 from .events import EventSink, Told
 from .history import validation_message
@@ -199,7 +199,7 @@ class Reconciler:
             if isinstance(action, d.WAITING):
                 break
             fulfilled |= fulfilled_by(action, desired, step.status)
-            status = ACTIONS[type(action)](step, action)
+            status = carry_out(step, action)
             cluster = fx.kube.observe(ctx.namespace, ctx.name)
             observed = cluster.observed
             step = replace(step, status=status, cluster=cluster)

@@ -16,9 +16,9 @@ from ..gateways.mlflow import ResolvedModel
 from ..observe.parse import quantity
 from ..observe.views import ClusterView, ColorView, GpuCapacity
 from ..registry.cache import Answer
-from .context import Step
+from .context import Step, with_rollout
 from .events import EventSink, Told
-from .history import image_problem, with_rollout
+from .history import image_problem
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +149,8 @@ def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:
     note = gpu_shortage_note(spec, rollout, (preview, capacity), step.now)
     if rollout.gpu_shortage_reported:
         return status, note
-    step.tell(
-        Told(
-            "Warning",
-            "GPUShortage",
-            note,
-            version=rollout.version,
-            color=rollout.color,
-            evidence={
-                "gpuShortPods": preview.gpu_short_pods,
-                "scheduler": preview.unschedulable_message,
-            },
-        )
-    )
+    evidence = {"gpuShortPods": preview.gpu_short_pods, "scheduler": preview.unschedulable_message}
+    step.tell(step.about("Warning", "GPUShortage", note, evidence=evidence))
     return with_rollout(status, gpu_shortage_reported=True), note
 
 
@@ -215,19 +204,12 @@ def image_unavailable(step: Step) -> None:
     label = f"version {rollout.version} on {rollout.color}:"
     if told and told.reason == "PreviewImageUnavailable" and told.message.startswith(label):
         return
-    step.tell(
-        Told(
-            "Warning",
-            "ImageUnavailable",
-            f"{label} {image_problem(preview)}",
-            version=rollout.version,
-            color=rollout.color,
-            evidence={
-                "imageUnavailablePods": preview.image_unavailable_pods,
-                "kubelet": preview.image_unavailable_message,
-            },
-        )
-    )
+    evidence = {
+        "imageUnavailablePods": preview.image_unavailable_pods,
+        "kubelet": preview.image_unavailable_message,
+    }
+    message = f"{label} {image_problem(preview)}"
+    step.tell(step.about("Warning", "ImageUnavailable", message, evidence=evidence))
 
 
 # What refused the pods, by the words the API server uses for each admission step.
@@ -267,16 +249,9 @@ def pods_refused(step: Step) -> TryOnModelStatus:
         return status
     if rollout.pods_refused_reported:
         return status
-    step.tell(
-        Told(
-            "Warning",
-            "PodsRefused",
-            f"version {rollout.version} on {rollout.color}: {refusal(preview)}",
-            version=rollout.version,
-            color=rollout.color,
-            evidence={"apiServer": preview.pods_refused_message},
-        )
-    )
+    message = f"version {rollout.version} on {rollout.color}: {refusal(preview)}"
+    evidence = {"apiServer": preview.pods_refused_message}
+    step.tell(step.about("Warning", "PodsRefused", message, evidence=evidence))
     return with_rollout(status, pods_refused_reported=True)
 
 
