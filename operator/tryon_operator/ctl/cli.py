@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.models import parse_status
-from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK
-from ..decide.manual import EVENT_IGNORED
+from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK, EventReason
 from . import history as hist
 from .client import Cluster, CtlError
 from .views import (
@@ -32,6 +31,7 @@ from .views import (
 )
 
 POLL_SECONDS = 1.0
+IGNORED: EventReason = "ManualRequestIgnored"  # the operator's answer to a request it cannot do
 
 
 def _duration(raw: str) -> float:
@@ -207,7 +207,7 @@ class Ctl:
         for event in self.cluster.events(ns, name, 50):
             if event not in seen:
                 self.out(f"{event.type} {event.reason}: {event.message}")
-                if event.reason == EVENT_IGNORED and key in event.message:
+                if event.reason == IGNORED and key in event.message:
                     code = EXIT_DEGRADED
         return code
 

@@ -12,7 +12,7 @@ from ..api.vocabulary import TAG_PROMOTED, TAG_REJECTED
 from ..decide import decision as d
 from .context import Step, must, with_rollout, without_rollout
 from .events import Told
-from .history import evidence
+from .problems import evidence
 from .promotion import ease_gpu_shortage, promote
 from .resolve import first_seen
 from .tags import tag

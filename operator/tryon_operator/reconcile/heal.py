@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..api.builders import (
     build_deployment,
     build_hpa,
@@ -17,12 +19,12 @@ from ..api.builders import (
     deployment_name,
     selector_labels,
 )
-from ..api.models import COLORS, Color, TryOnModelSpec, TryOnModelStatus, other_color
+from ..api.models import COLORS, Color, RendererSpec, TryOnModelSpec, TryOnModelStatus, other_color
 from ..api.vocabulary import LABEL_COLOR
 from ..observe.views import ServiceView
 from .context import Step
 from .events import Told
-from .history import active_spec, backfill_active_renderer
+from .promotion import renderer_record
 
 log = logging.getLogger(__name__)
 
@@ -292,3 +294,27 @@ def _build(step: Step, fix: Apply) -> dict[str, Any]:
         tracking_uri=ctx.tracking_uri,
         replicas=fix.replicas,
     )
+
+
+def backfill_active_renderer(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelStatus:
+    """Status from before ``activeRenderer``: the spec is the record when the hashes agree."""
+    current = spec.renderer.template_hash()
+    if status.active_renderer is None and status.active_template_hash == current:
+        return status.model_copy(update={"active_renderer": renderer_record(spec)})
+    return status
+
+
+def active_spec(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelSpec:
+    """The spec as the active colour was promoted: a newer renderer has not passed a rollout yet.
+
+    Without a usable record (status from an older operator and a spec changed since), the spec
+    itself is all there is.
+    """
+    if status.active_renderer is None:
+        return spec
+    try:
+        renderer = RendererSpec.model_validate_json(status.active_renderer)
+    except ValidationError:
+        log.warning("status.activeRenderer is unreadable; rebuilding from the spec")
+        return spec
+    return spec.model_copy(update={"renderer": renderer})

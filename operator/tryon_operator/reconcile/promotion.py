@@ -3,18 +3,18 @@ wait for a person, and the GPU-shortage policies that make room for a preview.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from ..api.builders import build_service, preview_service_name
-from ..api.models import RolloutState, TryOnModelStatus
+from ..api.models import RolloutState, TryOnModelSpec, TryOnModelStatus
 from ..api.vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
 from ..decide import decision as d
 from ..observe.views import SmokeOutcome
 from .context import Step, must, with_rollout
 from .events import Told
-from .history import renderer_record
+from .problems import gpu_shortage
 from .scaler import apply_scaler
-from .status import gpu_shortage
 from .tags import tag
 
 
@@ -156,3 +156,11 @@ def ease_gpu_shortage(step: Step, action: d.ShrinkPreview | d.MakeRoom) -> TryOn
         )
     )
     return with_rollout(status, room_made=action.room_made)
+
+
+def renderer_record(spec: TryOnModelSpec) -> str:
+    """The renderer spec as promoted, kept in status so heal rebuilds the active colour from
+    it (``heal.active_spec``) while a newer spec waits for its rollout."""
+    return json.dumps(
+        spec.renderer.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )

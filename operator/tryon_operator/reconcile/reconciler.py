@@ -17,7 +17,6 @@ from ..api.builders import Owner
 from ..api.errors import InvalidSpecError, KubeError, ModelResolutionError
 from ..api.models import TryOnModelSpec, TryOnModelStatus, parse_status
 from ..decide import decision as d
-from ..decide.manual import fulfilled_by
 from ..gateways.ports import KubePort, RegistryPort, SignalPort, SmokePort
 from ..gateways.prometheus import PrometheusSignals
 from ..metrics import Metrics
@@ -29,20 +28,13 @@ from . import heal, requests
 from .actions import carry_out
 from .context import Effects, ReconcileContext, Step
 from .events import EventSink, Told
-from .history import validation_message
+from .problems import announce_phase, gpu_shortage, image_unavailable, pods_refused
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve
 from .scale_memory import ScaleMemory
 from .scaler import AUTOSCALE_PERIOD_SECONDS, keep_scaler
-from .status import (
-    announce_phase,
-    finish_status,
-    gpu_shortage,
-    image_unavailable,
-    invalid_status,
-    pods_refused,
-)
+from .status import finish_status, invalid_status, validation_message
 from .tags import pay_owed
 
 log = logging.getLogger(__name__)
@@ -198,7 +190,7 @@ class Reconciler:
                 break
             if isinstance(action, d.WAITING):
                 break
-            fulfilled |= fulfilled_by(action, desired, step.status)
+            fulfilled |= requests.fulfilled_by(action, desired, step.status)
             status = carry_out(step, action)
             cluster = fx.kube.observe(ctx.namespace, ctx.name)
             observed = cluster.observed
