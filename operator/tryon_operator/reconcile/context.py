@@ -1,5 +1,6 @@
 """The values one reconcile passes around: who and what (``ReconcileContext``), the side effects
-it may cause (``Effects``), and the state one action runs against (``Step``)."""
+it may cause (``Effects``), what a pure step plans from (``Facts``: no effects) and the state one
+action runs against (``Step``: facts and effects)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,16 @@ class Effects:
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What a pure step plans from: no ports in here, so mypy rejects I/O in a ``plan()``."""
+
+    ctx: ReconcileContext
+    status: TryOnModelStatus
+    cluster: ClusterView
+    now: datetime
+
+
+@dataclass(frozen=True)
 class Step:
     """What one action runs against: the status so far and the cluster as last seen."""
 
@@ -77,6 +88,10 @@ class Step:
     status: TryOnModelStatus
     cluster: ClusterView
     now: datetime
+
+    @property
+    def facts(self) -> Facts:
+        return Facts(self.ctx, self.status, self.cluster, self.now)
 
     def tell(self, told: Told) -> None:
         """Tells a decision; one taken within a rollout is keyed by it, so a redo is not told."""

@@ -6,6 +6,7 @@ remembers that it was."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,15 @@ from .context import Step, with_rollout
 from .events import EventSink, Told
 
 log = logging.getLogger(__name__)
+
+
+def notice(step: Step) -> tuple[Step, str | None]:
+    """Tells each problem the preview shows now, once; returns the step on the status that
+    remembers what was told, and the GPU note the Progressing condition quotes."""
+    status, gpu_note = gpu_shortage(step)
+    step = replace(step, status=pods_refused(replace(step, status=status)))
+    image_unavailable(step)
+    return step, gpu_note
 
 
 def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:

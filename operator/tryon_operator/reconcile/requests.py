@@ -4,7 +4,7 @@ TryOnModel, from being taken before anything decides to being removed after stat
 Each request is consumed: once acted on, or once it can no longer apply, the operator removes the
 annotation, so a forgotten ``promote=true`` cannot silently approve every later rollout. Whether
 a request is done, pending or impossible is answered without I/O (``fulfilled_by``,
-``promote_problem``, ``outcomes``), so the table tests can pin every case.
+``promote_problem``, ``plan``), so the table tests can pin every case.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..api.vocabulary import (
     REQUEST_ANNOTATIONS,
 )
 from ..decide import decision as d
-from .context import Step
+from .context import Facts, Step
 from .events import Told
 
 Outcome = tuple[str, str | None]  # annotation to remove, problem (None: carried out)
@@ -59,24 +59,24 @@ def promote_problem(request: str, desired: d.Desired, status: TryOnModelStatus) 
     return f"cannot promote version {request}: no rollout of it is in progress"
 
 
-def take_retry(step: Step) -> tuple[TryOnModelStatus, str | None]:
+def take_retry(facts: Facts) -> tuple[TryOnModelStatus, str | None]:
     """Clears the rejection a ``tryon.dev/retry`` annotation names, before anything decides."""
-    version = step.ctx.annotations.get(ANNOTATION_RETRY)
+    version = facts.ctx.annotations.get(ANNOTATION_RETRY)
     if version is None:
-        return step.status, None
+        return facts.status, None
     try:
-        return step.status.clearing_rejection(version.strip()), None
+        return facts.status.clearing_rejection(version.strip()), None
     except ValueError as err:
-        return step.status, str(err)
+        return facts.status, str(err)
 
 
-def outcomes(
-    step: Step, desired: d.Desired, fulfilled: set[str], retry_problem: str | None
+def plan(
+    facts: Facts, desired: d.Desired, fulfilled: set[str], retry_problem: str | None
 ) -> list[Outcome]:
-    """Which request annotations are done with, and why (pure)."""
+    """Which request annotations are done with, and why."""
     done: list[Outcome] = []
     for key in REQUEST_ANNOTATIONS:
-        value = step.ctx.annotations.get(key)
+        value = facts.ctx.annotations.get(key)
         if value is None:
             continue
         problem: str | None = None
@@ -86,9 +86,9 @@ def outcomes(
             if desired.paused:
                 continue  # acted on once resumed
             if key == ANNOTATION_PROMOTE:
-                problem = promote_problem(value.strip(), desired, step.status)
+                problem = promote_problem(value.strip(), desired, facts.status)
             else:
-                answer = d.manual_rollback(value.strip(), step.status, step.cluster.observed)
+                answer = d.manual_rollback(value.strip(), facts.status, facts.cluster.observed)
                 problem = answer if isinstance(answer, str) else None
             if problem is None:
                 continue  # still applicable: waits for the rollout

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from ..api.errors import ModelResolutionError
@@ -14,6 +15,8 @@ from ..observe.views import ClusterView
 from ..registry.cache import Answer, ResolutionCache
 from .context import Effects, ReconcileContext
 from .events import Told
+
+log = logging.getLogger(__name__)
 
 
 def resolve(
@@ -37,6 +40,7 @@ def resolve(
     before = status.condition("ModelResolved")
     if isinstance(result, ModelResolutionError):
         if before is None or before.status != "False" or before.reason != result.reason:
+            log.warning("model resolution failed: %s", result.message)
             fx.events.tell(
                 ctx.owner,
                 Told(

@@ -8,13 +8,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ..api.errors import ModelResolutionError
 from ..api.models import Condition, ConditionType, Phase, TryOnModelStatus
 from ..decide import decision as d
 from ..gateways.mlflow import ResolvedModel
 from ..observe.views import ClusterView, Observed
 from ..registry.cache import Answer
-from .context import Step
+from .context import Facts
 from .problems import image_problem, refusal
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,10 @@ _PROGRESS_REASON = {
 
 
 def wanted_conditions(
-    step: Step, desired: d.Desired, resolution: Answer, gpu_note: str | None
+    facts: Facts, desired: d.Desired, resolution: Answer, gpu_note: str | None
 ) -> list[Wanted]:
-    """What each condition should say now; no I/O, so the table tests can pin every case."""
-    status, spec, cluster = step.status, step.ctx.spec, step.cluster
+    """What each condition should say now."""
+    status, spec, cluster = facts.status, facts.ctx.spec, facts.cluster
     if isinstance(resolution, ResolvedModel):
         resolved: Wanted = (
             "ModelResolved",
@@ -105,20 +104,16 @@ def _ready(status: TryOnModelStatus, cluster: ClusterView) -> Wanted:
     )
 
 
-def finish_status(
-    step: Step, desired: d.Desired, resolution: Answer, gpu_note: str | None = None
+def plan(
+    facts: Facts, desired: d.Desired, resolution: Answer, gpu_note: str | None = None
 ) -> TryOnModelStatus:
-    """Conditions, observedGeneration and phase for the status as it stands after ``step``."""
-    status, generation = step.status, step.ctx.generation
-    if isinstance(resolution, ModelResolutionError):
-        old = status.condition("ModelResolved")
-        if old is None or old.status != "False" or old.reason != resolution.reason:
-            log.warning("model resolution failed: %s", resolution.message)
+    """Conditions, observedGeneration and phase for the status as ``facts`` show it."""
+    status, generation = facts.status, facts.ctx.generation
     conds = status.conditions
-    for type_, value, reason, message in wanted_conditions(step, desired, resolution, gpu_note):
-        conds = set_condition(conds, type_, value, reason, message, step.now, generation)
+    for type_, value, reason, message in wanted_conditions(facts, desired, resolution, gpu_note):
+        conds = set_condition(conds, type_, value, reason, message, facts.now, generation)
     status = status.model_copy(update={"conditions": conds, "observed_generation": generation})
-    return status.model_copy(update={"phase": derive_phase(status, step.ctx.spec.paused)})
+    return status.model_copy(update={"phase": derive_phase(status, facts.ctx.spec.paused)})
 
 
 def invalid_status(
