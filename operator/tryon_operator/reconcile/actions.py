@@ -187,7 +187,7 @@ def _serving_again(step: Step, rollout: RolloutState) -> TryOnModelStatus:
         f"{step.ctx.namespace}/{step.ctx.name} serving again on {rollout.previous_color} at "
         f"{step.now.isoformat()} after version {rollout.version} was rolled back"
     )
-    return tag(step.ctx, step.fx, step.status, (rollout.previous_version, TAG_PROMOTED, note))
+    return tag(step.ctx, step.fx, step.status, rollout.previous_version, TAG_PROMOTED, note)
 
 
 def _grow_standby(step: Step, action: d.FlipBack, color: Color) -> str:
@@ -260,7 +260,7 @@ def reject(step: Step, rollout: RolloutState, reason: str, message: str) -> TryO
     if rollout.version == status.active_version:
         return status  # its pod template was rejected; the model version is not to blame
     note = f"{step.ctx.namespace}/{step.ctx.name} at {step.now.isoformat()}: {reason}: {message}"
-    return tag(step.ctx, step.fx, status, (rollout.version, TAG_REJECTED, note))
+    return tag(step.ctx, step.fx, status, rollout.version, TAG_REJECTED, note)
 
 
 def _why_flipped_back(reason: str) -> str:

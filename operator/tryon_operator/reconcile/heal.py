@@ -117,7 +117,7 @@ def _active_repairs(
         return status, [Apply("Deployment", active, version, replicas, spec=promoted, heal=heal)]
     if view.foreign_template_managers and view.template_hash == promoted.renderer.template_hash():
         return status, [
-            _restore(name, active, (version, replicas), promoted, view.foreign_template_managers)
+            _restore(name, active, version, replicas, promoted, view.foreign_template_managers)
         ]
     if not facts.ctx.spec.autoscaling.enabled and view.replicas != replicas:
         heal = f"Deployment {name} scaled back from {view.replicas} to {replicas} replicas"
@@ -128,11 +128,11 @@ def _active_repairs(
 def _restore(
     name: str,
     color: Color,
-    wanted: tuple[str, int],
+    version: str,
+    replicas: int,
     spec: TryOnModelSpec,
     managers: tuple[str, ...],
 ) -> RestoreTemplate:
-    version, replicas = wanted
     heal = (
         f"Deployment {name} pod template was edited by {', '.join(managers)}; "
         f"restored to version {version}"
@@ -152,8 +152,8 @@ def _preview_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     view = facts.cluster.observed.color(rollout.color)
     if view.exists and view.foreign_template_managers:
         name = deployment_name(facts.ctx.name, rollout.color)
-        wanted = (rollout.version, rollout.replicas)
-        return [_restore(name, rollout.color, wanted, spec, view.foreign_template_managers)]
+        managers = view.foreign_template_managers
+        return [_restore(name, rollout.color, rollout.version, rollout.replicas, spec, managers)]
     if (
         not view.exists
         or view.version != rollout.version

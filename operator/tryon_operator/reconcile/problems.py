@@ -41,7 +41,7 @@ def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:
         return status, None
     spec = step.ctx.spec
     capacity = step.fx.capacity(dict(spec.renderer.node_selector))
-    note = gpu_shortage_note(spec, rollout, (preview, capacity), step.now)
+    note = gpu_shortage_note(spec, rollout, preview, capacity, step.now)
     if rollout.gpu_shortage_reported:
         return status, note
     evidence = {"gpuShortPods": preview.gpu_short_pods, "scheduler": preview.unschedulable_message}
@@ -52,10 +52,10 @@ def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:
 def gpu_shortage_note(
     spec: TryOnModelSpec,
     rollout: RolloutState,
-    seen: tuple[ColorView, GpuCapacity | None],
+    preview: ColorView,
+    capacity: GpuCapacity | None,
     now: datetime,
 ) -> str:
-    preview, capacity = seen
     resources = spec.renderer.resources
     per_pod = quantity(resources.limits.get(GPU, resources.requests.get(GPU, 0)))
     if capacity is None:

@@ -93,13 +93,13 @@ def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
     step.tell(step.about("Normal", "Promoted", message, previous=True, evidence=evidence))
     where = f"{ctx.namespace}/{ctx.name}"
     note = f"{where} promoted to {action.color} at {now.isoformat()}"
-    promoted = tag(ctx, fx, promoted, (rollout.version, TAG_PROMOTED, note))
+    promoted = tag(ctx, fx, promoted, rollout.version, TAG_PROMOTED, note)
     if status.active_version is not None and status.active_version != rollout.version:
         note = (
             f"{where} stopped serving at {now.isoformat()}: replaced by version "
             f"{rollout.version} on {action.color}"
         )
-        promoted = tag(ctx, fx, promoted, (status.active_version, TAG_STOPPED, note))
+        promoted = tag(ctx, fx, promoted, status.active_version, TAG_STOPPED, note)
     return promoted
 
 

@@ -59,16 +59,16 @@ def resolve(
                 f"{spec.model.describe()} is version {result.version} again",
             ),
         )
-    return _record_resolution(ctx, fx, status, (result, now)), result
+    return _record_resolution(ctx, fx, status, result, now), result
 
 
 def _record_resolution(
     ctx: ReconcileContext,
     fx: Effects,
     status: TryOnModelStatus,
-    seen: tuple[ResolvedModel, datetime],
+    result: ResolvedModel,
+    now: datetime,
 ) -> TryOnModelStatus:
-    result, now = seen
     kind, value = ctx.spec.model.selector
     selector = f"{kind} {value}"
     model_name = ctx.spec.model.registered_model

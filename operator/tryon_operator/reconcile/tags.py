@@ -15,10 +15,9 @@ OWED_TAGS_LIMIT = 20  # status stays small; the oldest owed tag is dropped first
 
 
 def tag(
-    ctx: ReconcileContext, fx: Effects, status: TryOnModelStatus, tag: tuple[str, str, str]
+    ctx: ReconcileContext, fx: Effects, status: TryOnModelStatus, version: str, key: str, value: str
 ) -> TryOnModelStatus:
-    """Tags a model version (``tag``: version, key, value); if MLflow is down, owes it."""
-    version, key, value = tag
+    """Tags a model version; if MLflow is down, owes it."""
     model = ctx.spec.model.registered_model
     owed = PendingTag(
         registered_model=model, version=version, key=key, value=value[:TAG_VALUE_LIMIT]
