@@ -1,7 +1,7 @@
 """The rollout state machine as a pure function: (desired, status, observed, now) -> next action.
 
-Nothing here talks to a server; ``reconcile.py`` carries the action out and calls back in until
-the answer is to wait.
+Nothing here talks to a server; ``reconcile/reconciler.py`` carries the action out and calls back
+in until the answer is to wait.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Desired:
 
 POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachable smoke test)
 # Waits on the children (pods Ready, post-promotion health): their watch events wake the reconcile
-# (handlers.py), so this is only a safety net; deadlines and holds still end on time.
+# (runtime/wakeups.py), so this is only a safety net; deadlines and holds still end on time.
 CHILD_POLL_SECONDS = 5.0
 
 

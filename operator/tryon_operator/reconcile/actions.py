@@ -121,17 +121,14 @@ def abort(step: Step, action: d.Abort) -> TryOnModelStatus:
     rollout = must(step.status.rollout)
     step.scale(rollout.color, 0)
     status = reject(step, rollout, action.reason, action.message)
-    what = f"version {rollout.version} on {rollout.color} rejected before promotion"
-    message = f"{what} ({action.reason}): {action.message}; traffic stays on "
+    message = (
+        f"version {rollout.version} on {rollout.color} rejected before promotion "
+        f"({action.reason}): {action.message}; traffic stays on {status.active_color or 'none'}"
+    )
     told = evidence(step.cluster, rollout.color, action.message)
     step.tell(
         step.about(
-            "Warning",
-            "RolledBack",
-            message + (status.active_color or "none"),
-            previous=True,
-            decision="reject",
-            evidence=told,
+            "Warning", "RolledBack", message, previous=True, decision="reject", evidence=told
         )
     )
     return without_rollout(status)

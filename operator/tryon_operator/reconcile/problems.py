@@ -44,8 +44,8 @@ def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:
     note = gpu_shortage_note(spec, rollout, preview, capacity, step.now)
     if rollout.gpu_shortage_reported:
         return status, note
-    evidence = {"gpuShortPods": preview.gpu_short_pods, "scheduler": preview.unschedulable_message}
-    step.tell(step.about("Warning", "GPUShortage", note, evidence=evidence))
+    shown = {"gpuShortPods": preview.gpu_short_pods, "scheduler": preview.unschedulable_message}
+    step.tell(step.about("Warning", "GPUShortage", note, evidence=shown))
     return with_rollout(status, gpu_shortage_reported=True), note
 
 
@@ -99,12 +99,12 @@ def image_unavailable(step: Step) -> None:
     label = f"version {rollout.version} on {rollout.color}:"
     if told and told.reason == "PreviewImageUnavailable" and told.message.startswith(label):
         return
-    evidence = {
+    shown = {
         "imageUnavailablePods": preview.image_unavailable_pods,
         "kubelet": preview.image_unavailable_message,
     }
     message = f"{label} {image_problem(preview)}"
-    step.tell(step.about("Warning", "ImageUnavailable", message, evidence=evidence))
+    step.tell(step.about("Warning", "ImageUnavailable", message, evidence=shown))
 
 
 # What refused the pods, by the words the API server uses for each admission step.
@@ -145,8 +145,8 @@ def pods_refused(step: Step) -> TryOnModelStatus:
     if rollout.pods_refused_reported:
         return status
     message = f"version {rollout.version} on {rollout.color}: {refusal(preview)}"
-    evidence = {"apiServer": preview.pods_refused_message}
-    step.tell(step.about("Warning", "PodsRefused", message, evidence=evidence))
+    shown = {"apiServer": preview.pods_refused_message}
+    step.tell(step.about("Warning", "PodsRefused", message, evidence=shown))
     return with_rollout(status, pods_refused_reported=True)
 
 
