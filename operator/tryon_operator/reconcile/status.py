@@ -3,7 +3,6 @@ the table tests can pin every case."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -15,8 +14,6 @@ from ..observe.views import ClusterView, Observed
 from ..registry.cache import Answer
 from .context import Facts
 from .problems import image_problem, refusal
-
-log = logging.getLogger(__name__)
 
 Wanted = tuple[ConditionType, bool, str, str]  # type, status, reason, message
 _PROGRESS_REASON = {
