@@ -347,6 +347,37 @@ class TryOnModelStatus(_Status):
     def condition(self, type_: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
 
+    # A rolled-back rollout is not tried again until the model selector moves off and back onto
+    # its version, or a person clears the rejection: a failing version would otherwise be
+    # rolled out, fail and roll back forever. A new version is rejected by its number; a new pod
+    # template of the version that serves, by its template hash.
+
+    def is_rejected(self, version: str, template_hash: str) -> bool:
+        """Whether a rollout of ``version`` with ``template_hash`` was rolled back."""
+        if version == self.active_version:
+            return template_hash == self.rejected_template_hash
+        return version in self.rejected_versions
+
+    def rejecting(self, rollout: RolloutState, limit: int) -> TryOnModelStatus:
+        """The status with ``rollout`` rejected, keeping the ``limit`` latest rejected versions."""
+        if rollout.version == self.active_version:
+            return self.model_copy(update={"rejected_template_hash": rollout.template_hash})
+        kept = tuple(v for v in self.rejected_versions if v != rollout.version)
+        return self.model_copy(update={"rejected_versions": (*kept, rollout.version)[-limit:]})
+
+    def clearing_rejection(self, version: str) -> TryOnModelStatus:
+        """The status with every rejection of ``version`` cleared; ValueError says why when
+        there is none."""
+        changes: dict[str, object] = {}
+        if version in self.rejected_versions:
+            changes["rejected_versions"] = tuple(v for v in self.rejected_versions if v != version)
+        if version == self.active_version and self.rejected_template_hash is not None:
+            changes["rejected_template_hash"] = None
+        if not changes:
+            listed = ", ".join(self.rejected_versions) or "none"
+            raise ValueError(f"version {version} is not rejected (rejected versions: {listed})")
+        return self.model_copy(update=changes)
+
     def to_patch(self) -> dict[str, Any]:
         """The status as JSON for a merge patch: every known field, nulls included."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=False)

@@ -17,13 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.models import parse_status
-from ..decide.manual import (
-    ANNOTATION_PROMOTE,
-    ANNOTATION_RETRY,
-    ANNOTATION_ROLLBACK,
-    EVENT_IGNORED,
-    retry,
-)
+from ..api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK, EventReason
 from . import history as hist
 from .client import Cluster, CtlError
 from .views import (
@@ -37,6 +31,7 @@ from .views import (
 )
 
 POLL_SECONDS = 1.0
+IGNORED: EventReason = "ManualRequestIgnored"  # the operator's answer to a request it cannot do
 
 
 def _duration(raw: str) -> float:
@@ -175,9 +170,10 @@ class Ctl:
     def cmd_retry(self, args: argparse.Namespace) -> int:
         ns = self._ns(args)
         body = self.cluster.get(ns, args.name)
-        result = retry(args.version, parse_status(body.get("status")))
-        if isinstance(result, str):
-            raise CtlError(result)
+        try:
+            parse_status(body.get("status")).clearing_rejection(args.version)
+        except ValueError as err:
+            raise CtlError(str(err)) from err
         return self._request(
             args,
             body,
@@ -211,7 +207,7 @@ class Ctl:
         for event in self.cluster.events(ns, name, 50):
             if event not in seen:
                 self.out(f"{event.type} {event.reason}: {event.message}")
-                if event.reason == EVENT_IGNORED and key in event.message:
+                if event.reason == IGNORED and key in event.message:
                     code = EXIT_DEGRADED
         return code
 

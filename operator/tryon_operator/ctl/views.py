@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..api.models import ConditionType, TryOnModelStatus, parse_status
-from ..decide.manual import REQUEST_ANNOTATIONS
+from ..api.vocabulary import REQUEST_ANNOTATIONS
 
 EXIT_HEALTHY = 0
 EXIT_DEGRADED = 1  # also any error

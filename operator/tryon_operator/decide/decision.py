@@ -1,7 +1,7 @@
 """The rollout state machine as a pure function: (desired, status, observed, now) -> next action.
 
-Nothing here talks to a server; ``reconcile.py`` carries the action out and calls back in until
-the answer is to wait.
+Nothing here talks to a server; ``reconcile/reconciler.py`` carries the action out and calls back
+in until the answer is to wait.
 """
 
 from __future__ import annotations
@@ -59,15 +59,8 @@ class Desired:
 
 POLL_SECONDS = 1.0  # retry of something no watch event announces (an unreachable smoke test)
 # Waits on the children (pods Ready, post-promotion health): their watch events wake the reconcile
-# (handlers.py), so this is only a safety net; deadlines and holds still end on time.
+# (runtime/wakeups.py), so this is only a safety net; deadlines and holds still end on time.
 CHILD_POLL_SECONDS = 5.0
-
-
-def _is_rejected(desired: Desired, status: TryOnModelStatus) -> bool:
-    assert desired.version is not None
-    if desired.version == status.active_version:
-        return desired.template_hash == status.rejected_template_hash
-    return desired.version in status.rejected_versions
 
 
 def decide(desired: Desired, status: TryOnModelStatus, observed: Observed, now: datetime) -> Action:
@@ -97,7 +90,7 @@ def _decide_idle(desired: Desired, status: TryOnModelStatus) -> Action:
         and desired.template_hash == status.active_template_hash
     ):
         return Steady()
-    if _is_rejected(desired, status):
+    if status.is_rejected(desired.version, desired.template_hash):
         return Hold(
             "VersionRejected",
             f"version {desired.version} was rolled back; it is not retried until the model "
@@ -121,7 +114,7 @@ def _decide_pre_promotion(  # noqa: C901 - ordered guards, table-tested
             status.active_template_hash,
         ):
             return CancelRollout("the desired version is the active one again")
-        if _is_rejected(desired, status):
+        if status.is_rejected(desired.version, desired.template_hash):
             return CancelRollout(f"version {desired.version} is rejected")
         return StartRollout(
             rollout.color, desired.version, desired.template_hash, desired.replicas, rollout

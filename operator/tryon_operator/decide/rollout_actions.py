@@ -1,6 +1,6 @@
 """What the rollout decision (``decision.py``) can answer with: one frozen value per action, each
-carrying its reason and message. ``reconcile/actions.py`` maps each type to the function that
-carries it out."""
+carrying its reason and message. ``reconcile/actions.carry_out`` picks the function that carries
+each out."""
 
 from __future__ import annotations
 

@@ -1,35 +1,66 @@
-"""One function per rollout action; ``ACTIONS`` maps each action type to the function that
-carries it out. Each writes to the cluster, tells what it did, and returns the new status."""
+"""One function per rollout action, and ``carry_out`` to pick it. Each writes to the cluster,
+tells what it did, and returns the new status."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import assert_never
 
-from ..api.builders import build_deployment, build_hpa, build_service, deployment_name
+from ..api.builders import build_deployment, build_hpa, build_service
 from ..api.models import Color, RolloutState, TryOnModelStatus
 from ..api.vocabulary import TAG_PROMOTED, TAG_REJECTED
 from ..decide import decision as d
-from .context import Step
+from .context import Step, must, with_rollout, without_rollout
 from .events import Told
-from .history import evidence, must, record, with_rollout, without_rollout
+from .problems import evidence
 from .promotion import ease_gpu_shortage, promote
 from .resolve import first_seen
 from .tags import tag
 
-Carry = Callable[[Step, Any], TryOnModelStatus]
+# What the rollout decision can ask to be carried out (the rest wait or are run in place).
+Acting = (
+    d.StartRollout
+    | d.CancelRollout
+    | d.Promote
+    | d.ShrinkPreview
+    | d.MakeRoom
+    | d.Abort
+    | d.ShrinkStandby
+    | d.FlipBack
+    | d.FinishRollout
+)
+
+
+def carry_out(step: Step, action: Acting) -> TryOnModelStatus:
+    """Carries ``action`` out; mypy checks that every action has its function."""
+    match action:
+        case d.StartRollout():
+            return start_rollout(step, action)
+        case d.CancelRollout():
+            return cancel_rollout(step, action)
+        case d.Promote():
+            return promote(step, action)
+        case d.ShrinkPreview() | d.MakeRoom():
+            return ease_gpu_shortage(step, action)
+        case d.Abort():
+            return abort(step, action)
+        case d.ShrinkStandby():
+            return shrink_standby(step, action)
+        case d.FlipBack():
+            return flip_back(step, action)
+        case d.FinishRollout():
+            return finish_rollout(step, action)
+        case _:
+            assert_never(action)
 
 
 def start_rollout(step: Step, action: d.StartRollout) -> TryOnModelStatus:
-    ctx, fx, status, now = step.ctx, step.fx, step.status, step.now
-    rollouts = fx.metrics.rollouts
+    ctx, status = step.ctx, step.status
     if action.superseded is not None:
-        why = ("Superseded", f"replaced by version {action.version}")
-        status = record(
-            status, action.superseded, "Superseded", why, now, fx.settings.history_limit
-        )
-        rollouts.labels(ctx.namespace, ctx.name, "superseded").inc()
-    fx.kube.apply(
+        why = f"replaced by version {action.version}"
+        status = step.record(action.superseded, "Superseded", "Superseded", why)
+        step.count("superseded")
+    step.fx.kube.apply(
         build_deployment(
             ctx.spec,
             action.color,
@@ -45,10 +76,10 @@ def start_rollout(step: Step, action: d.StartRollout) -> TryOnModelStatus:
         version=action.version,
         template_hash=action.template_hash,
         replicas=action.replicas,
-        started_at=now,
-        seen_at=first_seen(status, action.version, now),
+        started_at=step.now,
+        seen_at=first_seen(status, action.version, step.now),
     )
-    rollouts.labels(ctx.namespace, ctx.name, "started").inc()
+    step.count("started")
     step.tell(
         Told(
             "Normal",
@@ -77,44 +108,27 @@ def start_rollout(step: Step, action: d.StartRollout) -> TryOnModelStatus:
 
 
 def cancel_rollout(step: Step, action: d.CancelRollout) -> TryOnModelStatus:
-    ctx, fx = step.ctx, step.fx
     rollout = must(step.status.rollout)
-    fx.kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), 0)
-    fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "cancelled").inc()
-    step.tell(
-        Told(
-            "Normal",
-            "RolloutCancelled",
-            f"rollout of version {rollout.version} cancelled: {action.reason}",
-            version=rollout.version,
-            color=rollout.color,
-            evidence={"scaledTo": 0},
-        )
-    )
-    why = ("Cancelled", action.reason)
-    status = record(step.status, rollout, "Cancelled", why, step.now, fx.settings.history_limit)
-    return without_rollout(status)
+    step.scale(rollout.color, 0)
+    step.count("cancelled")
+    message = f"rollout of version {rollout.version} cancelled: {action.reason}"
+    step.tell(step.about("Normal", "RolloutCancelled", message, evidence={"scaledTo": 0}))
+    return without_rollout(step.record(rollout, "Cancelled", "Cancelled", action.reason))
 
 
 def abort(step: Step, action: d.Abort) -> TryOnModelStatus:
     """Rejects a preview before promotion: traffic never left the active colour."""
-    ctx = step.ctx
     rollout = must(step.status.rollout)
-    step.fx.kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), 0)
-    status = reject(step, rollout, (action.reason, action.message))
+    step.scale(rollout.color, 0)
+    status = reject(step, rollout, action.reason, action.message)
+    message = (
+        f"version {rollout.version} on {rollout.color} rejected before promotion "
+        f"({action.reason}): {action.message}; traffic stays on {status.active_color or 'none'}"
+    )
+    told = evidence(step.cluster, rollout.color, action.message)
     step.tell(
-        Told(
-            "Warning",
-            "RolledBack",
-            f"version {rollout.version} on {rollout.color} rejected before promotion "
-            f"({action.reason}): {action.message}; traffic stays on "
-            f"{status.active_color or 'none'}",
-            decision="reject",
-            version=rollout.version,
-            color=rollout.color,
-            previous_version=status.active_version,
-            previous_color=status.active_color,
-            evidence=evidence(step.cluster, rollout.color, action.message),
+        step.about(
+            "Warning", "RolledBack", message, previous=True, decision="reject", evidence=told
         )
     )
     return without_rollout(status)
@@ -126,56 +140,61 @@ def flip_back(step: Step, action: d.FlipBack) -> TryOnModelStatus:
     A shrunk warm standby takes the traffic at once and is grown back to its serving size in the
     same breath; the Service does not wait for the new pods.
     """
-    ctx, fx = step.ctx, step.fx
-    rollout = must(step.status.rollout)
+    ctx, rollout = step.ctx, must(step.status.rollout)
     previous: Color = must(rollout.previous_color)
     # Apply (not patch) so a Service deleted at the worst moment comes back pointing right.
-    fx.kube.apply(build_service(ctx.spec, ctx.owner, color=previous, preview=False))
+    step.fx.kube.apply(build_service(ctx.spec, ctx.owner, color=previous, preview=False))
     shrunk = _grow_standby(step, action, previous)
-    fx.kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), 0)
-    status = step.status.model_copy(
+    step.scale(rollout.color, 0)
+    step = replace(step, status=_previous_serves(step.status, rollout))
+    status = reject(step, rollout, action.reason, action.message + shrunk)
+    told = evidence(step.cluster, rollout.color, action.message)
+    if action.grow_to is not None:
+        told |= {"warmPods": action.warm, "growingTo": action.grow_to}
+    message = (
+        f"version {rollout.version} {_why_flipped_back(action.reason)}; "
+        f"traffic flipped back to {previous} (version {rollout.previous_version}){shrunk}"
+    )
+    step.tell(
+        step.about(
+            "Warning", "RolledBack", message, previous=True, decision="rollback", evidence=told
+        )
+    )
+    return without_rollout(_serving_again(replace(step, status=status), rollout))
+
+
+def _previous_serves(status: TryOnModelStatus, rollout: RolloutState) -> TryOnModelStatus:
+    """The status with the colour the rollout replaced serving again, as it was promoted."""
+    return status.model_copy(
         update={
-            "active_color": previous,
+            "active_color": rollout.previous_color,
             "active_version": rollout.previous_version,
             "active_template_hash": rollout.previous_template_hash,
             "active_renderer": rollout.previous_renderer,
         }
     )
-    status = reject(step, rollout, (action.reason, action.message + shrunk), status)
-    told = evidence(step.cluster, rollout.color, action.message)
-    if action.grow_to is not None:
-        told |= {"warmPods": action.warm, "growingTo": action.grow_to}
-    step.tell(
-        Told(
-            "Warning",
-            "RolledBack",
-            f"version {rollout.version} {_why_flipped_back(action.reason)}; "
-            f"traffic flipped back to {previous} (version {rollout.previous_version}){shrunk}",
-            decision="rollback",
-            version=rollout.version,
-            color=rollout.color,
-            previous_version=rollout.previous_version,
-            previous_color=previous,
-            evidence=told,
-        )
+
+
+def _serving_again(step: Step, rollout: RolloutState) -> TryOnModelStatus:
+    """Tags the version traffic flipped back to as promoted again, so the registry says it
+    serves."""
+    if rollout.previous_version is None:
+        return step.status
+    note = (
+        f"{step.ctx.namespace}/{step.ctx.name} serving again on {rollout.previous_color} at "
+        f"{step.now.isoformat()} after version {rollout.version} was rolled back"
     )
-    if rollout.previous_version is not None:
-        note = (
-            f"{ctx.namespace}/{ctx.name} serving again on {previous} at "
-            f"{step.now.isoformat()} after version {rollout.version} was rolled back"
-        )
-        status = tag(ctx, fx, status, (rollout.previous_version, TAG_PROMOTED, note))
-    return without_rollout(status)
+    return tag(step.ctx, step.fx, step.status, rollout.previous_version, TAG_PROMOTED, note)
 
 
 def _grow_standby(step: Step, action: d.FlipBack, color: Color) -> str:
     """Scales a shrunk standby back to its serving size (the HPA follows it); what to tell."""
     if action.grow_to is None:
         return ""
-    ctx, kube = step.ctx, step.fx.kube
-    kube.scale(ctx.namespace, deployment_name(ctx.name, color), action.grow_to)
+    ctx = step.ctx
+    step.scale(color, action.grow_to)
     if ctx.spec.autoscaling.enabled and ctx.spec.autoscaling.metric == "cpu":
-        kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))  # KEDA's: keep_scaler
+        step.fx.kube.apply(build_hpa(ctx.spec, ctx.owner, color=color))  # KEDA's: keep_scaler
     warm = action.warm if action.warm is not None else 0
     return (
         f"; it ran shrunk: flipped back to {warm} warm pod{'' if warm == 1 else 's'}, "
@@ -185,11 +204,10 @@ def _grow_standby(step: Step, action: d.FlipBack, color: Color) -> str:
 
 def shrink_standby(step: Step, action: d.ShrinkStandby) -> TryOnModelStatus:
     """Right after the flip: the previous colour keeps only its warm standby for the window."""
-    ctx, spec = step.ctx, step.ctx.spec
     rollout = must(step.status.rollout)
     had = step.cluster.observed.color(action.color).replicas
-    step.fx.kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
-    window = spec.rollout.rollback_window_seconds
+    step.scale(action.color, action.replicas)
+    window = step.ctx.spec.rollout.rollback_window_seconds
     step.tell(
         Told(
             "Normal",
@@ -211,10 +229,9 @@ def shrink_standby(step: Step, action: d.ShrinkStandby) -> TryOnModelStatus:
 
 
 def finish_rollout(step: Step, action: d.FinishRollout) -> TryOnModelStatus:
-    ctx, fx = step.ctx, step.fx
     rollout = must(step.status.rollout)
     if rollout.previous_color is not None and rollout.previous_color != rollout.color:
-        fx.kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.previous_color), 0)
+        step.scale(rollout.previous_color, 0)
         step.tell(
             Told(
                 "Normal",
@@ -227,63 +244,23 @@ def finish_rollout(step: Step, action: d.FinishRollout) -> TryOnModelStatus:
             )
         )
     message = f"version {rollout.version} serves on {rollout.color}"
-    status = record(
-        step.status,
-        rollout,
-        "Promoted",
-        ("RolloutComplete", message),
-        step.now,
-        fx.settings.history_limit,
-    )
-    step.tell(
-        Told(
-            "Normal",
-            "RolloutComplete",
-            message,
-            version=rollout.version,
-            color=rollout.color,
-            previous_version=rollout.previous_version,
-            previous_color=rollout.previous_color,
-        )
-    )
+    status = step.record(rollout, "Promoted", "RolloutComplete", message)
+    step.tell(step.about("Normal", "RolloutComplete", message, previous=True))
     return status.model_copy(update={"rollout": None})
 
 
-def reject(
-    step: Step,
-    rollout: RolloutState,
-    why: tuple[str, str],
-    status: TryOnModelStatus | None = None,
-) -> TryOnModelStatus:
+def reject(step: Step, rollout: RolloutState, reason: str, message: str) -> TryOnModelStatus:
     """Records a failed rollout; its version is not tried again until the selector moves."""
-    ctx, fx = step.ctx, step.fx
-    status = step.status if status is None else status
-    reason, message = why
-    fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "rolled_back").inc()
-    status = record(status, rollout, "RolledBack", why, step.now, fx.settings.history_limit)
+    step.count("rolled_back")
+    status = step.record(rollout, "RolledBack", reason, message)
+    status = status.rejecting(rollout, step.fx.settings.rejected_limit)
     if rollout.version == status.active_version:
-        return status.model_copy(update={"rejected_template_hash": rollout.template_hash})
-    rejected = tuple(v for v in status.rejected_versions if v != rollout.version)
-    rejected = (*rejected, rollout.version)[-fx.settings.rejected_limit :]
-    status = status.model_copy(update={"rejected_versions": rejected})
-    note = f"{ctx.namespace}/{ctx.name} at {step.now.isoformat()}: {reason}: {message}"
-    return tag(ctx, fx, status, (rollout.version, TAG_REJECTED, note))
+        return status  # its pod template was rejected; the model version is not to blame
+    note = f"{step.ctx.namespace}/{step.ctx.name} at {step.now.isoformat()}: {reason}: {message}"
+    return tag(step.ctx, step.fx, status, rollout.version, TAG_REJECTED, note)
 
 
 def _why_flipped_back(reason: str) -> str:
     if reason == "ManualRollback":
         return "was rolled back by request after promotion (ManualRollback)"
     return f"failed after promotion ({reason})"
-
-
-ACTIONS: dict[type[d.Action], Carry] = {
-    d.StartRollout: start_rollout,
-    d.CancelRollout: cancel_rollout,
-    d.Promote: promote,
-    d.ShrinkPreview: ease_gpu_shortage,
-    d.MakeRoom: ease_gpu_shortage,
-    d.Abort: abort,
-    d.ShrinkStandby: shrink_standby,
-    d.FlipBack: flip_back,
-    d.FinishRollout: finish_rollout,
-}

@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..api.builders import (
     build_deployment,
     build_hpa,
@@ -17,12 +19,12 @@ from ..api.builders import (
     deployment_name,
     selector_labels,
 )
-from ..api.models import COLORS, Color, TryOnModelSpec, TryOnModelStatus, other_color
+from ..api.models import COLORS, Color, RendererSpec, TryOnModelSpec, TryOnModelStatus, other_color
 from ..api.vocabulary import LABEL_COLOR
 from ..observe.views import ServiceView
-from .context import Step
+from .context import Facts, Step
 from .events import Told
-from .history import active_spec, backfill_active_renderer
+from .promotion import renderer_record
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +73,26 @@ class DeleteHpa:
 Repair = Apply | RestoreTemplate | Scale | SetSelector | DeleteHpa
 
 
-def plan(step: Step) -> tuple[TryOnModelStatus, list[Repair]]:
-    """The repairs that make the children match ``step.status``; nothing when paused."""
-    if step.ctx.spec.paused:
-        return step.status, []
-    status = step.status
+def plan(facts: Facts) -> tuple[TryOnModelStatus, list[Repair]]:
+    """The repairs that make the children match ``facts.status``; nothing when paused."""
+    if facts.ctx.spec.paused:
+        return facts.status, []
+    status = facts.status
     repairs: list[Repair] = []
     if status.active_color is not None and status.active_version is not None:
-        status = backfill_active_renderer(step.ctx.spec, status)
-        status, active = _active_repairs(step, status)
+        status = backfill_active_renderer(facts.ctx.spec, status)
+        status, active = _active_repairs(facts, status)
         repairs += active
-    repairs += _preview_repairs(step, status)
-    repairs += _standby_repairs(step, status)
-    repairs += _idle_colours(step, status)
-    repairs += _service_repairs(step, status)
-    repairs += _hpa_repairs(step, status)
+    repairs += _preview_repairs(facts, status)
+    repairs += _standby_repairs(facts, status)
+    repairs += _idle_colours(facts, status)
+    repairs += _service_repairs(facts, status)
+    repairs += _hpa_repairs(facts, status)
     return status, repairs
 
 
-def _active_replicas(step: Step, status: TryOnModelStatus, live: int) -> int:
-    spec, rollout = step.ctx.spec, status.rollout
+def _active_replicas(facts: Facts, status: TryOnModelStatus, live: int) -> int:
+    spec, rollout = facts.ctx.spec, status.rollout
     if spec.autoscaling.enabled:
         return max(spec.autoscaling.min_replicas, live)
     if rollout is not None and rollout.phase != "PostPromotion" and rollout.room_made:
@@ -98,13 +100,15 @@ def _active_replicas(step: Step, status: TryOnModelStatus, live: int) -> int:
     return spec.renderer.replicas
 
 
-def _active_repairs(step: Step, status: TryOnModelStatus) -> tuple[TryOnModelStatus, list[Repair]]:
+def _active_repairs(
+    facts: Facts, status: TryOnModelStatus
+) -> tuple[TryOnModelStatus, list[Repair]]:
     active, version = status.active_color, status.active_version
     assert active is not None and version is not None
-    promoted = active_spec(step.ctx.spec, status)
-    view = step.cluster.observed.color(active)
-    replicas = _active_replicas(step, status, view.replicas)
-    name = deployment_name(step.ctx.name, active)
+    promoted = active_spec(facts.ctx.spec, status)
+    view = facts.cluster.observed.color(active)
+    replicas = _active_replicas(facts, status, view.replicas)
+    name = deployment_name(facts.ctx.name, active)
     if not view.exists or view.version != version:
         status = status.model_copy(
             update={"active_template_hash": promoted.renderer.template_hash()}
@@ -113,9 +117,9 @@ def _active_repairs(step: Step, status: TryOnModelStatus) -> tuple[TryOnModelSta
         return status, [Apply("Deployment", active, version, replicas, spec=promoted, heal=heal)]
     if view.foreign_template_managers and view.template_hash == promoted.renderer.template_hash():
         return status, [
-            _restore(name, active, (version, replicas), promoted, view.foreign_template_managers)
+            _restore(name, active, version, replicas, promoted, view.foreign_template_managers)
         ]
-    if not step.ctx.spec.autoscaling.enabled and view.replicas != replicas:
+    if not facts.ctx.spec.autoscaling.enabled and view.replicas != replicas:
         heal = f"Deployment {name} scaled back from {view.replicas} to {replicas} replicas"
         return status, [Scale(active, replicas, heal)]
     return status, []
@@ -124,11 +128,11 @@ def _active_repairs(step: Step, status: TryOnModelStatus) -> tuple[TryOnModelSta
 def _restore(
     name: str,
     color: Color,
-    wanted: tuple[str, int],
+    version: str,
+    replicas: int,
     spec: TryOnModelSpec,
     managers: tuple[str, ...],
 ) -> RestoreTemplate:
-    version, replicas = wanted
     heal = (
         f"Deployment {name} pod template was edited by {', '.join(managers)}; "
         f"restored to version {version}"
@@ -136,20 +140,20 @@ def _restore(
     return RestoreTemplate(color, version, replicas, spec, heal)
 
 
-def _preview_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
+def _preview_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     rollout = status.rollout
-    spec = step.ctx.spec
+    spec = facts.ctx.spec
     if (
         rollout is None
         or rollout.phase == "PostPromotion"
         or rollout.template_hash != spec.renderer.template_hash()
     ):
         return []
-    view = step.cluster.observed.color(rollout.color)
+    view = facts.cluster.observed.color(rollout.color)
     if view.exists and view.foreign_template_managers:
-        name = deployment_name(step.ctx.name, rollout.color)
-        wanted = (rollout.version, rollout.replicas)
-        return [_restore(name, rollout.color, wanted, spec, view.foreign_template_managers)]
+        name = deployment_name(facts.ctx.name, rollout.color)
+        managers = view.foreign_template_managers
+        return [_restore(name, rollout.color, rollout.version, rollout.replicas, spec, managers)]
     if (
         not view.exists
         or view.version != rollout.version
@@ -160,7 +164,7 @@ def _preview_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
     return []
 
 
-def _standby_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
+def _standby_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     """A shrunk warm standby stays at its size for the rollback window: neither grown back to the
     serving size nor scaled to 0 before the window ends (that is the rollout's to do)."""
     rollout = status.rollout
@@ -171,10 +175,10 @@ def _standby_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
         or rollout.standby_replicas is None
     ):
         return []
-    view = step.cluster.observed.color(rollout.previous_color)
+    view = facts.cluster.observed.color(rollout.previous_color)
     if not view.exists or view.replicas == rollout.standby_replicas:
         return []
-    name = deployment_name(step.ctx.name, rollout.previous_color)
+    name = deployment_name(facts.ctx.name, rollout.previous_color)
     heal = (
         f"Deployment {name} (warm standby) scaled back from {view.replicas} to "
         f"{rollout.standby_replicas} replicas"
@@ -182,7 +186,7 @@ def _standby_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
     return [Scale(rollout.previous_color, rollout.standby_replicas, heal)]
 
 
-def _idle_colours(step: Step, status: TryOnModelStatus) -> list[Repair]:
+def _idle_colours(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     """A colour neither serving, previewing nor kept warm after a flip runs no pods."""
     rollout = status.rollout
     busy: set[Color] = {c for c in (status.active_color,) if c is not None}
@@ -190,7 +194,7 @@ def _idle_colours(step: Step, status: TryOnModelStatus) -> list[Repair]:
         busy.add(rollout.color)
         if rollout.phase == "PostPromotion" and rollout.previous_color is not None:
             busy.add(rollout.previous_color)
-    observed = step.cluster.observed
+    observed = facts.cluster.observed
     return [
         Scale(color, 0)
         for color in COLORS
@@ -198,19 +202,19 @@ def _idle_colours(step: Step, status: TryOnModelStatus) -> list[Repair]:
     ]
 
 
-def _service_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
+def _service_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     active = status.active_color
     preview: Color = status.preview_color or (other_color(active) if active else "blue")
     return [
-        *_service_repair(step, step.cluster.active_service, active, preview=False),
-        *_service_repair(step, step.cluster.preview_service, preview, preview=True),
+        *_service_repair(facts, facts.cluster.active_service, active, preview=False),
+        *_service_repair(facts, facts.cluster.preview_service, preview, preview=True),
     ]
 
 
 def _service_repair(
-    step: Step, view: ServiceView, color: Color | None, *, preview: bool
+    facts: Facts, view: ServiceView, color: Color | None, *, preview: bool
 ) -> list[Repair]:
-    spec, owner = step.ctx.spec, step.ctx.owner
+    spec, owner = facts.ctx.spec, facts.ctx.owner
     name = build_service(spec, owner, color=color, preview=preview)["metadata"]["name"]
     if not view.exists or view.ports != ((spec.service.port, "http"),):
         heal = f"Service {name} ports restored" if view.exists else None
@@ -227,13 +231,13 @@ def _service_repair(
     return [SetSelector(name, selector[LABEL_COLOR], heal)]
 
 
-def _hpa_repairs(step: Step, status: TryOnModelStatus) -> list[Repair]:
-    autoscaling, hpa, active = step.ctx.spec.autoscaling, step.cluster.hpa, status.active_color
+def _hpa_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
+    autoscaling, hpa, active = facts.ctx.spec.autoscaling, facts.cluster.hpa, status.active_color
     on_cpu = autoscaling.enabled and autoscaling.metric == "cpu"  # else KEDA's (scaler.py)
     if on_cpu and active is not None:
         if (
             not hpa.exists
-            or hpa.target != deployment_name(step.ctx.name, active)
+            or hpa.target != deployment_name(facts.ctx.name, active)
             or hpa.min_replicas != autoscaling.min_replicas
             or hpa.max_replicas != autoscaling.max_replicas
         ):
@@ -268,7 +272,7 @@ def _carry_out(step: Step, fix: Repair) -> None:
             )
         )
     elif isinstance(fix, Scale):
-        kube.scale(ctx.namespace, deployment_name(ctx.name, fix.color), fix.replicas)
+        step.scale(fix.color, fix.replicas)
     elif isinstance(fix, SetSelector):
         kube.set_selector_color(ctx.namespace, fix.service, fix.color)
     else:
@@ -292,3 +296,27 @@ def _build(step: Step, fix: Apply) -> dict[str, Any]:
         tracking_uri=ctx.tracking_uri,
         replicas=fix.replicas,
     )
+
+
+def backfill_active_renderer(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelStatus:
+    """Status from before ``activeRenderer``: the spec is the record when the hashes agree."""
+    current = spec.renderer.template_hash()
+    if status.active_renderer is None and status.active_template_hash == current:
+        return status.model_copy(update={"active_renderer": renderer_record(spec)})
+    return status
+
+
+def active_spec(spec: TryOnModelSpec, status: TryOnModelStatus) -> TryOnModelSpec:
+    """The spec as the active colour was promoted: a newer renderer has not passed a rollout yet.
+
+    Without a usable record (status from an older operator and a spec changed since), the spec
+    itself is all there is.
+    """
+    if status.active_renderer is None:
+        return spec
+    try:
+        renderer = RendererSpec.model_validate_json(status.active_renderer)
+    except ValidationError:
+        log.warning("status.activeRenderer is unreadable; rebuilding from the spec")
+        return spec
+    return spec.model_copy(update={"renderer": renderer})

@@ -3,18 +3,18 @@ wait for a person, and the GPU-shortage policies that make room for a preview.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
-from ..api.builders import build_service, deployment_name, preview_service_name
-from ..api.models import RolloutState, TryOnModelStatus
+from ..api.builders import build_service, preview_service_name
+from ..api.models import RolloutState, TryOnModelSpec, TryOnModelStatus
 from ..api.vocabulary import ANNOTATION_PROMOTE, LABEL_COLOR, TAG_PROMOTED, TAG_STOPPED
 from ..decide import decision as d
 from ..observe.views import SmokeOutcome
-from .context import Step
+from .context import Step, must, with_rollout
 from .events import Told
-from .history import must, renderer_record, with_rollout
+from .problems import gpu_shortage
 from .scaler import apply_scaler
-from .status import gpu_shortage
 from .tags import tag
 
 
@@ -29,16 +29,9 @@ def run_smoke_test(step: Step, action: d.RunSmokeTest) -> tuple[TryOnModelStatus
     status = step.status
     if outcome.reachable and outcome.passed:
         status = with_rollout(status, smoke_passed=True)
-        step.tell(
-            Told(
-                "Normal",
-                "SmokeTestPassed",
-                f"version {rollout.version} on {action.color}: {outcome.message}",
-                version=rollout.version,
-                color=action.color,
-                evidence={"smoke": outcome.message, "url": url},
-            )
-        )
+        message = f"version {rollout.version} on {action.color}: {outcome.message}"
+        evidence = {"smoke": outcome.message, "url": url}
+        step.tell(step.about("Normal", "SmokeTestPassed", message, evidence=evidence))
     return status, outcome
 
 
@@ -46,16 +39,11 @@ def await_promotion(step: Step) -> TryOnModelStatus:
     rollout = must(step.status.rollout)
     if rollout.phase == "AwaitingPromotion":
         return step.status
-    step.tell(
-        Told(
-            "Normal",
-            "AwaitingPromotion",
-            f"version {rollout.version} on {rollout.color} is Ready and tested; "
-            f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote",
-            version=rollout.version,
-            color=rollout.color,
-        )
+    message = (
+        f"version {rollout.version} on {rollout.color} is Ready and tested; "
+        f"annotate {ANNOTATION_PROMOTE}={rollout.version} to promote"
     )
+    step.tell(step.about("Normal", "AwaitingPromotion", message))
     return with_rollout(step.status, phase="AwaitingPromotion", ready_at=step.fx.clock())
 
 
@@ -91,82 +79,63 @@ def promote(step: Step, action: d.Promote) -> TryOnModelStatus:
         promoted = apply_scaler(replace(step, status=promoted), action.color)
     latency = (now - (rollout.seen_at or rollout.started_at)).total_seconds()
     fx.metrics.promotion_latency.labels(ctx.namespace, ctx.name).observe(max(latency, 0.0))
-    fx.metrics.rollouts.labels(ctx.namespace, ctx.name, "promoted").inc()
-    step.tell(
-        Told(
-            "Normal",
-            "Promoted",
-            f"traffic flipped to {action.color} (version {rollout.version}) "
-            f"{latency:.1f}s after the model change was seen; previous "
-            f"{status.active_color or 'none'} (version {status.active_version or '-'}) "
-            "kept warm",
-            version=rollout.version,
-            color=action.color,
-            previous_version=status.active_version,
-            previous_color=status.active_color,
-            evidence={
-                "latencySeconds": round(latency, 1),
-                "smokePassed": rollout.smoke_passed,
-                "selector": f"{LABEL_COLOR}={action.color}",
-            },
-        )
+    step.count("promoted")
+    message = (
+        f"traffic flipped to {action.color} (version {rollout.version}) "
+        f"{latency:.1f}s after the model change was seen; previous "
+        f"{status.active_color or 'none'} (version {status.active_version or '-'}) kept warm"
     )
+    evidence = {
+        "latencySeconds": round(latency, 1),
+        "smokePassed": rollout.smoke_passed,
+        "selector": f"{LABEL_COLOR}={action.color}",
+    }
+    step.tell(step.about("Normal", "Promoted", message, previous=True, evidence=evidence))
     where = f"{ctx.namespace}/{ctx.name}"
     note = f"{where} promoted to {action.color} at {now.isoformat()}"
-    promoted = tag(ctx, fx, promoted, (rollout.version, TAG_PROMOTED, note))
+    promoted = tag(ctx, fx, promoted, rollout.version, TAG_PROMOTED, note)
     if status.active_version is not None and status.active_version != rollout.version:
         note = (
             f"{where} stopped serving at {now.isoformat()}: replaced by version "
             f"{rollout.version} on {action.color}"
         )
-        promoted = tag(ctx, fx, promoted, (status.active_version, TAG_STOPPED, note))
+        promoted = tag(ctx, fx, promoted, status.active_version, TAG_STOPPED, note)
     return promoted
 
 
 def _grow_shrunk_preview(step: Step, rollout: RolloutState) -> None:
     """After a flip on a shrunk preview: grow it, and shrink the old colour as much."""
-    ctx, kube, status = step.ctx, step.fx.kube, step.status
+    status = step.status
     full = must(rollout.full_replicas)
-    kube.scale(ctx.namespace, deployment_name(ctx.name, rollout.color), full)
+    step.scale(rollout.color, full)
     if status.active_color is not None:
         old = step.cluster.observed.color(status.active_color)
         keep = max(1, old.replicas - (full - rollout.replicas))
         if keep < old.replicas:
-            kube.scale(ctx.namespace, deployment_name(ctx.name, status.active_color), keep)
-    step.tell(
-        Told(
-            "Normal",
-            "PreviewGrowing",
-            f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
-            f"pod(s), growing to {full}",
-            version=rollout.version,
-            color=rollout.color,
-        )
+            step.scale(status.active_color, keep)
+    message = (
+        f"{rollout.color} (version {rollout.version}) promoted with {rollout.replicas} "
+        f"pod(s), growing to {full}"
     )
+    step.tell(step.about("Normal", "PreviewGrowing", message))
 
 
 def ease_gpu_shortage(step: Step, action: d.ShrinkPreview | d.MakeRoom) -> TryOnModelStatus:
     """Carries out the spec's GPU-shortage policy; the rollout remembers what it changed."""
-    ctx, kube = step.ctx, step.fx.kube
     # The GPUShortage Event goes out before the policy acts on it.
     status, _ = gpu_shortage(step)
     rollout = must(status.rollout)
     preview = step.cluster.observed.color(rollout.color)
     short = f"{preview.gpu_short_pods} of {rollout.replicas} preview pod(s) got no GPU"
-    kube.scale(ctx.namespace, deployment_name(ctx.name, action.color), action.replicas)
+    step.scale(action.color, action.replicas)
     if isinstance(action, d.ShrinkPreview):
-        step.tell(
-            Told(
-                "Warning",
-                "PreviewShrunk",
-                f"{short}: preview {action.color} (version {rollout.version}) runs with "
-                f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
-                f"{rollout.full_replicas or rollout.replicas} after the flip",
-                version=rollout.version,
-                color=action.color,
-                evidence={"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods},
-            )
+        message = (
+            f"{short}: preview {action.color} (version {rollout.version}) runs with "
+            f"{action.replicas} pod(s) (gpuShortagePolicy ShrinkPreview); it grows to "
+            f"{rollout.full_replicas or rollout.replicas} after the flip"
         )
+        evidence = {"replicas": action.replicas, "gpuShortPods": preview.gpu_short_pods}
+        step.tell(step.about("Warning", "PreviewShrunk", message, evidence=evidence))
         return with_rollout(
             status,
             full_replicas=rollout.full_replicas or rollout.replicas,
@@ -187,3 +156,11 @@ def ease_gpu_shortage(step: Step, action: d.ShrinkPreview | d.MakeRoom) -> TryOn
         )
     )
     return with_rollout(status, room_made=action.room_made)
+
+
+def renderer_record(spec: TryOnModelSpec) -> str:
+    """The renderer spec as promoted, kept in status so heal rebuilds the active colour from
+    it (``heal.active_spec``) while a newer spec waits for its rollout."""
+    return json.dumps(
+        spec.renderer.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )

@@ -17,32 +17,25 @@ from ..api.builders import Owner
 from ..api.errors import InvalidSpecError, KubeError, ModelResolutionError
 from ..api.models import TryOnModelSpec, TryOnModelStatus, parse_status
 from ..decide import decision as d
-from ..decide.manual import fulfilled_by
 from ..gateways.ports import KubePort, RegistryPort, SignalPort, SmokePort
 from ..gateways.prometheus import PrometheusSignals
 from ..metrics import Metrics
 from ..observe.views import GpuCapacity
-from ..registry.cache import Answer, ResolutionCache, TtlCache
+from ..registry.cache import ResolutionCache, TtlCache
 from ..registry.watchers import ModelWatchers
 from ..settings import OperatorSettings
 from . import heal, requests
-from .actions import ACTIONS
+from .actions import carry_out
 from .context import Effects, ReconcileContext, Step
 from .events import EventSink, Told
-from .history import validation_message
+from .problems import announce_phase, notice, pods_refused
 from .promotion import await_promotion, run_smoke_test
 from .resolve import desired as desired_state
 from .resolve import resolve
 from .scale_memory import ScaleMemory
 from .scaler import AUTOSCALE_PERIOD_SECONDS, keep_scaler
-from .status import (
-    announce_phase,
-    finish_status,
-    gpu_shortage,
-    image_unavailable,
-    invalid_status,
-    pods_refused,
-)
+from .status import invalid_status, validation_message
+from .status import plan as conditions
 from .tags import pay_owed
 
 log = logging.getLogger(__name__)
@@ -176,7 +169,7 @@ class Reconciler:
             status = pay_owed(ctx, fx, status)
         cluster = fx.kube.observe(ctx.namespace, ctx.name)
         step = Step(ctx, fx, status, cluster, now)
-        status, retry_problem = requests.take_retry(step)
+        status, retry_problem = requests.take_retry(step.facts)
         # Before deciding: a deadline starts over once refused pods are admitted.
         step = replace(step, status=pods_refused(replace(step, status=status)))
         desired = desired_state(ctx, status, cluster, resolution)
@@ -198,36 +191,29 @@ class Reconciler:
                 break
             if isinstance(action, d.WAITING):
                 break
-            fulfilled |= fulfilled_by(action, desired, step.status)
-            status = ACTIONS[type(action)](step, action)
+            fulfilled |= requests.fulfilled_by(action, desired, step.status)
+            status = carry_out(step, action)
             cluster = fx.kube.observe(ctx.namespace, ctx.name)
             observed = cluster.observed
             step = replace(step, status=status, cluster=cluster)
+            step, gpu_note = notice(step)
             # Record each transition at once, so a crash right after it cannot repeat it.
-            step = replace(step, status=self._noted(step, desired, resolution))
+            step = replace(step, status=conditions(step.facts, desired, resolution, gpu_note))
             if self._write_status(ctx.owner, written, step.status):
                 written = step.status
 
-        status, repairs = heal.plan(step)
+        status, repairs = heal.plan(step.facts)
         heal.repair(replace(step, status=status), repairs)
         step = replace(step, status=keep_scaler(replace(step, status=status)))
-        step = replace(step, status=self._noted(step, desired, resolution))
+        step, gpu_note = notice(step)
+        step = replace(step, status=conditions(step.facts, desired, resolution, gpu_note))
         announce_phase(fx.events, ctx.owner, old, step.status)
         wrote = self._write_status(ctx.owner, written, step.status) or written != old
-        requests.settle(step, desired, requests.outcomes(step, desired, fulfilled, retry_problem))
+        requests.settle(step, desired, requests.plan(step.facts, desired, fulfilled, retry_problem))
         self._export(ctx, step.status)
         log.debug("%s/%s decided %r", ctx.namespace, ctx.name, action)
         requeue = _requeue_seconds(action, step.status)
         return ReconcileResult(step.status, type(action).__name__, requeue, wrote)
-
-    def _noted(self, step: Step, desired: d.Desired, resolution: Answer) -> TryOnModelStatus:
-        """Status with the GPU shortage, image and admission problems told and the conditions
-        worked out."""
-        status, gpu_note = gpu_shortage(step)
-        step = replace(step, status=status)
-        step = replace(step, status=pods_refused(step))
-        image_unavailable(step)
-        return finish_status(step, desired, resolution, gpu_note)
 
     def _export(self, ctx: ReconcileContext, status: TryOnModelStatus) -> None:
         self.metrics.set_active(ctx.namespace, ctx.name, status.active_version, status.active_color)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from ..api.errors import ModelResolutionError
@@ -14,6 +15,8 @@ from ..observe.views import ClusterView
 from ..registry.cache import Answer, ResolutionCache
 from .context import Effects, ReconcileContext
 from .events import Told
+
+log = logging.getLogger(__name__)
 
 
 def resolve(
@@ -37,6 +40,7 @@ def resolve(
     before = status.condition("ModelResolved")
     if isinstance(result, ModelResolutionError):
         if before is None or before.status != "False" or before.reason != result.reason:
+            log.warning("model resolution failed: %s", result.message)
             fx.events.tell(
                 ctx.owner,
                 Told(
@@ -55,16 +59,16 @@ def resolve(
                 f"{spec.model.describe()} is version {result.version} again",
             ),
         )
-    return _record_resolution(ctx, fx, status, (result, now)), result
+    return _record_resolution(ctx, fx, status, result, now), result
 
 
 def _record_resolution(
     ctx: ReconcileContext,
     fx: Effects,
     status: TryOnModelStatus,
-    seen: tuple[ResolvedModel, datetime],
+    result: ResolvedModel,
+    now: datetime,
 ) -> TryOnModelStatus:
-    result, now = seen
     kind, value = ctx.spec.model.selector
     selector = f"{kind} {value}"
     model_name = ctx.spec.model.registered_model
@@ -78,10 +82,9 @@ def _record_resolution(
     ) == (result.version, model_name, selector, result.run_id, result.source):
         return status
     moved = previous is None or previous.version != result.version
-    rejected = status.rejected_versions
-    if previous is not None and moved and result.version in rejected:
+    if previous is not None and moved and result.version in status.rejected_versions:
         # The selector moved onto this version again: that is the signal to retry it.
-        rejected = tuple(v for v in rejected if v != result.version)
+        status = status.clearing_rejection(result.version)
     if moved:
         fx.events.tell(
             ctx.owner,
@@ -102,7 +105,7 @@ def _record_resolution(
         source=result.source,
         changed_at=now if moved or previous is None else previous.changed_at,
     )
-    return status.model_copy(update={"model": model, "rejected_versions": rejected})
+    return status.model_copy(update={"model": model})
 
 
 def desired(

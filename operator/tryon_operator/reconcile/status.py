@@ -1,26 +1,19 @@
-"""Status as the cluster shows it: the four conditions and the phase (pure), plus the three
-problems worth an Event the moment they appear (GPU shortage, image unavailable, pods refused)."""
+"""Status as the cluster shows it: the four conditions and the phase, worked out without I/O so
+the table tests can pin every case."""
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from ..api.builders import Owner
-from ..api.errors import ModelResolutionError
-from ..api.models import ConditionType, RolloutState, TryOnModelSpec, TryOnModelStatus
-from ..api.vocabulary import GPU
+from pydantic import ValidationError
+
+from ..api.models import Condition, ConditionType, Phase, TryOnModelStatus
 from ..decide import decision as d
-from ..decide.conditions import degraded_reason, derive_phase, set_condition
 from ..gateways.mlflow import ResolvedModel
-from ..observe.parse import quantity
-from ..observe.views import ClusterView, ColorView, GpuCapacity
+from ..observe.views import ClusterView, Observed
 from ..registry.cache import Answer
-from .context import Step
-from .events import EventSink, Told
-from .history import image_problem, with_rollout
-
-log = logging.getLogger(__name__)
+from .context import Facts
+from .problems import image_problem, refusal
 
 Wanted = tuple[ConditionType, bool, str, str]  # type, status, reason, message
 _PROGRESS_REASON = {
@@ -31,10 +24,10 @@ _PROGRESS_REASON = {
 
 
 def wanted_conditions(
-    step: Step, desired: d.Desired, resolution: Answer, gpu_note: str | None
+    facts: Facts, desired: d.Desired, resolution: Answer, gpu_note: str | None
 ) -> list[Wanted]:
-    """What each condition should say now; no I/O, so the table tests can pin every case."""
-    status, spec, cluster = step.status, step.ctx.spec, step.cluster
+    """What each condition should say now."""
+    status, spec, cluster = facts.status, facts.ctx.spec, facts.cluster
     if isinstance(resolution, ResolvedModel):
         resolved: Wanted = (
             "ModelResolved",
@@ -108,20 +101,16 @@ def _ready(status: TryOnModelStatus, cluster: ClusterView) -> Wanted:
     )
 
 
-def finish_status(
-    step: Step, desired: d.Desired, resolution: Answer, gpu_note: str | None = None
+def plan(
+    facts: Facts, desired: d.Desired, resolution: Answer, gpu_note: str | None = None
 ) -> TryOnModelStatus:
-    """Conditions, observedGeneration and phase for the status as it stands after ``step``."""
-    status, generation = step.status, step.ctx.generation
-    if isinstance(resolution, ModelResolutionError):
-        old = status.condition("ModelResolved")
-        if old is None or old.status != "False" or old.reason != resolution.reason:
-            log.warning("model resolution failed: %s", resolution.message)
+    """Conditions, observedGeneration and phase for the status as ``facts`` show it."""
+    status, generation = facts.status, facts.ctx.generation
     conds = status.conditions
-    for type_, value, reason, message in wanted_conditions(step, desired, resolution, gpu_note):
-        conds = set_condition(conds, type_, value, reason, message, step.now, generation)
+    for type_, value, reason, message in wanted_conditions(facts, desired, resolution, gpu_note):
+        conds = set_condition(conds, type_, value, reason, message, facts.now, generation)
     status = status.model_copy(update={"conditions": conds, "observed_generation": generation})
-    return status.model_copy(update={"phase": derive_phase(status, step.ctx.spec.paused)})
+    return status.model_copy(update={"phase": derive_phase(status, facts.ctx.spec.paused)})
 
 
 def invalid_status(
@@ -135,177 +124,89 @@ def invalid_status(
     )
 
 
-def gpu_shortage(step: Step) -> tuple[TryOnModelStatus, str | None]:
-    """Puts numbers on a preview short of GPUs, and says so once per rollout as an Event."""
-    status = step.status
-    rollout = status.rollout
-    if rollout is None or rollout.phase != "Progressing":
-        return status, None
-    preview = step.cluster.observed.color(rollout.color)
-    if not preview.gpu_short_pods:
-        return status, None
-    spec = step.ctx.spec
-    capacity = step.fx.capacity(dict(spec.renderer.node_selector))
-    note = gpu_shortage_note(spec, rollout, (preview, capacity), step.now)
-    if rollout.gpu_shortage_reported:
-        return status, note
-    step.tell(
-        Told(
-            "Warning",
-            "GPUShortage",
-            note,
-            version=rollout.version,
-            color=rollout.color,
-            evidence={
-                "gpuShortPods": preview.gpu_short_pods,
-                "scheduler": preview.unschedulable_message,
-            },
-        )
-    )
-    return with_rollout(status, gpu_shortage_reported=True), note
-
-
-def gpu_shortage_note(
-    spec: TryOnModelSpec,
-    rollout: RolloutState,
-    seen: tuple[ColorView, GpuCapacity | None],
+def set_condition(  # noqa: PLR0913 - one condition's fields
+    conditions: tuple[Condition, ...],
+    type_: ConditionType,
+    status: bool,
+    reason: str,
+    message: str,
     now: datetime,
-) -> str:
-    preview, capacity = seen
-    resources = spec.renderer.resources
-    per_pod = quantity(resources.limits.get(GPU, resources.requests.get(GPU, 0)))
-    if capacity is None:
-        free = "free GPUs unknown"
-    elif capacity.free is None:
-        free = f"{capacity.allocatable} allocatable on {capacity.nodes} matching node(s)"
-    else:
-        free = (
-            f"{capacity.free} of {capacity.allocatable} allocatable free on "
-            f"{capacity.nodes} matching node(s)"
-        )
-    policy = spec.rollout.gpu_shortage_policy
-    left = rollout.started_at + timedelta(seconds=spec.rollout.progress_deadline_seconds) - now
-    seconds_left = max(int(left.total_seconds()), 0)
-    plan = {
-        "Wait": f"waiting, rolled back at the progress deadline in {seconds_left}s",
-        "ShrinkPreview": "the preview runs with the pods that fit, grows after the flip",
-        "InPlace": "active pods are given up to make room",
-    }[policy]
-    return (
-        f"preview needs {rollout.replicas * per_pod} {GPU} ({rollout.replicas} pod(s) x "
-        f"{per_pod}), {preview.gpu_short_pods} pod(s) got none; {free}; "
-        f"gpuShortagePolicy {policy}: {plan}"
+    generation: int | None,
+) -> tuple[Condition, ...]:
+    """Returns conditions with one replaced; lastTransitionTime moves only when status changes."""
+    value = "True" if status else "False"
+    old = next((c for c in conditions if c.type == type_), None)
+    transition = old.last_transition_time if old is not None and old.status == value else now
+    new = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
     )
+    rest = tuple(c for c in conditions if c.type != type_)
+    order = {"Ready": 0, "Progressing": 1, "Degraded": 2, "ModelResolved": 3}
+    return tuple(sorted((*rest, new), key=lambda c: order[c.type]))
 
 
-def image_unavailable(step: Step) -> None:
-    """One Warning Event when preview pods are first seen unable to get their image.
-
-    The Progressing condition is the memory: once it names the problem for this rollout it is
-    written to status, so later looks (and a restarted operator) do not tell it again.
-    """
-    status = step.status
-    rollout = status.rollout
-    if rollout is None or rollout.phase != "Progressing":
-        return
-    preview = step.cluster.observed.color(rollout.color)
-    if not preview.image_unavailable_pods:
-        return
-    told = status.condition("Progressing")
-    label = f"version {rollout.version} on {rollout.color}:"
-    if told and told.reason == "PreviewImageUnavailable" and told.message.startswith(label):
-        return
-    step.tell(
-        Told(
-            "Warning",
-            "ImageUnavailable",
-            f"{label} {image_problem(preview)}",
-            version=rollout.version,
-            color=rollout.color,
-            evidence={
-                "imageUnavailablePods": preview.image_unavailable_pods,
-                "kubelet": preview.image_unavailable_message,
-            },
+def degraded_reason(
+    status: TryOnModelStatus, desired_version: str | None, desired_hash: str, observed: Observed
+) -> tuple[str, str] | None:
+    """Why the TryOnModel is Degraded, or None when it is not."""
+    if status.active_color is not None:
+        active = observed.color(status.active_color)
+        if active.crashlooping_pods:
+            return (
+                "ActiveCrashLooping",
+                f"{active.crashlooping_pods} pod(s) of the active colour {status.active_color} "
+                "are crash-looping",
+            )
+        if active.image_unavailable_pods:  # e.g. a node lost the image and pull policy is Never
+            return (
+                "ActiveImageUnavailable",
+                f"{active.image_unavailable_pods} pod(s) of the active colour "
+                f"{status.active_color} cannot start: {active.image_unavailable_message}",
+            )
+    if desired_version is None:
+        return None
+    if status.is_rejected(desired_version, desired_hash):
+        last = next(
+            (
+                h
+                for h in reversed(status.history)
+                if h.version == desired_version and h.outcome == "RolledBack"
+            ),
+            None,
         )
-    )
-
-
-# What refused the pods, by the words the API server uses for each admission step.
-# First match wins: a webhook's own message may hold any words, so it is recognised before the
-# LimitRange plugin's phrases ("maximum cpu usage per Container is 1, but limit is 2").
-_REFUSERS = (
-    ("exceeded quota", "a ResourceQuota (not a GPU shortage on the nodes: raise or free it)"),
-    ("violates PodSecurity", "Pod Security admission (the namespace's enforce level)"),
-    ("admission webhook", "an admission webhook"),
-    ("LimitRange", "a LimitRange"),
-    ("usage per Container", "a LimitRange"),
-    ("usage per Pod", "a LimitRange"),
-    ("limit to request ratio", "a LimitRange"),
-)
-
-
-def refusal(view: ColorView) -> str:
-    """The refusal in words: who refused, then the API server's own message."""
-    refuser = next(
-        (who for words, who in _REFUSERS if words in view.pods_refused_message), "admission"
-    )
-    return f"the API server refused its pods, by {refuser}: {view.pods_refused_message}"
-
-
-def pods_refused(step: Step) -> TryOnModelStatus:
-    """One Warning Event when the preview's pods are first refused; once they are admitted
-    again, the progress deadline starts over (``RolloutState.progress_since``)."""
-    status = step.status
-    rollout = status.rollout
-    if rollout is None or rollout.phase != "Progressing":
-        return status
-    preview = step.cluster.observed.color(rollout.color)
-    if not preview.pods_refused_message:
-        if rollout.pods_refused_reported:
-            log.info("%s's pods are admitted again; its deadline starts over", rollout.color)
-            return with_rollout(status, pods_refused_reported=False, progress_since=step.now)
-        return status
-    if rollout.pods_refused_reported:
-        return status
-    step.tell(
-        Told(
-            "Warning",
-            "PodsRefused",
-            f"version {rollout.version} on {rollout.color}: {refusal(preview)}",
-            version=rollout.version,
-            color=rollout.color,
-            evidence={"apiServer": preview.pods_refused_message},
+        reason = last.reason if last else "VersionRejected"
+        what = (
+            "pod template"
+            if desired_version == status.active_version
+            else f"version {desired_version}"
         )
-    )
-    return with_rollout(status, pods_refused_reported=True)
+        detail = f": {last.message}" if last and last.message else ""
+        return (reason, f"{what} was rolled back and is not retried{detail}")
+    return None
 
 
-def announce_phase(
-    events: EventSink, owner: Owner, old: TryOnModelStatus, new: TryOnModelStatus
-) -> None:
-    """Degraded and recovered are told once, on the transition."""
-    if new.phase == "Degraded" and old.phase != "Degraded":
-        cond = new.condition("Degraded")
-        reason = cond.reason if cond is not None else "Degraded"
-        detail = cond.message if cond is not None else ""
-        told = Told(
-            "Warning",
-            "Degraded",
-            f"{reason}: {detail}" if detail else reason,
-            decision="degrade",
-            version=new.model.version if new.model else None,
-            color=new.active_color,
-            previous_version=new.active_version,
-            evidence={"condition": reason},
-        )
-        events.tell(owner, told)
-    elif old.phase == "Degraded" and new.phase == "Healthy":
-        told = Told(
-            "Normal",
-            "Recovered",
-            f"version {new.active_version} serves on {new.active_color}",
-            decision="recover",
-            version=new.active_version,
-            color=new.active_color,
-        )
-        events.tell(owner, told)
+def derive_phase(status: TryOnModelStatus, paused: bool) -> Phase:
+    if paused:
+        return "Paused"
+    degraded = status.condition("Degraded")
+    if degraded is not None and degraded.status == "True":
+        return "Degraded"
+    if status.rollout is not None:
+        return "Progressing"
+    ready = status.condition("Ready")
+    if ready is not None and ready.status == "True":
+        return "Healthy"
+    return "Pending"
+
+
+def validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"])
+        parts.append(f"spec.{loc}: {e['msg']}" if loc else e["msg"])
+    return "; ".join(parts)

@@ -7,18 +7,17 @@ import logging
 from ..api.errors import RegistryError
 from ..api.models import PendingTag, TryOnModelStatus
 from .context import Effects, ReconcileContext
-from .history import owe_tag
 
 log = logging.getLogger(__name__)
 
 TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
+OWED_TAGS_LIMIT = 20  # status stays small; the oldest owed tag is dropped first
 
 
 def tag(
-    ctx: ReconcileContext, fx: Effects, status: TryOnModelStatus, tag: tuple[str, str, str]
+    ctx: ReconcileContext, fx: Effects, status: TryOnModelStatus, version: str, key: str, value: str
 ) -> TryOnModelStatus:
-    """Tags a model version (``tag``: version, key, value); if MLflow is down, owes it."""
-    version, key, value = tag
+    """Tags a model version; if MLflow is down, owes it."""
     model = ctx.spec.model.registered_model
     owed = PendingTag(
         registered_model=model, version=version, key=key, value=value[:TAG_VALUE_LIMIT]
@@ -61,3 +60,12 @@ def pay_owed(ctx: ReconcileContext, fx: Effects, status: TryOnModelStatus) -> Tr
         log.info("sent owed MLflow tag %s on version %s", first.key, first.version)
         owed.pop(0)
     return status.model_copy(update={"pending_registry_tags": tuple(owed)})
+
+
+def owe_tag(status: TryOnModelStatus, tag: PendingTag) -> TryOnModelStatus:
+    """Adds a tag to the owed list; a newer value for the same version and key replaces it."""
+    kept = tuple(
+        t for t in status.pending_registry_tags if (t.version, t.key) != (tag.version, tag.key)
+    )
+    owed = (*kept, tag)[-OWED_TAGS_LIMIT:]
+    return status.model_copy(update={"pending_registry_tags": owed})

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.decide import decision as d
-from tryon_operator.decide.conditions import degraded_reason
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.reconcile import Reconciler
+from tryon_operator.reconcile.status import degraded_reason
 from tryon_operator.settings import OperatorSettings
 
 from tests.unit.operator.test_op_reconciler import (

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from tryon_operator.api.models import RolloutState, TryOnModelStatus
+from tryon_operator.api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK
 from tryon_operator.decide import decision as d
-from tryon_operator.decide import manual
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import Reconciler
+from tryon_operator.reconcile import Reconciler, requests
 from tryon_operator.settings import OperatorSettings
 
 from tests.unit.operator.test_op_reconciler import (
@@ -118,33 +118,34 @@ PROMOTE_CASES = [
 @pytest.mark.parametrize(("request_", "version", "st", "problem"),
                          [c[1:] for c in PROMOTE_CASES], ids=[c[0] for c in PROMOTE_CASES])
 def test_promote_request_problem(request_, version, st, problem):
-    assert (manual.promote_problem(request_, version, st) is not None) is problem
+    assert (requests.promote_problem(request_, desired(version), st) is not None) is problem
 
 
 def test_retry_clears_a_rejected_version():
-    result = manual.retry("2", status(rejected_versions=("2", "3")))
-    assert isinstance(result, TryOnModelStatus) and result.rejected_versions == ("3",)
+    result = status(rejected_versions=("2", "3")).clearing_rejection("2")
+    assert result.rejected_versions == ("3",)
 
 
 def test_retry_of_the_serving_version_clears_its_rejected_template():
-    result = manual.retry("1", status(rejected_template_hash="bad"))
-    assert isinstance(result, TryOnModelStatus) and result.rejected_template_hash is None
+    result = status(rejected_template_hash="bad").clearing_rejection("1")
+    assert result.rejected_template_hash is None
 
 
 def test_retry_of_a_version_that_is_not_rejected_says_so():
-    assert manual.retry("4", status(rejected_versions=("2",))) == (
-        "version 4 is not rejected (rejected versions: 2)")
+    with pytest.raises(ValueError) as err:
+        status(rejected_versions=("2",)).clearing_rejection("4")
+    assert str(err.value) == "version 4 is not rejected (rejected versions: 2)"
 
 
 def test_a_promotion_fulfils_a_matching_promote_request_only():
     st = status("AwaitingPromotion")
     promote = d.Promote("green")
-    assert manual.fulfilled_by(promote, desired(promote_requested_for="2"), st) == {
-        manual.ANNOTATION_PROMOTE}
-    assert manual.fulfilled_by(promote, desired(promote_requested_for="true"), st) == {
-        manual.ANNOTATION_PROMOTE}
-    assert manual.fulfilled_by(promote, desired(), st) == set()
-    assert manual.fulfilled_by(d.Abort("CrashLoop", ""), desired(rollback_requested_for="2"),
+    assert requests.fulfilled_by(promote, desired(promote_requested_for="2"), st) == {
+        ANNOTATION_PROMOTE}
+    assert requests.fulfilled_by(promote, desired(promote_requested_for="true"), st) == {
+        ANNOTATION_PROMOTE}
+    assert requests.fulfilled_by(promote, desired(), st) == set()
+    assert requests.fulfilled_by(d.Abort("CrashLoop", ""), desired(rollback_requested_for="2"),
                                st) == set()
 
 
@@ -178,25 +179,25 @@ def test_rollback_request_aborts_the_preview_and_is_removed(manual_world):
     kube.body["spec"]["rollout"]["autoPromote"] = False
     registry.answer = ResolvedModel("2", None, None)
     run(reconciler)
-    kube.annotate(manual.ANNOTATION_ROLLBACK, "2")
+    kube.annotate(ANNOTATION_ROLLBACK, "2")
 
     result = run(reconciler)
 
     assert result.status.rejected_versions == ("2",) and result.status.rollout is None
     assert result.status.history[-1].reason == "ManualRollback"
-    assert kube.writes[-1] == f"unannotate {manual.ANNOTATION_ROLLBACK}"
-    assert "RolledBack" in kube.events and manual.EVENT_IGNORED not in kube.events
+    assert kube.writes[-1] == f"unannotate {ANNOTATION_ROLLBACK}"
+    assert "RolledBack" in kube.events and "ManualRequestIgnored" not in kube.events
 
 
 def test_rollback_request_in_steady_state_is_removed_with_a_warning(manual_world):
     reconciler, kube, *_ = manual_world
-    kube.annotate(manual.ANNOTATION_ROLLBACK, "1")
+    kube.annotate(ANNOTATION_ROLLBACK, "1")
 
     result = run(reconciler)
 
     assert result.action == "Steady"
-    assert kube.writes == [f"unannotate {manual.ANNOTATION_ROLLBACK}"]
-    assert kube.events == [manual.EVENT_IGNORED]
+    assert kube.writes == [f"unannotate {ANNOTATION_ROLLBACK}"]
+    assert kube.events == ["ManualRequestIgnored"]
 
 
 def test_retry_request_clears_the_rejection_and_the_version_rolls_out_again(manual_world):
@@ -208,26 +209,26 @@ def test_retry_request_clears_the_rejection_and_the_version_rolls_out_again(manu
     assert run(reconciler).status.rejected_versions == ("2",)  # smoke test failed
     reconciler.fx.smoke.passed = True
     assert run(reconciler).action == "Hold"
-    kube.annotate(manual.ANNOTATION_RETRY, "2")
+    kube.annotate(ANNOTATION_RETRY, "2")
 
     result = run(reconciler)
 
     assert result.status.rejected_versions == ()
     assert result.status.rollout is not None and result.status.rollout.version == "2"
-    assert f"unannotate {manual.ANNOTATION_RETRY}" in kube.writes
-    assert manual.EVENT_RETRY in kube.events
+    assert f"unannotate {ANNOTATION_RETRY}" in kube.writes
+    assert "RetryRequested" in kube.events
 
 
 def test_promote_true_is_consumed_by_one_promotion_only(manual_world):
     reconciler, kube, registry, clock = manual_world
     kube.body["spec"]["rollout"]["autoPromote"] = False
     registry.answer = ResolvedModel("2", None, None)
-    kube.annotate(manual.ANNOTATION_PROMOTE, "true")
+    kube.annotate(ANNOTATION_PROMOTE, "true")
     run(reconciler)
-    assert manual.ANNOTATION_PROMOTE in kube.body["metadata"]["annotations"]  # waits for Ready
+    assert ANNOTATION_PROMOTE in kube.body["metadata"]["annotations"]  # waits for Ready
     kube.settle()
     assert run(reconciler).status.active_version == "2"
-    assert manual.ANNOTATION_PROMOTE not in kube.body["metadata"]["annotations"]
+    assert ANNOTATION_PROMOTE not in kube.body["metadata"]["annotations"]
     clock.advance(10)
     run(reconciler)
 
@@ -242,9 +243,9 @@ def test_promote_true_is_consumed_by_one_promotion_only(manual_world):
 def test_requests_wait_while_paused(manual_world):
     reconciler, kube, *_ = manual_world
     kube.body["spec"]["paused"] = True
-    kube.annotate(manual.ANNOTATION_ROLLBACK, "1")
+    kube.annotate(ANNOTATION_ROLLBACK, "1")
     run(reconciler)
     kube.writes.clear()
     run(reconciler)
     assert kube.writes == []
-    assert manual.ANNOTATION_ROLLBACK in kube.body["metadata"]["annotations"]
+    assert ANNOTATION_ROLLBACK in kube.body["metadata"]["annotations"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
-from tryon_operator.api.models import TryOnModelSpec, TryOnModelStatus, parse_status
+from tryon_operator.api.models import RolloutState, TryOnModelSpec, TryOnModelStatus, parse_status
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -46,6 +47,40 @@ def test_rollout_defaults_match_the_design():
 def test_status_round_trips_through_json():
     status = TryOnModelStatus(active_color="blue", active_version="3", rejected_versions=("2",))
     assert parse_status(status.to_patch()) == status
+
+
+SERVING = TryOnModelStatus(active_color="blue", active_version="3", rejected_versions=("2",),
+                           rejected_template_hash="bad")
+
+REJECTED_CASES = [
+    # name, version, template hash, rejected
+    ("a rolled-back version", "2", "good", True),
+    ("a version never rolled back", "4", "good", False),
+    ("the serving version with its rejected template", "3", "bad", True),
+    ("the serving version with another template", "3", "good", False),
+]
+
+
+@pytest.mark.parametrize(("version", "template_hash", "rejected"),
+                         [c[1:] for c in REJECTED_CASES], ids=[c[0] for c in REJECTED_CASES])
+def test_is_rejected(version, template_hash, rejected):
+    assert SERVING.is_rejected(version, template_hash) is rejected
+
+
+def rollout(version: str, template_hash: str = "new") -> RolloutState:
+    return RolloutState(phase="Progressing", color="green", version=version,
+                        template_hash=template_hash, replicas=1,
+                        started_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_rejecting_a_new_version_keeps_the_latest_ones_only():
+    status = SERVING.rejecting(rollout("4"), 2).rejecting(rollout("5"), 2)
+    assert status.rejected_versions == ("4", "5")
+
+
+def test_rejecting_the_serving_version_rejects_its_template_only():
+    status = SERVING.rejecting(rollout("3", "other"), 20)
+    assert (status.rejected_versions, status.rejected_template_hash) == (("2",), "other")
 
 
 def test_unreadable_status_falls_back_to_empty():

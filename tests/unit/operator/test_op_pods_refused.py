@@ -11,7 +11,7 @@ from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.observe.parse import replica_failure_message
 from tryon_operator.observe.views import ColorView
 from tryon_operator.reconcile import Reconciler
-from tryon_operator.reconcile.status import refusal
+from tryon_operator.reconcile.problems import refusal
 from tryon_operator.settings import OperatorSettings
 
 from tests.unit.operator.test_op_reconciler import (

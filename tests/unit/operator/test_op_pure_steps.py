@@ -1,6 +1,6 @@
 """The reconcile's other pure decisions, table-tested like the rollout's: which repairs self-heal
-plans (heal.plan), what becomes of each request annotation (requests.outcomes), and what each
-status condition says (status.wanted_conditions)."""
+plans (heal.plan), what becomes of each request annotation (requests.plan), and what each
+status condition says (status.wanted_conditions). Each takes ``Facts``, which hold no ports."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.observe.views import ClusterView, ColorView, HpaView, Observed, ServiceView
 from tryon_operator.reconcile import heal, requests
-from tryon_operator.reconcile.context import ReconcileContext, Step
+from tryon_operator.reconcile.context import Facts, ReconcileContext
 from tryon_operator.reconcile.status import wanted_conditions
 
 pytestmark = pytest.mark.unit
@@ -53,10 +53,10 @@ def serving(**kw) -> TryOnModelStatus:
     return TryOnModelStatus(active_color="blue", active_version="1", active_template_hash=H, **kw)
 
 
-def step(status: TryOnModelStatus, seen: ClusterView, annotations=None, spec=SPEC) -> Step:
+def facts(status: TryOnModelStatus, seen: ClusterView, annotations=None, spec=SPEC) -> Facts:
     ctx = ReconcileContext(Owner("dress", "shop", "u1"), spec, "http://mlflow", annotations or {},
                            1)
-    return Step(ctx, None, status, seen, T0)  # type: ignore[arg-type]  # plan needs no effects
+    return Facts(ctx, status, seen, T0)
 
 
 def names(repairs: list[heal.Repair]) -> list[str]:
@@ -95,18 +95,18 @@ ROLLING = RolloutState(phase="Progressing", color="green", version="2", template
                  cluster(green=running("2")), [], id="preview as the rollout wants: nothing"),
 ])
 def test_self_heal_plans_exactly_the_repairs_the_cluster_needs(status, seen, expected):
-    _, repairs = heal.plan(step(status, seen))
+    _, repairs = heal.plan(facts(status, seen))
     assert names(repairs) == expected
 
 
 def test_a_paused_object_is_not_healed():
     paused = SPEC.model_copy(update={"paused": True})
-    _, repairs = heal.plan(step(serving(), cluster(blue=ColorView()), spec=paused))
+    _, repairs = heal.plan(facts(serving(), cluster(blue=ColorView()), spec=paused))
     assert repairs == []
 
 
 def test_the_preview_selector_following_a_rollout_is_no_repair_worth_telling():
-    _, repairs = heal.plan(step(serving(), cluster(preview=service("blue"))))
+    _, repairs = heal.plan(facts(serving(), cluster(preview=service("blue"))))
     assert [(type(r).__name__, r.heal) for r in repairs] == [("SetSelector", None)]
 
 
@@ -134,7 +134,7 @@ def want(**kw) -> d.Desired:
 def test_each_request_annotation_is_removed_once_done_or_impossible(
         annotations, status, desired, fulfilled, expected):
     problem = "not rejected" if "tryon.dev/retry" in annotations else None
-    done = requests.outcomes(step(status, cluster(), annotations), desired, fulfilled, problem)
+    done = requests.plan(facts(status, cluster(), annotations), desired, fulfilled, problem)
     assert done == expected
 
 
@@ -172,13 +172,13 @@ RESOLVED = ResolvedModel("2", "run", "s3://m/2")
                  id="active crash-looping: Degraded and not Ready"),
 ])
 def test_each_condition_says_what_the_cluster_shows(status, seen, resolution, expected):
-    wanted = wanted_conditions(step(status, seen), want(), resolution, None)
+    wanted = wanted_conditions(facts(status, seen), want(), resolution, None)
     assert {t: (value, reason) for t, value, reason, _ in wanted} == expected
 
 
 def test_a_gpu_note_replaces_the_schedulers_words_in_progressing():
     seen = cluster(green=running("2", unschedulable_pods=1, unschedulable_message="0/3 nodes"))
-    wanted = wanted_conditions(step(serving(rollout=ROLLING), seen), want(), RESOLVED,
+    wanted = wanted_conditions(facts(serving(rollout=ROLLING), seen), want(), RESOLVED,
                                "preview needs 2 nvidia.com/gpu")
     progressing = next(w for w in wanted if w[0] == "Progressing")
     assert progressing[3].endswith("1 pod(s) cannot be scheduled: preview needs 2 nvidia.com/gpu")

@@ -24,7 +24,7 @@ from tryon_operator.observe.views import (
     SmokeOutcome,
 )
 from tryon_operator.reconcile import Reconciler
-from tryon_operator.reconcile.history import OWED_TAGS_LIMIT, owe_tag
+from tryon_operator.reconcile.tags import OWED_TAGS_LIMIT, owe_tag
 from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
