@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.config.config_exception import ConfigException
+from kubernetes import client
 
 from ..announce.announcer import start_announcer
 from ..announce.audit import configure_audit_logging
@@ -35,15 +34,18 @@ from ..gateways.cache.informer import (
     without_managed_fields,
 )
 from ..gateways.cache.kube import CachedKube, CacheMetrics, Stores
+from ..gateways.client import make_api_client
 from ..gateways.fenced import FencedRegistry
 from ..gateways.kube import KubeGateway
 from ..gateways.mlflow import MlflowRegistry
 from ..gateways.smoke import SmokeTester
 from ..metrics import Metrics
 from ..reconcile import Reconciler, ReconcileResult
+from ..registry.cache import ResolutionCache
 from ..registry.handover import Handover
 from ..registry.poll import RegistryPoller
 from ..registry.tls import receiver_tls
+from ..registry.watchers import Followers, ModelWatchers
 from ..registry.webhook import WebhookVerifier, make_app, serve
 from ..settings import OperatorSettings
 from .leadership.elector import LeaderElector, LeadershipCallbacks
@@ -65,24 +67,6 @@ CHILDREN = (
     Resource("Pod", "/api/v1", "pods", RENDERER_PODS, slim_pod),
 )
 WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
-
-
-def make_api_client(pool_size: int = 10, user_agent: str = MANAGER) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``).
-
-    ``pool_size`` connections per host: one per thread that may call the API at once, else
-    urllib3 drops and re-opens connections ("Connection pool is full") under load.
-    ``user_agent`` names the replica in the API server's audit log (``tryon-operator/<pod>``).
-    """
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    cfg.connection_pool_maxsize = pool_size
-    api_client = client.ApiClient(cfg)
-    api_client.user_agent = user_agent
-    return api_client
 
 
 def owner_of(meta: Mapping[str, Any]) -> str | None:
@@ -111,6 +95,7 @@ class Runtime:
     settings: OperatorSettings
     reconciler: Reconciler
     queue: WorkQueue
+    followers: Followers
     stores: Stores
     informers: list[Informer]
     executor: ThreadPoolExecutor
@@ -128,7 +113,7 @@ class Runtime:
         """Won the Lease (on the event loop): forget registry answers from before, then look at
         every object afresh; nothing decided as a standby is trusted."""
         log.info("leading: reconciling all %d TryOnModels afresh", len(self.queue.known))
-        self.reconciler.cache.invalidate()
+        self.followers.cache.invalidate()
         self.queue.active.set()
         for namespace, name in self.queue.known:
             self.queue.poke(namespace, name)
@@ -146,7 +131,7 @@ class Runtime:
         if event_type == "DELETED":
             self.stores.tryonmodels.remove(body)
             self.queue.forget(namespace, name)
-            self.reconciler.watchers.forget((namespace, name))
+            self.followers.watchers.forget((namespace, name))
             return
         old = self.stores.tryonmodels.upsert(copy.deepcopy(dict(body)))
         self.queue.ensure(namespace, name)
@@ -192,16 +177,20 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
     )
     configure_audit_logging()
     announcer, notifier = await start_announcer(settings, metrics.registry, live.emit_event)
+    registry = FencedRegistry(
+        MlflowRegistry(timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token),
+        fence,
+    )
+    cache, watchers = ResolutionCache(settings.mlflow_poll_seconds), ModelWatchers()
     reconciler = Reconciler(
         kube=kube,
-        registry=FencedRegistry(
-            MlflowRegistry(timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token),
-            fence,
-        ),
+        registry=registry,
         smoke=SmokeTester(),
         settings=settings,
         metrics=metrics,
+        cache=cache,
         announcer=announcer,
+        watchers=watchers,
     )
     executor = ThreadPoolExecutor(
         max_workers=settings.reconcile_workers, thread_name_prefix="reconcile"
@@ -219,20 +208,25 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
         jitter=True,
         count_error=lambda ns, name, kind: metrics.reconcile_errors.labels(ns, name, kind).inc(),
     )
+    followers = Followers(cache=cache, watchers=watchers, poke=queue.poke)
     informers = await _start_informers(api_client, stores, queue, namespaces)
     runtime = Runtime(
-        settings, reconciler, queue, stores, informers, executor, notifier=notifier, elector=elector
+        settings,
+        reconciler,
+        queue,
+        followers,
+        stores,
+        informers,
+        executor,
+        notifier=notifier,
+        elector=elector,
     )
     holder.append(runtime)
     if elector is not None:
         queue.active.clear()  # a standby until the Lease is won
         elector.start()
     poller = RegistryPoller(
-        reconciler.registry,
-        (reconciler.cache, reconciler.watchers),
-        queue.poke,
-        settings.mlflow_poll_seconds,
-        active=lambda: runtime.leading,
+        registry, followers, settings.mlflow_poll_seconds, active=lambda: runtime.leading
     )
     runtime.tasks.append(asyncio.create_task(poller.run()))
     if settings.metrics_port:
@@ -310,14 +304,7 @@ async def _start_informers(
 async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
     if not settings.webhook_secret:
         raise ValueError("TRYON_WEBHOOK_SECRET is required with a webhook port")
-    reconciler, queue, elector = runtime.reconciler, runtime.queue, runtime.elector
-
-    def trigger(registered_model: str) -> int:
-        """Same path as the registry poller: a fresh answer, then a poke per follower."""
-        reconciler.cache.invalidate(registered_model)
-        targets = sorted(reconciler.watchers.of(registered_model))
-        return sum(queue.poke(ns, name) for ns, name in targets)
-
+    elector = runtime.elector
     handover = None
     if elector is not None:
         handover = Handover(
@@ -329,7 +316,7 @@ async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
         settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds
     )
     return await serve(
-        make_app(verifier, trigger, handover),
+        make_app(verifier, runtime.followers.wake_followers, handover),
         settings.webhook_host,
         settings.webhook_port,
         tls=receiver_tls(settings),
