@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,6 @@ from kubernetes import client
 from ..announce.announcer import start_announcer
 from ..announce.audit import configure_audit_logging
 from ..announce.notify.dispatcher import Dispatcher
-from ..api.models import GROUP, KIND
 from ..api.vocabulary import (
     APP_NAME,
     LABEL_COLOR,
@@ -50,7 +48,7 @@ from ..registry.webhook import WebhookVerifier, make_app, serve
 from ..settings import OperatorSettings
 from .leadership.elector import LeaderElector, LeadershipCallbacks
 from .leadership.lease import default_identity
-from .wakeups import ChildChanges
+from .wakeups import Wakeups
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -58,27 +56,14 @@ log = logging.getLogger(__name__)
 CACHE_SYNC_SECONDS = 30.0
 OWNED = f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}"
 RENDERER_PODS = f"{LABEL_NAME}={APP_NAME},{LABEL_INSTANCE},{LABEL_COLOR}"
-# What the informers watch: the children by the labels builders.py sets. HPAs are cached but wake
-# nothing: the controller-manager rewrites their status every 15 s.
+# What the informers watch: the children by the labels builders.py sets (``WAKING_KINDS`` says
+# which of them wake a reconcile).
 CHILDREN = (
     Resource("Deployment", "/apis/apps/v1", "deployments", OWNED),
     Resource("Service", "/api/v1", "services", OWNED, without_managed_fields),
     Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", OWNED),
     Resource("Pod", "/api/v1", "pods", RENDERER_PODS, slim_pod),
 )
-WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
-
-
-def owner_of(meta: Mapping[str, Any]) -> str | None:
-    """The TryOnModel a child belongs to: its controller reference, else its instance label.
-
-    Deployments carry both; pods (owned by a ReplicaSet) only the label.
-    """
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
-            return str(ref["name"])
-    labels: Mapping[str, str] = meta.get("labels") or {}
-    return labels.get(LABEL_INSTANCE)
 
 
 def informer_namespaces(namespaces: Sequence[str]) -> list[str | None]:
@@ -96,6 +81,7 @@ class Runtime:
     reconciler: Reconciler
     queue: WorkQueue
     followers: Followers
+    wakeups: Wakeups
     stores: Stores
     informers: list[Informer]
     executor: ThreadPoolExecutor
@@ -123,35 +109,6 @@ class Runtime:
         flight are fenced: each write checks the Lease first (``CachedKube``'s fence)."""
         log.info("standing by: no reconciles until this replica leads again")
         self.queue.active.clear()
-
-    def tryonmodel_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """kopf's watch of TryOnModels: keep the cache, and the object's loop, current."""
-        meta = body.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if event_type == "DELETED":
-            self.stores.tryonmodels.remove(body)
-            self.queue.forget(namespace, name)
-            self.followers.watchers.forget((namespace, name))
-            return
-        old = self.stores.tryonmodels.upsert(copy.deepcopy(dict(body)))
-        self.queue.ensure(namespace, name)
-        if old is not None and _wants_a_look(old, body):
-            self.queue.poke(namespace, name)
-
-
-def _wants_a_look(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """A change a person made (spec, annotations, labels, deletion); not our own status write."""
-
-    def essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
-        meta = body.get("metadata") or {}
-        return (
-            meta.get("generation"),
-            meta.get("annotations"),
-            meta.get("labels"),
-            meta.get("deletionTimestamp"),
-        )
-
-    return essence(old) != essence(new)
 
 
 async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> Runtime:
@@ -209,12 +166,14 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
         count_error=lambda ns, name, kind: metrics.reconcile_errors.labels(ns, name, kind).inc(),
     )
     followers = Followers(cache=cache, watchers=watchers, poke=queue.poke)
-    informers = await _start_informers(api_client, stores, queue, namespaces)
+    wakeups = Wakeups(queue=queue, tryonmodels=stores.tryonmodels, watchers=watchers)
+    informers = await _start_informers(api_client, stores, wakeups, namespaces)
     runtime = Runtime(
         settings,
         reconciler,
         queue,
         followers,
+        wakeups,
         stores,
         informers,
         executor,
@@ -258,32 +217,13 @@ def _elector(
 
 
 async def _start_informers(
-    api_client: client.ApiClient, stores: Stores, queue: WorkQueue, namespaces: Sequence[str]
+    api_client: client.ApiClient, stores: Stores, wakeups: Wakeups, namespaces: Sequence[str]
 ) -> list[Informer]:
-    """Starts the child informers; a change worth a reconcile pokes the owner's loop."""
+    """Starts the child informers; their events go to ``wakeups`` on the event loop."""
     loop = asyncio.get_running_loop()
-    changes = ChildChanges()
-
-    def child_changed(event_type: str, obj: dict[str, Any]) -> None:  # on the event loop
-        if obj.get("kind") not in WAKING_KINDS:
-            return
-        meta = obj.get("metadata") or {}
-        owner = owner_of(meta)
-        worth = bool(owner) and changes.worth_a_reconcile(event_type, obj)
-        log.debug(
-            "child %s %s %s/%s rv=%s: %s",
-            event_type,
-            obj.get("kind"),
-            meta.get("namespace"),
-            meta.get("name"),
-            meta.get("resourceVersion"),
-            "poke" if worth else "no change that matters",
-        )
-        if worth and owner:
-            queue.poke(str(meta.get("namespace") or ""), owner)
 
     def from_informer(event_type: str, obj: dict[str, Any]) -> None:  # on an informer thread
-        loop.call_soon_threadsafe(child_changed, event_type, obj)
+        loop.call_soon_threadsafe(wakeups.child_changed, event_type, obj)
 
     informers = [
         Informer(
