@@ -78,6 +78,7 @@ EventReason = Literal[
 ]
 
 # MLflow webhook deliveries (webhook.py verifies them; handover.py forwards them to the leader).
+WEBHOOK_PATH = "/webhooks/mlflow"
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubernetes import client
@@ -40,7 +41,7 @@ from ..gateways.smoke import SmokeTester
 from ..metrics import Metrics
 from ..reconcile import Reconciler, ReconcileResult
 from ..registry.cache import ResolutionCache
-from ..registry.handover import Handover
+from ..registry.handover import ANNOTATION_LEADER_WEBHOOK, Handover, lease_annotations
 from ..registry.poll import RegistryPoller
 from ..registry.tls import receiver_tls
 from ..registry.watchers import Followers, ModelWatchers
@@ -213,7 +214,9 @@ def _elector(
         loop.call_soon_threadsafe(runtime().stand_by)
 
     callbacks = LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped)
-    return LeaderElector.from_settings(settings, api_client, callbacks, metrics)
+    return LeaderElector.from_settings(
+        settings, api_client, callbacks, metrics, holder_annotations=lease_annotations(settings)
+    )
 
 
 async def _start_informers(
@@ -249,8 +252,8 @@ async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
     if elector is not None:
         handover = Handover(
             lambda: runtime.leading,
-            lambda: elector.leader_webhook_url,
-            elector.read_leader_webhook_url,
+            partial(elector.leader_annotation, ANNOTATION_LEADER_WEBHOOK),
+            partial(elector.read_leader_annotation, ANNOTATION_LEADER_WEBHOOK),
         )
     verifier = WebhookVerifier(
         settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds

@@ -11,16 +11,16 @@ from kubernetes import client
 from pydantic import ValidationError
 from tryon_operator.api.errors import NotLeaderError
 from tryon_operator.metrics import Metrics
+from tryon_operator.registry.handover import ANNOTATION_LEADER_WEBHOOK
 from tryon_operator.runtime.leadership.elector import LeaderElector
 from tryon_operator.runtime.leadership.lease import (
-    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseRecord,
     default_identity,
     default_namespace,
     free_for,
     held_spec,
-    holder_webhook_url,
+    holder_annotation,
     lease_api_client,
     lease_expired,
     micro_time,
@@ -252,15 +252,22 @@ def lease_held_by(holder: str | None, url: str | None) -> dict[str, object]:
     return {"metadata": {"annotations": annotations}, "spec": {"holderIdentity": holder}}
 
 
+def holders_webhook_url(lease: dict[str, object], identity: str) -> str | None:
+    return holder_annotation(lease, identity, ANNOTATION_LEADER_WEBHOOK)
+
+
 def test_the_holders_webhook_address_comes_from_the_lease_annotation() -> None:
-    assert holder_webhook_url(lease_held_by("a", "https://10.0.0.7:8443"), "b") == (
+    assert holders_webhook_url(lease_held_by("a", "https://10.0.0.7:8443"), "b") == (
         "https://10.0.0.7:8443")
-    assert holder_webhook_url(lease_held_by("a", None), "b") is None
-    assert holder_webhook_url(lease_held_by(None, "https://10.0.0.7:8443"), "b") is None
-    assert holder_webhook_url(lease_held_by("b", "https://10.0.0.7:8443"), "b") is None
+    assert holders_webhook_url(lease_held_by("a", None), "b") is None
+    assert holders_webhook_url(lease_held_by(None, "https://10.0.0.7:8443"), "b") is None
+    assert holders_webhook_url(lease_held_by("b", "https://10.0.0.7:8443"), "b") is None
 
 
 def test_the_holder_writes_its_webhook_address_only_when_it_has_one() -> None:
-    config = ElectionConfig(identity="a", namespace="ns", webhook_url="https://10.0.0.7:8443")
+    config = ElectionConfig(identity="a", namespace="ns",
+                            holder_annotations={ANNOTATION_LEADER_WEBHOOK: "https://10.0.0.7:8443"})
     assert config.lease_annotations == {ANNOTATION_LEADER_WEBHOOK: "https://10.0.0.7:8443"}
-    assert ElectionConfig(identity="a", namespace="ns").lease_annotations == {}
+    no_address = ElectionConfig(identity="a", namespace="ns",
+                                holder_annotations={ANNOTATION_LEADER_WEBHOOK: None})
+    assert no_address.lease_annotations == {}

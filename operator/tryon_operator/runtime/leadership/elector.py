@@ -24,7 +24,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -35,13 +35,12 @@ from ...metrics import Metrics
 from ...settings import OperatorSettings
 from .callbacks import CallbackThread, LeadershipCallbacks
 from .lease import (
-    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseClient,
     LeaseRecord,
     free_for,
     held_spec,
-    holder_webhook_url,
+    holder_annotation,
     lease_api_client,
     lease_expired,
     micro_time,
@@ -98,12 +97,12 @@ class LeaderElector:
         api_client: client.ApiClient,
         callbacks: LeadershipCallbacks | None = None,
         metrics: Metrics | None = None,
+        holder_annotations: Mapping[str, str | None] | None = None,
     ) -> LeaderElector:
         """The elector the settings describe, on a client of its own made from ``api_client``
         (``lease_api_client``: no hidden retries, its own connections)."""
-        return cls(
-            lease_api_client(api_client), ElectionConfig.from_settings(settings), callbacks, metrics
-        )
+        config = ElectionConfig.from_settings(settings, holder_annotations)
+        return cls(lease_api_client(api_client), config, callbacks, metrics)
 
     # ------------------------------------------------------------------ what others ask
 
@@ -119,18 +118,17 @@ class LeaderElector:
         with self._lock:
             return self._record.holder if self._record else None
 
-    @property
-    def leader_webhook_url(self) -> str | None:
-        """The leader's webhook receiver in the last Lease seen (None: unknown, or us)."""
+    def leader_annotation(self, key: str) -> str | None:
+        """The leader's annotation ``key`` in the last Lease seen (None: unknown, or us)."""
         with self._lock:
             lease = self._lease
-        return None if lease is None else holder_webhook_url(lease, self.identity)
+        return None if lease is None else holder_annotation(lease, self.identity, key)
 
-    def read_leader_webhook_url(self) -> str | None:
+    def read_leader_annotation(self, key: str) -> str | None:
         """The same from the Lease read now (``KubeError`` when it cannot be): the view above can
         be a retry period old. The campaign's record is left alone; only its thread moves it."""
         lease = self._client.get(timeout=self.retry_period)
-        return None if lease is None else holder_webhook_url(lease, self.identity)
+        return None if lease is None else holder_annotation(lease, self.identity, key)
 
     def still_leader(self) -> bool:
         """The fence: leading *and* the last successful renewal started under the renew
@@ -375,7 +373,7 @@ class LeaderElector:
                 lease,
                 released_spec(record, micro_time()),
                 self.retry_period,
-                {ANNOTATION_LEADER_WEBHOOK: None},
+                self.config.released_annotations,
             )
         except KubeError as err:
             log.warning("leader election: could not release Lease %s: %s", self.name, err)
