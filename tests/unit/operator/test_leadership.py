@@ -24,7 +24,9 @@ from tryon_operator.runtime.leadership.lease import (
     lease_api_client,
     lease_expired,
     micro_time,
+    next_attempt_in,
     released_spec,
+    watched_expiry,
 )
 from tryon_operator.settings import OperatorSettings
 
@@ -219,22 +221,43 @@ def test_the_lease_client_has_no_hidden_retries_and_a_pool_of_its_own() -> None:
     assert shared.retries is None and shared.connection_pool_maxsize == 32
 
 
-def test_a_standby_looks_again_when_the_watched_lease_would_expire() -> None:
-    clock = FakeClock()
-    elector = LeaderElector(client.ApiClient(), ElectionConfig("b", "n"), clock=clock)
-    with elector._lock:
-        elector._record = record(holder="a", seconds=15)
-        elector._observed_at = clock.now
-    assert 2.0 <= elector._pause(clock.now) <= 2.2  # a retry period (plus jitter) while valid
-    clock.now += 14.5
-    assert elector._pause(clock.now) == pytest.approx(0.51)  # not 2 s: the Lease expires first
-    with elector._lock:
-        elector._record = record(holder=None)
-    assert elector._pause(clock.now) >= 2.0  # nobody holds it: the next look takes it anyway
+@pytest.mark.parametrize(("what", "holder", "seconds", "expires_at"), [
+    ("another holder: its own duration", "a", 15, 1015.01),
+    ("another holder without a duration: ours", "a", None, 1020.01),
+    ("nobody holds it", None, 15, None),
+    ("we hold it", "b", 15, None),
+])
+def test_when_a_watched_lease_expires(what, holder, seconds, expires_at) -> None:
+    watched = record(holder=holder, seconds=seconds)
+    assert watched_expiry(watched, "b", observed_at=1000.0, fallback_seconds=20) == (
+        pytest.approx(expires_at) if expires_at is not None else None), what
+    assert watched_expiry(None, "b", observed_at=1000.0, fallback_seconds=20) is None
+
+
+@pytest.mark.parametrize(("what", "began", "now", "kwargs", "pause"), [
+    # a standby: a retry period plus jitter while the watched Lease is valid ...
+    ("standby, Lease valid", 1000.0, 1000.0, {"expires_at": 1015.01}, 2.0),
+    ("standby, Lease valid, jitter", 1000.0, 1000.0, {"expires_at": 1015.01, "jitter": 0.2}, 2.2),
+    # ... not 2 s when the Lease expires first
+    ("standby, Lease expires first", 1014.5, 1014.5, {"expires_at": 1015.01, "jitter": 0.1}, 0.51),
+    # nobody holds it: the next look takes it anyway
+    ("standby, nobody holds it", 1014.5, 1014.5, {"jitter": 0.1}, 2.1),
+    # a leader: a retry period, or sooner its fence, to step down on time; no jitter
+    ("leader, fence later", 1000.0, 1000.0, {"fence": 1010.0}, 2.0),
+    ("leader, fence first", 1000.0, 1000.0, {"fence": 1001.0}, 1.0),
+    ("leader, fence passed", 1000.0, 1000.0, {"fence": 999.0}, 0.0),
+    ("the attempt took a retry period", 1000.0, 1003.0, {}, 0.0),
+    ("the attempt took a while", 1000.0, 1000.5, {}, 1.5),
+])
+def test_when_the_next_attempt_comes(what, began, now, kwargs, pause) -> None:
+    assert next_attempt_in(now, began, 2.0, **kwargs) == pytest.approx(pause), what
 
 
 def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -> None:
-    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False))
+    elector = LeaderElector(
+        client.ApiClient(),
+        ElectionConfig("a", "n", record_events=False, retry_period_seconds=0.01),
+    )
     calls: list[float] = []
 
     def broken(timeout: float) -> None:
@@ -242,8 +265,15 @@ def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -
         raise RuntimeError("a body nobody expected")
 
     elector._client.get = broken  # type: ignore[method-assign, assignment]
-    assert elector._attempt(time.monotonic(), time.monotonic() + 10) == "failed"
-    assert len(calls) == 1 and 9 < calls[0] <= 10  # bounded by the deadline
+    elector.start()
+    try:
+        give_up = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+    finally:
+        elector.stop()
+    assert len(calls) >= 2, "the campaign goes on"
+    assert 9 < calls[0] <= 10  # each attempt bounded by the renew deadline
     assert not elector.is_leader
 
 

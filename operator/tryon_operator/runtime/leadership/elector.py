@@ -44,7 +44,9 @@ from .lease import (
     lease_api_client,
     lease_expired,
     micro_time,
+    next_attempt_in,
     released_spec,
+    watched_expiry,
 )
 
 __all__ = ["LeaderElector", "LeadershipCallbacks"]
@@ -207,22 +209,16 @@ class LeaderElector:
     # ------------------------------------------------------------------ the loop
 
     def _pause(self, began: float) -> float:
-        """Until the next attempt: one retry period after this one began (a standby adds up to
-        10 % jitter). A leader also wakes at its fence time, to step down on time; a standby also
-        wakes when the Lease it watches would expire, so a dead leader's Lease is taken when it
-        expires, not up to a retry period later (the expiry rule itself is unchanged)."""
+        """Until the next attempt (``next_attempt_in``: the rule, pure)."""
         now = self._clock()
-        wait = began + self.retry_period - now
         with self._lock:
             if self._leading:
-                wait = min(wait, self._renewed_at + self.renew_deadline - now)
-            else:
-                wait += random.uniform(0, 0.1 * self.retry_period)
-                record = self._record
-                if record is not None and record.holder not in (None, self.identity):
-                    seconds = record.lease_seconds or self.lease_seconds
-                    wait = min(wait, self._observed_at + seconds + 0.01 - now)
-        return max(0.0, wait)
+                fence = self._renewed_at + self.renew_deadline
+                return next_attempt_in(now, began, self.retry_period, fence=fence)
+            record, observed_at = self._record, self._observed_at
+        expires_at = watched_expiry(record, self.identity, observed_at, self.lease_seconds)
+        jitter = random.uniform(0, 0.1 * self.retry_period)
+        return next_attempt_in(now, began, self.retry_period, expires_at=expires_at, jitter=jitter)
 
     def _campaign(self, began: float) -> None:
         if self._attempt(began, began + self.renew_deadline) == "ok":

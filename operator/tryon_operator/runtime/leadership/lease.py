@@ -181,6 +181,42 @@ def lease_expired(
     return now >= observed_at + (seconds if seconds is not None else fallback_seconds)
 
 
+def watched_expiry(
+    record: LeaseRecord | None, identity: str, observed_at: float, fallback_seconds: float
+) -> float | None:
+    """When (monotonic, just after) the Lease another replica holds would expire, as a standby
+    judges it; None when nobody else holds it (the next look takes it anyway)."""
+    if record is None or record.holder in (None, identity):
+        return None
+    return observed_at + (record.lease_seconds or fallback_seconds) + 0.01
+
+
+def next_attempt_in(
+    now: float,
+    began: float,
+    retry_period: float,
+    *,
+    fence: float | None = None,
+    expires_at: float | None = None,
+    jitter: float = 0.0,
+) -> float:
+    """Seconds until the next attempt: one retry period after this one ``began``.
+
+    A leader passes its ``fence`` (when its renew deadline passes) and also wakes then, to step
+    down on time. A standby adds ``jitter`` (so replicas do not ask in step) and also wakes at
+    ``expires_at`` (``watched_expiry``), so a dead leader's Lease is taken when it expires, not up
+    to a retry period later; the expiry rule itself is ``lease_expired``.
+    """
+    wait = began + retry_period - now
+    if fence is not None:
+        wait = min(wait, fence - now)
+    else:
+        wait += jitter
+        if expires_at is not None:
+            wait = min(wait, expires_at - now)
+    return max(0.0, wait)
+
+
 def free_for(record: LeaseRecord, identity: str, expired: bool) -> bool:
     """May ``identity`` write itself in as holder? Free, expired, or already ours."""
     return record.holder is None or record.holder == identity or expired
