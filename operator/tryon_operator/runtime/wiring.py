@@ -1,5 +1,7 @@
 """Startup and shutdown of the running operator: every client, cache, loop and server, built
-from the settings in one place. ``handlers.py`` only calls ``start`` and ``stop``."""
+from the settings in one place, and the state the reconciles share (registry answers, model
+watchers, the announcer) handed to whoever needs it. ``handlers.py`` calls ``start`` and ``stop``
+and passes kopf's TryOnModel events to ``Runtime.wakeups``."""
 
 from __future__ import annotations
 

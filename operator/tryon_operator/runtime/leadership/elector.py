@@ -13,7 +13,7 @@ a hidden retry would outlast the renew deadline. ``still_leader()`` is the fence
 renew deadline passed without a renewal, whatever the loop is doing: SIGSTOP, a hung socket);
 ``write_batch()`` wraps writes, raising ``NotLeaderError`` when not leading, and stepping down
 waits for the batches in flight before the Lease is released. Callbacks run in order on a thread
-of their own (``leadership_callbacks.py``) and must not raise. docs/operator.md#high-availability
+of their own (``callbacks.py``) and must not raise. docs/operator.md#high-availability
 has the whole story and the measured failover.
 """
 
