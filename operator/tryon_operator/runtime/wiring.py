@@ -19,21 +19,9 @@ from kubernetes import client
 from ..announce.announcer import start_announcer
 from ..announce.audit import configure_audit_logging
 from ..announce.notify.dispatcher import Dispatcher
-from ..api.vocabulary import (
-    APP_NAME,
-    LABEL_COLOR,
-    LABEL_INSTANCE,
-    LABEL_MANAGED_BY,
-    LABEL_NAME,
-    MANAGER,
-)
-from ..gateways.cache.informer import (
-    Informer,
-    Resource,
-    slim_pod,
-    wait_synced,
-    without_managed_fields,
-)
+from ..api.vocabulary import MANAGER
+from ..gateways.cache.children import CHILDREN, child_informers
+from ..gateways.cache.informer import Informer, wait_synced
 from ..gateways.cache.kube import CachedKube, CacheMetrics, Stores
 from ..gateways.client import make_api_client
 from ..gateways.fenced import FencedRegistry
@@ -57,23 +45,6 @@ from .workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 CACHE_SYNC_SECONDS = 30.0
-OWNED = f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}"
-RENDERER_PODS = f"{LABEL_NAME}={APP_NAME},{LABEL_INSTANCE},{LABEL_COLOR}"
-# What the informers watch: the children by the labels builders.py sets (``WAKING_KINDS`` says
-# which of them wake a reconcile).
-CHILDREN = (
-    Resource("Deployment", "/apis/apps/v1", "deployments", OWNED),
-    Resource("Service", "/api/v1", "services", OWNED, without_managed_fields),
-    Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", OWNED),
-    Resource("Pod", "/api/v1", "pods", RENDERER_PODS, slim_pod),
-)
-
-
-def informer_namespaces(namespaces: Sequence[str]) -> list[str | None]:
-    """One informer per named namespace; the whole cluster when none is named or any is a glob."""
-    if not namespaces or any(ch in ns for ns in namespaces for ch in "*?["):
-        return [None]
-    return list(dict.fromkeys(namespaces))
 
 
 @dataclass
@@ -230,13 +201,7 @@ async def _start_informers(
     def from_informer(event_type: str, obj: dict[str, Any]) -> None:  # on an informer thread
         loop.call_soon_threadsafe(wakeups.child_changed, event_type, obj)
 
-    informers = [
-        Informer(
-            api_client, resource, stores.of(resource.kind), namespace=ns, on_event=from_informer
-        )
-        for resource in CHILDREN
-        for ns in informer_namespaces(namespaces)
-    ]
+    informers = child_informers(api_client, stores, namespaces, on_event=from_informer)
     for informer in informers:
         informer.start()
     if not await asyncio.to_thread(wait_synced, informers, CACHE_SYNC_SECONDS):
