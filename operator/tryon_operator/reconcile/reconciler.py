@@ -87,8 +87,8 @@ class Reconciler:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        # Shared with the registry poller and the webhook, which the runtime wiring builds them
-        # for; the defaults serve a Reconciler on its own (tests).
+        # The registry poller and the webhook share these (runtime/wiring.py builds them); the
+        # defaults serve a Reconciler on its own, as in tests.
         self._cache = cache or ResolutionCache(settings.mlflow_poll_seconds)
         self._watchers = watchers or ModelWatchers()
         self.announcer = announcer or Announcer()  # audit lines (+ notifications when set up)
