@@ -20,7 +20,7 @@ class OperatorSettings(BaseModel):
     mlflow_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
     mlflow_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     mlflow_token: str | None = None
-    # A safety net: changes to the children wake an object's reconcile at once (handlers.py).
+    # A safety net: changes to the children wake an object's reconcile at once (runtime/wakeups.py).
     resync_seconds: Annotated[float, Field(gt=0)] = 30.0
     reconcile_workers: Annotated[int, Field(ge=1, le=256)] = 16
     service_url_template: str = "http://{service}.{namespace}.svc:{port}"

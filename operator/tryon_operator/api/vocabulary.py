@@ -135,6 +135,7 @@ ANNOUNCED_AS: dict[EventReason, tuple[AuditVerb, NotificationKind | None]] = {
 KIND_BY_VERB: dict[AuditVerb, NotificationKind] = {"rollback": "rolled_back"}
 
 # MLflow webhook deliveries (webhook.py verifies them; handover.py forwards them to the leader).
+WEBHOOK_PATH = "/webhooks/mlflow"
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"

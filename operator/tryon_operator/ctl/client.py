@@ -12,6 +12,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
 from ..api.models import COLORS, GROUP, KIND, PLURAL, VERSION
+from ..gateways.client import make_api_client
 from .views import EventLine, Pods
 
 T = TypeVar("T")
@@ -34,32 +35,34 @@ def _call(what: str, fn: Callable[[], T]) -> T:
         raise CtlError(f"{what}: cannot reach the Kubernetes API ({err})") from err
 
 
+def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace the kubeconfig's chosen (else current) context names; "default" without one,
+    or in a pod."""
+    try:
+        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+    except ConfigException:
+        return "default"
+    chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
 class Cluster:
     """A kubeconfig context (``--kubeconfig`` / ``KUBECONFIG``, ``--context``), else in-cluster."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
-        self.default_namespace = "default"
         try:
-            api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context
+            api = make_api_client(
+                kubeconfig, context=context, in_cluster_first=False, pool_size=None, user_agent=None
             )
-            contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig
-            )
-            chosen = (
-                next((c for c in contexts if c["name"] == context), active) if context else active
-            )
-            self.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
         except ConfigException as err:
             if kubeconfig or context:
                 raise CtlError(f"kubeconfig: {err}") from err
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except ConfigException as err2:
-                raise CtlError(
-                    "no Kubernetes configuration: set KUBECONFIG or pass --kubeconfig"
-                ) from err2
-            api = client.ApiClient()
+            raise CtlError(
+                "no Kubernetes configuration: set KUBECONFIG or pass --kubeconfig"
+            ) from err
+        self.default_namespace = _context_namespace(kubeconfig, context)
         self._custom = client.CustomObjectsApi(api)
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)

@@ -80,8 +80,10 @@ class Reconciler:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.cache = cache or ResolutionCache(settings.mlflow_poll_seconds)
-        self.watchers = watchers or ModelWatchers()
+        # The registry poller and the webhook share these (runtime/wiring.py builds them); the
+        # defaults serve a Reconciler on its own, as in tests.
+        self._cache = cache or ResolutionCache(settings.mlflow_poll_seconds)
+        self._watchers = watchers or ModelWatchers()
         self.announcer = announcer or Announcer()  # audit lines (+ notifications when set up)
         capacity = TtlCache[GpuCapacity | None](GPU_CAPACITY_TTL_SECONDS)
 
@@ -108,14 +110,6 @@ class Reconciler:
             scale_memory=ScaleMemory(),
             monotonic=monotonic,
         )
-
-    @property
-    def kube(self) -> KubePort:
-        return self.fx.kube
-
-    @property
-    def registry(self) -> RegistryPort:
-        return self.fx.registry
 
     def reconcile(self, namespace: str, name: str) -> ReconcileResult | None:
         """Reconciles the TryOnModel as the operator last saw it; None when it is gone."""
@@ -161,10 +155,10 @@ class Reconciler:
         fx = self.fx
         old = parse_status(body.get("status"))
         ctx = self._context(body, old)
-        self.watchers.follow((ctx.namespace, ctx.name), ctx.spec.model.registered_model)
+        self._watchers.follow((ctx.namespace, ctx.name), ctx.spec.model.registered_model)
         self.announcer.observe(ctx.owner, ctx.annotations, ctx.spec.model.registered_model)
         now = fx.clock()
-        status, resolution = resolve(ctx, fx, self.cache, old, now)
+        status, resolution = resolve(ctx, fx, self._cache, old, now)
         if status.pending_registry_tags and not isinstance(resolution, ModelResolutionError):
             status = pay_owed(ctx, fx, status)
         cluster = fx.kube.observe(ctx.namespace, ctx.name)

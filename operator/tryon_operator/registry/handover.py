@@ -1,12 +1,12 @@
 """A webhook delivery that reaches a standby is handed to the leader, so the alias move still
 starts the rollout within a second (polling stays the safety net).
 
-The leader writes its receiver's address on the Lease (``tryon.dev/leader-webhook-url``, only the
-operator's ServiceAccount may update that Lease); the standby forwards the delivery there
-unchanged. The standby does not verify it: the leader checks the signature, the timestamp and
-replays, exactly as for a delivery it got itself. The hop is inside the cluster to a pod IP, which
-no certificate names, so the certificate is not checked on it; the HMAC signature is what makes a
-delivery count, and a delivery carries no secret.
+The leader writes its receiver's address on the Lease (``ANNOTATION_LEADER_WEBHOOK``, one of the
+elector's holder annotations; only the operator's ServiceAccount may update that Lease); the
+standby forwards the delivery there unchanged. The standby does not verify it: the leader checks
+the signature, the timestamp and replays, exactly as for a delivery it got itself. The hop is
+inside the cluster to a pod IP, which no certificate names, so the certificate is not checked on
+it; the HMAC signature is what makes a delivery count, and a delivery carries no secret.
 """
 
 from __future__ import annotations
@@ -20,12 +20,29 @@ import aiohttp
 from aiohttp import web
 
 from ..api.errors import KubeError
-from ..api.vocabulary import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from ..api.vocabulary import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_PATH
+from ..settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
+ANNOTATION_LEADER_WEBHOOK = "tryon.dev/leader-webhook-url"
 FORWARDED = (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER, "Content-Type")
 HANDOVER_TIMEOUT_SECONDS = 5.0
+
+
+def webhook_url(settings: OperatorSettings) -> str | None:
+    """This replica's own receiver address, when it has a pod IP and a webhook port."""
+    if not settings.pod_ip or not settings.webhook_port:
+        return None
+    scheme = "https" if settings.webhook_cert_file else "http"
+    host = f"[{settings.pod_ip}]" if ":" in settings.pod_ip else settings.pod_ip
+    return f"{scheme}://{host}:{settings.webhook_port}"
+
+
+def lease_annotations(settings: OperatorSettings) -> dict[str, str | None]:
+    """What this replica, as leader, advertises on the Lease: where its receiver answers (None: it
+    has no address to give, and a stale one is still removed when it releases the Lease)."""
+    return {ANNOTATION_LEADER_WEBHOOK: webhook_url(settings)}
 
 
 class Handover:
@@ -87,7 +104,7 @@ class Handover:
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(f"{url}/webhooks/mlflow", data=body, headers=sent, ssl=self._tls) as r,
+                session.post(f"{url}{WEBHOOK_PATH}", data=body, headers=sent, ssl=self._tls) as r,
             ):
                 answer = await r.read()
                 log.info("webhook handed to the leader at %s: HTTP %d", url, r.status)

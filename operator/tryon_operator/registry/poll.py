@@ -15,8 +15,8 @@ from ..api.errors import ModelResolutionError
 from ..api.models import ModelRef
 from ..gateways.mlflow import ResolvedModel
 from ..gateways.ports import RegistryPort
-from .cache import Answer, ResolutionCache, ResolutionKey
-from .watchers import ModelWatchers
+from .cache import Answer, ResolutionKey
+from .watchers import Followers
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +40,36 @@ def ref_for(key: ResolutionKey) -> ModelRef:
 
 
 class RegistryPoller:
-    """Re-asks every question in ``cache`` each ``interval`` and pokes the objects whose answer
-    changed (``watchers`` knows who follows which model)."""
+    """Re-asks every question in the followers' cache each ``interval`` and wakes the objects
+    whose answer changed."""
 
     def __init__(
         self,
         registry: RegistryPort,
-        followers: tuple[ResolutionCache, ModelWatchers],
-        poke: Callable[[str, str], object],
+        followers: Followers,
         interval: float,
         active: Callable[[], bool] = lambda: True,
     ) -> None:
         """``active``: whether to poll now (a standby under leader election does not)."""
         self._active = active
         self._registry = registry
-        self._cache, self._watchers = followers
-        self._poke = poke
+        self._followers = followers
         self._interval = interval
 
     def poll_once(self) -> set[tuple[str, str]]:
         """Asks MLflow every known question again; returns the objects to wake."""
+        cache, watchers = self._followers.cache, self._followers.watchers
         wake: set[tuple[str, str]] = set()
-        for key, before in self._cache.snapshot().items():
+        for key, before in cache.snapshot().items():
             tracking_uri, registered_model = key[0], key[1]
             try:
                 after: Answer = self._registry.resolve(tracking_uri, ref_for(key))
             except ModelResolutionError as err:
                 after = err
-            self._cache.put(key, after)
+            # The fresh answer is kept, not invalidated: the woken reconciles use it.
+            cache.put(key, after)
             if answer_changed(before, after):
-                wake |= self._watchers.of(registered_model)
+                wake |= watchers.of(registered_model)
         return wake
 
     async def run(self) -> None:
@@ -82,5 +82,4 @@ class RegistryPoller:
             except Exception:  # a bug here must not stop the polling
                 log.exception("registry poll failed")
                 continue
-            for namespace, name in sorted(wake):
-                self._poke(namespace, name)
+            self._followers.wake(wake)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 from ..api.vocabulary import DELIVERY_HEADER as DELIVERY_HEADER
 from ..api.vocabulary import SIGNATURE_HEADER as SIGNATURE_HEADER
 from ..api.vocabulary import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from ..api.vocabulary import WEBHOOK_PATH
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def make_app(
         return web.json_response({"ok": True})
 
     app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/webhooks/mlflow", handle)
+    app.router.add_post(WEBHOOK_PATH, handle)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -143,5 +144,5 @@ async def serve(
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=tls).start()
     scheme = "https" if tls is not None else "http"
-    log.info("webhook receiver listening on %s://%s:%d/webhooks/mlflow", scheme, host, port)
+    log.info("webhook receiver listening on %s://%s:%d%s", scheme, host, port, WEBHOOK_PATH)
     return runner

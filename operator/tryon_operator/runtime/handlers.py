@@ -15,7 +15,6 @@ import kopf
 from ..api.models import GROUP, PLURAL, VERSION
 from ..settings import OperatorSettings
 from . import wiring
-from .wiring import owner_of as owner_of
 
 log = logging.getLogger(__name__)
 
@@ -50,4 +49,4 @@ def register(
     async def on_tryonmodel(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime: wiring.Runtime | None = getattr(memo, "runtime", None)
         if runtime is not None:
-            runtime.tryonmodel_event(event.get("type"), event.get("object") or {})
+            runtime.wakeups.tryonmodel_event(event.get("type"), event.get("object") or {})

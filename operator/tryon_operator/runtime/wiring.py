@@ -1,107 +1,50 @@
 """Startup and shutdown of the running operator: every client, cache, loop and server, built
-from the settings in one place. ``handlers.py`` only calls ``start`` and ``stop``."""
+from the settings in one place, and the state the reconciles share (registry answers, model
+watchers, the announcer) handed to whoever needs it. ``handlers.py`` calls ``start`` and ``stop``
+and passes kopf's TryOnModel events to ``Runtime.wakeups``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.config.config_exception import ConfigException
+from kubernetes import client
 
 from ..announce.announcer import start_announcer
 from ..announce.audit import configure_audit_logging
 from ..announce.notify.dispatcher import Dispatcher
-from ..api.models import GROUP, KIND
-from ..api.vocabulary import (
-    APP_NAME,
-    LABEL_COLOR,
-    LABEL_INSTANCE,
-    LABEL_MANAGED_BY,
-    LABEL_NAME,
-    MANAGER,
-)
-from ..gateways.cache.informer import (
-    Informer,
-    Resource,
-    slim_pod,
-    wait_synced,
-    without_managed_fields,
-)
+from ..api.vocabulary import MANAGER
+from ..gateways.cache.children import CHILDREN, child_informers
+from ..gateways.cache.informer import Informer, wait_synced
 from ..gateways.cache.kube import CachedKube, CacheMetrics, Stores
+from ..gateways.client import make_api_client
 from ..gateways.fenced import FencedRegistry
 from ..gateways.kube import KubeGateway
 from ..gateways.mlflow import MlflowRegistry
 from ..gateways.smoke import SmokeTester
 from ..metrics import Metrics
 from ..reconcile import Reconciler, ReconcileResult
-from ..registry.handover import Handover
+from ..registry.cache import ResolutionCache
+from ..registry.handover import ANNOTATION_LEADER_WEBHOOK, Handover, lease_annotations
 from ..registry.poll import RegistryPoller
 from ..registry.tls import receiver_tls
+from ..registry.watchers import Followers, ModelWatchers
 from ..registry.webhook import WebhookVerifier, make_app, serve
 from ..settings import OperatorSettings
 from .leadership.elector import LeaderElector, LeadershipCallbacks
 from .leadership.lease import default_identity
-from .wakeups import ChildChanges
+from .wakeups import Wakeups
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 CACHE_SYNC_SECONDS = 30.0
-OWNED = f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}"
-RENDERER_PODS = f"{LABEL_NAME}={APP_NAME},{LABEL_INSTANCE},{LABEL_COLOR}"
-# What the informers watch: the children by the labels builders.py sets. HPAs are cached but wake
-# nothing: the controller-manager rewrites their status every 15 s.
-CHILDREN = (
-    Resource("Deployment", "/apis/apps/v1", "deployments", OWNED),
-    Resource("Service", "/api/v1", "services", OWNED, without_managed_fields),
-    Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", OWNED),
-    Resource("Pod", "/api/v1", "pods", RENDERER_PODS, slim_pod),
-)
-WAKING_KINDS = frozenset({"Deployment", "Service", "Pod"})
-
-
-def make_api_client(pool_size: int = 10, user_agent: str = MANAGER) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``).
-
-    ``pool_size`` connections per host: one per thread that may call the API at once, else
-    urllib3 drops and re-opens connections ("Connection pool is full") under load.
-    ``user_agent`` names the replica in the API server's audit log (``tryon-operator/<pod>``).
-    """
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    cfg.connection_pool_maxsize = pool_size
-    api_client = client.ApiClient(cfg)
-    api_client.user_agent = user_agent
-    return api_client
-
-
-def owner_of(meta: Mapping[str, Any]) -> str | None:
-    """The TryOnModel a child belongs to: its controller reference, else its instance label.
-
-    Deployments carry both; pods (owned by a ReplicaSet) only the label.
-    """
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
-            return str(ref["name"])
-    labels: Mapping[str, str] = meta.get("labels") or {}
-    return labels.get(LABEL_INSTANCE)
-
-
-def informer_namespaces(namespaces: Sequence[str]) -> list[str | None]:
-    """One informer per named namespace; the whole cluster when none is named or any is a glob."""
-    if not namespaces or any(ch in ns for ns in namespaces for ch in "*?["):
-        return [None]
-    return list(dict.fromkeys(namespaces))
 
 
 @dataclass
@@ -111,6 +54,8 @@ class Runtime:
     settings: OperatorSettings
     reconciler: Reconciler
     queue: WorkQueue
+    followers: Followers
+    wakeups: Wakeups
     stores: Stores
     informers: list[Informer]
     executor: ThreadPoolExecutor
@@ -128,7 +73,7 @@ class Runtime:
         """Won the Lease (on the event loop): forget registry answers from before, then look at
         every object afresh; nothing decided as a standby is trusted."""
         log.info("leading: reconciling all %d TryOnModels afresh", len(self.queue.known))
-        self.reconciler.cache.invalidate()
+        self.followers.cache.invalidate()
         self.queue.active.set()
         for namespace, name in self.queue.known:
             self.queue.poke(namespace, name)
@@ -138,35 +83,6 @@ class Runtime:
         flight are fenced: each write checks the Lease first (``CachedKube``'s fence)."""
         log.info("standing by: no reconciles until this replica leads again")
         self.queue.active.clear()
-
-    def tryonmodel_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """kopf's watch of TryOnModels: keep the cache, and the object's loop, current."""
-        meta = body.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if event_type == "DELETED":
-            self.stores.tryonmodels.remove(body)
-            self.queue.forget(namespace, name)
-            self.reconciler.watchers.forget((namespace, name))
-            return
-        old = self.stores.tryonmodels.upsert(copy.deepcopy(dict(body)))
-        self.queue.ensure(namespace, name)
-        if old is not None and _wants_a_look(old, body):
-            self.queue.poke(namespace, name)
-
-
-def _wants_a_look(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """A change a person made (spec, annotations, labels, deletion); not our own status write."""
-
-    def essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
-        meta = body.get("metadata") or {}
-        return (
-            meta.get("generation"),
-            meta.get("annotations"),
-            meta.get("labels"),
-            meta.get("deletionTimestamp"),
-        )
-
-    return essence(old) != essence(new)
 
 
 async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> Runtime:
@@ -192,16 +108,20 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
     )
     configure_audit_logging()
     announcer, notifier = await start_announcer(settings, metrics.registry, live.emit_event)
+    registry = FencedRegistry(
+        MlflowRegistry(timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token),
+        fence,
+    )
+    cache, watchers = ResolutionCache(settings.mlflow_poll_seconds), ModelWatchers()
     reconciler = Reconciler(
         kube=kube,
-        registry=FencedRegistry(
-            MlflowRegistry(timeout=settings.mlflow_timeout_seconds, token=settings.mlflow_token),
-            fence,
-        ),
+        registry=registry,
         smoke=SmokeTester(),
         settings=settings,
         metrics=metrics,
+        cache=cache,
         announcer=announcer,
+        watchers=watchers,
     )
     executor = ThreadPoolExecutor(
         max_workers=settings.reconcile_workers, thread_name_prefix="reconcile"
@@ -219,20 +139,27 @@ async def start(settings: OperatorSettings, namespaces: Sequence[str] = ()) -> R
         jitter=True,
         count_error=lambda ns, name, kind: metrics.reconcile_errors.labels(ns, name, kind).inc(),
     )
-    informers = await _start_informers(api_client, stores, queue, namespaces)
+    followers = Followers(cache=cache, watchers=watchers, poke=queue.poke)
+    wakeups = Wakeups(queue=queue, tryonmodels=stores.tryonmodels, watchers=watchers)
+    informers = await _start_informers(api_client, stores, wakeups, namespaces)
     runtime = Runtime(
-        settings, reconciler, queue, stores, informers, executor, notifier=notifier, elector=elector
+        settings,
+        reconciler,
+        queue,
+        followers,
+        wakeups,
+        stores,
+        informers,
+        executor,
+        notifier=notifier,
+        elector=elector,
     )
     holder.append(runtime)
     if elector is not None:
         queue.active.clear()  # a standby until the Lease is won
         elector.start()
     poller = RegistryPoller(
-        reconciler.registry,
-        (reconciler.cache, reconciler.watchers),
-        queue.poke,
-        settings.mlflow_poll_seconds,
-        active=lambda: runtime.leading,
+        registry, followers, settings.mlflow_poll_seconds, active=lambda: runtime.leading
     )
     runtime.tasks.append(asyncio.create_task(poller.run()))
     if settings.metrics_port:
@@ -260,44 +187,21 @@ def _elector(
         loop.call_soon_threadsafe(runtime().stand_by)
 
     callbacks = LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped)
-    return LeaderElector.from_settings(settings, api_client, callbacks, metrics)
+    return LeaderElector.from_settings(
+        settings, api_client, callbacks, metrics, holder_annotations=lease_annotations(settings)
+    )
 
 
 async def _start_informers(
-    api_client: client.ApiClient, stores: Stores, queue: WorkQueue, namespaces: Sequence[str]
+    api_client: client.ApiClient, stores: Stores, wakeups: Wakeups, namespaces: Sequence[str]
 ) -> list[Informer]:
-    """Starts the child informers; a change worth a reconcile pokes the owner's loop."""
+    """Starts the child informers; their events go to ``wakeups`` on the event loop."""
     loop = asyncio.get_running_loop()
-    changes = ChildChanges()
-
-    def child_changed(event_type: str, obj: dict[str, Any]) -> None:  # on the event loop
-        if obj.get("kind") not in WAKING_KINDS:
-            return
-        meta = obj.get("metadata") or {}
-        owner = owner_of(meta)
-        worth = bool(owner) and changes.worth_a_reconcile(event_type, obj)
-        log.debug(
-            "child %s %s %s/%s rv=%s: %s",
-            event_type,
-            obj.get("kind"),
-            meta.get("namespace"),
-            meta.get("name"),
-            meta.get("resourceVersion"),
-            "poke" if worth else "no change that matters",
-        )
-        if worth and owner:
-            queue.poke(str(meta.get("namespace") or ""), owner)
 
     def from_informer(event_type: str, obj: dict[str, Any]) -> None:  # on an informer thread
-        loop.call_soon_threadsafe(child_changed, event_type, obj)
+        loop.call_soon_threadsafe(wakeups.child_changed, event_type, obj)
 
-    informers = [
-        Informer(
-            api_client, resource, stores.of(resource.kind), namespace=ns, on_event=from_informer
-        )
-        for resource in CHILDREN
-        for ns in informer_namespaces(namespaces)
-    ]
+    informers = child_informers(api_client, stores, namespaces, on_event=from_informer)
     for informer in informers:
         informer.start()
     if not await asyncio.to_thread(wait_synced, informers, CACHE_SYNC_SECONDS):
@@ -310,26 +214,19 @@ async def _start_informers(
 async def _start_webhook(settings: OperatorSettings, runtime: Runtime) -> Any:
     if not settings.webhook_secret:
         raise ValueError("TRYON_WEBHOOK_SECRET is required with a webhook port")
-    reconciler, queue, elector = runtime.reconciler, runtime.queue, runtime.elector
-
-    def trigger(registered_model: str) -> int:
-        """Same path as the registry poller: a fresh answer, then a poke per follower."""
-        reconciler.cache.invalidate(registered_model)
-        targets = sorted(reconciler.watchers.of(registered_model))
-        return sum(queue.poke(ns, name) for ns, name in targets)
-
+    elector = runtime.elector
     handover = None
     if elector is not None:
         handover = Handover(
             lambda: runtime.leading,
-            lambda: elector.leader_webhook_url,
-            elector.read_leader_webhook_url,
+            partial(elector.leader_annotation, ANNOTATION_LEADER_WEBHOOK),
+            partial(elector.read_leader_annotation, ANNOTATION_LEADER_WEBHOOK),
         )
     verifier = WebhookVerifier(
         settings.webhook_secret, tolerance=settings.webhook_tolerance_seconds
     )
     return await serve(
-        make_app(verifier, trigger, handover),
+        make_app(verifier, runtime.followers.wake_followers, handover),
         settings.webhook_host,
         settings.webhook_port,
         tls=receiver_tls(settings),

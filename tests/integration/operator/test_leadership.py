@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from tryon_operator.registry.handover import ANNOTATION_LEADER_WEBHOOK
 from tryon_operator.runtime.leadership.elector import LeaderElector, LeadershipCallbacks
 from tryon_operator.runtime.leadership.lease import ElectionConfig
 
@@ -144,7 +145,7 @@ def elector(counted: Counted, namespace: str, identity: str,
             counted.api,
             ElectionConfig(identity=identity, namespace=namespace, lease_seconds=LEASE,
                            renew_deadline_seconds=RENEW, retry_period_seconds=RETRY,
-                           webhook_url=webhook_url),
+                           holder_annotations={ANNOTATION_LEADER_WEBHOOK: webhook_url}),
             LeadershipCallbacks(on_started_leading=started, on_stopped_leading=stopped,
                                 on_new_leader=lambda holder: watched.holders.append(holder)),
         ),
@@ -303,11 +304,12 @@ def test_a_standby_reads_the_leaders_webhook_address_from_the_lease_when_asked(
     try:
         wait_for(lambda: a.elector.is_leader, 10, "a leads")
         # b has not campaigned yet (as after losing the create race): its view names nobody
-        assert b.elector.leader_webhook_url is None
-        assert b.elector.read_leader_webhook_url() == "https://10.0.0.7:8443"
+        assert b.elector.leader_annotation(ANNOTATION_LEADER_WEBHOOK) is None
+        assert b.elector.read_leader_annotation(ANNOTATION_LEADER_WEBHOOK) == "https://10.0.0.7:8443"
         assert b.elector.leader is None, "the campaign's record is the campaign's to move"
         assert [m for m, _ in b.counted.requests] == ["GET"]
-        assert a.elector.read_leader_webhook_url() is None  # the leader handles its own
+        # the leader handles its own
+        assert a.elector.read_leader_annotation(ANNOTATION_LEADER_WEBHOOK) is None
     finally:
         a.elector.stop()
 

@@ -4,13 +4,13 @@ server, and a read right after the operator's own write never sees the object as
 from __future__ import annotations
 
 import pytest
+from tryon_operator.gateways.cache.children import CHILDREN
 from tryon_operator.gateways.cache.informer import Informer, Resource, wait_synced
 from tryon_operator.gateways.cache.kube import CachedKube, Stores
 from tryon_operator.gateways.kube import KubeGateway
 from tryon_operator.gateways.mlflow import MlflowRegistry
 from tryon_operator.gateways.smoke import SmokeTester
 from tryon_operator.reconcile import Reconciler
-from tryon_operator.runtime.wiring import CHILDREN
 from tryon_operator.settings import OperatorSettings
 
 from tests.support.counting import counting_api_client

@@ -11,20 +11,22 @@ from kubernetes import client
 from pydantic import ValidationError
 from tryon_operator.api.errors import NotLeaderError
 from tryon_operator.metrics import Metrics
+from tryon_operator.registry.handover import ANNOTATION_LEADER_WEBHOOK
 from tryon_operator.runtime.leadership.elector import LeaderElector
 from tryon_operator.runtime.leadership.lease import (
-    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseRecord,
     default_identity,
     default_namespace,
     free_for,
     held_spec,
-    holder_webhook_url,
+    holder_annotation,
     lease_api_client,
     lease_expired,
     micro_time,
+    next_attempt_in,
     released_spec,
+    watched_expiry,
 )
 from tryon_operator.settings import OperatorSettings
 
@@ -219,22 +221,43 @@ def test_the_lease_client_has_no_hidden_retries_and_a_pool_of_its_own() -> None:
     assert shared.retries is None and shared.connection_pool_maxsize == 32
 
 
-def test_a_standby_looks_again_when_the_watched_lease_would_expire() -> None:
-    clock = FakeClock()
-    elector = LeaderElector(client.ApiClient(), ElectionConfig("b", "n"), clock=clock)
-    with elector._lock:
-        elector._record = record(holder="a", seconds=15)
-        elector._observed_at = clock.now
-    assert 2.0 <= elector._pause(clock.now) <= 2.2  # a retry period (plus jitter) while valid
-    clock.now += 14.5
-    assert elector._pause(clock.now) == pytest.approx(0.51)  # not 2 s: the Lease expires first
-    with elector._lock:
-        elector._record = record(holder=None)
-    assert elector._pause(clock.now) >= 2.0  # nobody holds it: the next look takes it anyway
+@pytest.mark.parametrize(("what", "holder", "seconds", "expires_at"), [
+    ("another holder: its own duration", "a", 15, 1015.01),
+    ("another holder without a duration: ours", "a", None, 1020.01),
+    ("nobody holds it", None, 15, None),
+    ("we hold it", "b", 15, None),
+])
+def test_when_a_watched_lease_expires(what, holder, seconds, expires_at) -> None:
+    watched = record(holder=holder, seconds=seconds)
+    assert watched_expiry(watched, "b", observed_at=1000.0, fallback_seconds=20) == (
+        pytest.approx(expires_at) if expires_at is not None else None), what
+    assert watched_expiry(None, "b", observed_at=1000.0, fallback_seconds=20) is None
+
+
+@pytest.mark.parametrize(("what", "began", "now", "kwargs", "pause"), [
+    # a standby: a retry period plus jitter while the watched Lease is valid ...
+    ("standby, Lease valid", 1000.0, 1000.0, {"expires_at": 1015.01}, 2.0),
+    ("standby, Lease valid, jitter", 1000.0, 1000.0, {"expires_at": 1015.01, "jitter": 0.2}, 2.2),
+    # ... not 2 s when the Lease expires first
+    ("standby, Lease expires first", 1014.5, 1014.5, {"expires_at": 1015.01, "jitter": 0.1}, 0.51),
+    # nobody holds it: the next look takes it anyway
+    ("standby, nobody holds it", 1014.5, 1014.5, {"jitter": 0.1}, 2.1),
+    # a leader: a retry period, or sooner its fence, to step down on time; no jitter
+    ("leader, fence later", 1000.0, 1000.0, {"fence": 1010.0}, 2.0),
+    ("leader, fence first", 1000.0, 1000.0, {"fence": 1001.0}, 1.0),
+    ("leader, fence passed", 1000.0, 1000.0, {"fence": 999.0}, 0.0),
+    ("the attempt took a retry period", 1000.0, 1003.0, {}, 0.0),
+    ("the attempt took a while", 1000.0, 1000.5, {}, 1.5),
+])
+def test_when_the_next_attempt_comes(what, began, now, kwargs, pause) -> None:
+    assert next_attempt_in(now, began, 2.0, **kwargs) == pytest.approx(pause), what
 
 
 def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -> None:
-    elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False))
+    elector = LeaderElector(
+        client.ApiClient(),
+        ElectionConfig("a", "n", record_events=False, retry_period_seconds=0.01),
+    )
     calls: list[float] = []
 
     def broken(timeout: float) -> None:
@@ -242,8 +265,15 @@ def test_an_unexpected_error_is_a_failed_attempt_not_the_end_of_the_campaign() -
         raise RuntimeError("a body nobody expected")
 
     elector._client.get = broken  # type: ignore[method-assign, assignment]
-    assert elector._attempt(time.monotonic(), time.monotonic() + 10) == "failed"
-    assert len(calls) == 1 and 9 < calls[0] <= 10  # bounded by the deadline
+    elector.start()
+    try:
+        give_up = time.monotonic() + 5
+        while len(calls) < 2 and time.monotonic() < give_up:
+            time.sleep(0.01)
+    finally:
+        elector.stop()
+    assert len(calls) >= 2, "the campaign goes on"
+    assert 9 < calls[0] <= 10  # each attempt bounded by the renew deadline
     assert not elector.is_leader
 
 
@@ -252,15 +282,22 @@ def lease_held_by(holder: str | None, url: str | None) -> dict[str, object]:
     return {"metadata": {"annotations": annotations}, "spec": {"holderIdentity": holder}}
 
 
+def holders_webhook_url(lease: dict[str, object], identity: str) -> str | None:
+    return holder_annotation(lease, identity, ANNOTATION_LEADER_WEBHOOK)
+
+
 def test_the_holders_webhook_address_comes_from_the_lease_annotation() -> None:
-    assert holder_webhook_url(lease_held_by("a", "https://10.0.0.7:8443"), "b") == (
+    assert holders_webhook_url(lease_held_by("a", "https://10.0.0.7:8443"), "b") == (
         "https://10.0.0.7:8443")
-    assert holder_webhook_url(lease_held_by("a", None), "b") is None
-    assert holder_webhook_url(lease_held_by(None, "https://10.0.0.7:8443"), "b") is None
-    assert holder_webhook_url(lease_held_by("b", "https://10.0.0.7:8443"), "b") is None
+    assert holders_webhook_url(lease_held_by("a", None), "b") is None
+    assert holders_webhook_url(lease_held_by(None, "https://10.0.0.7:8443"), "b") is None
+    assert holders_webhook_url(lease_held_by("b", "https://10.0.0.7:8443"), "b") is None
 
 
 def test_the_holder_writes_its_webhook_address_only_when_it_has_one() -> None:
-    config = ElectionConfig(identity="a", namespace="ns", webhook_url="https://10.0.0.7:8443")
+    config = ElectionConfig(identity="a", namespace="ns",
+                            holder_annotations={ANNOTATION_LEADER_WEBHOOK: "https://10.0.0.7:8443"})
     assert config.lease_annotations == {ANNOTATION_LEADER_WEBHOOK: "https://10.0.0.7:8443"}
-    assert ElectionConfig(identity="a", namespace="ns").lease_annotations == {}
+    no_address = ElectionConfig(identity="a", namespace="ns",
+                                holder_annotations={ANNOTATION_LEADER_WEBHOOK: None})
+    assert no_address.lease_annotations == {}

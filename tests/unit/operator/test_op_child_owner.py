@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tryon_operator.runtime.wiring import owner_of
+from tryon_operator.runtime.wakeups import owner_of
 
 pytestmark = pytest.mark.unit
 

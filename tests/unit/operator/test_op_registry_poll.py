@@ -7,7 +7,7 @@ from tryon_operator.api.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.registry.cache import ResolutionCache
 from tryon_operator.registry.poll import RegistryPoller, answer_changed, ref_for
-from tryon_operator.registry.watchers import ModelWatchers
+from tryon_operator.registry.watchers import Followers, ModelWatchers
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,8 @@ def poller_with(answers):
     parts = Parts(Registry(answers))
     parts.cache.put(KEY, ResolvedModel("1", "run1", "s3://m/1"))
     parts.cache.put(OTHER, ResolvedModel("3", "run3", "s3://m/3"))
-    poller = RegistryPoller(parts.registry, (parts.cache, parts.watchers), lambda ns, n: None, 30.0)
+    followers = Followers(cache=parts.cache, watchers=parts.watchers, poke=lambda ns, n: None)
+    poller = RegistryPoller(parts.registry, followers, 30.0)
     return poller, parts
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from tryon_operator.registry.handover import (
+    ANNOTATION_LEADER_WEBHOOK,
+    lease_annotations,
+    webhook_url,
+)
 from tryon_operator.registry.webhook import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -14,6 +19,7 @@ from tryon_operator.registry.webhook import (
     registered_model_of,
     sign,
 )
+from tryon_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +71,18 @@ def test_a_replayed_delivery_is_rejected():
     with pytest.raises(WebhookRejectedError) as err:
         v.verify(headers(), BODY.encode())
     assert err.value.status == 409
+
+
+@pytest.mark.parametrize(("env", "advertised"), [
+    ({"TRYON_POD_IP": "10.0.0.7", "TRYON_WEBHOOK_PORT": "8081"}, "http://10.0.0.7:8081"),
+    ({"TRYON_POD_IP": "10.0.0.7", "TRYON_WEBHOOK_PORT": "8443",
+      "TRYON_WEBHOOK_CERT_FILE": "/tls/tls.crt"}, "https://10.0.0.7:8443"),
+    ({"TRYON_POD_IP": "fd00::7", "TRYON_WEBHOOK_PORT": "8081"}, "http://[fd00::7]:8081"),
+    ({"TRYON_WEBHOOK_PORT": "8081"}, None),
+    ({"TRYON_POD_IP": "10.0.0.7"}, None),
+])
+def test_the_leader_advertises_its_receiver_on_the_lease(env, advertised):
+    settings = OperatorSettings.from_env(env)
+    assert webhook_url(settings) == advertised
+    # the key is always there: a release removes a stale address even when there is none to give
+    assert lease_annotations(settings) == {ANNOTATION_LEADER_WEBHOOK: advertised}

@@ -199,29 +199,34 @@ class CachedKube:
 
     # ------------------------------------------------------------------ writes
 
-    def apply(self, obj: dict[str, Any]) -> str | None:
+    def _write(
+        self, key: ExpectKey, call: Callable[[], str | None], *, none_is_no_write: bool = False
+    ) -> str | None:
+        """A fenced write; until the cache shows its version (None: the object gone), reads of
+        ``key`` go live. With ``none_is_no_write``, None means nothing was written: no wait."""
         with self._fence():
-            version = self.live.apply(obj)
-        self._expect((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
+            version = call()
+        if version is not None or not none_is_no_write:
+            self._expect(key, version)
         return version
+
+    def apply(self, obj: dict[str, Any]) -> str | None:
+        meta = obj["metadata"]
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        return self._write(key, lambda: self.live.apply(obj))
 
     def restore_template(self, obj: dict[str, Any]) -> str | None:
-        with self._fence():
-            version = self.live.restore_template(obj)
-        self._expect(("Deployment", obj["metadata"]["namespace"], obj["metadata"]["name"]), version)
-        return version
+        meta = obj["metadata"]
+        key = ("Deployment", meta["namespace"], meta["name"])
+        return self._write(key, lambda: self.live.restore_template(obj))
 
     def scale(self, namespace: str, name: str, replicas: int) -> str | None:
-        with self._fence():
-            version = self.live.scale(namespace, name, replicas)
-        self._expect(("Deployment", namespace, name), version)
-        return version
+        key = ("Deployment", namespace, name)
+        return self._write(key, lambda: self.live.scale(namespace, name, replicas))
 
     def set_selector_color(self, namespace: str, service: str, color: str) -> str | None:
-        with self._fence():
-            version = self.live.set_selector_color(namespace, service, color)
-        self._expect(("Service", namespace, service), version)
-        return version
+        key = ("Service", namespace, service)
+        return self._write(key, lambda: self.live.set_selector_color(namespace, service, color))
 
     # ScaledObjects are not watched (KEDA is optional): no expectation, reads of them are none.
     def serves_scaled_objects(self) -> bool:
@@ -236,23 +241,21 @@ class CachedKube:
             self.live.delete_scaled_object(namespace, name)
 
     def delete_hpa(self, namespace: str, name: str) -> str | None:
-        with self._fence():
+        def delete() -> None:
             self.live.delete_hpa(namespace, name)
-        self._expect(("HorizontalPodAutoscaler", namespace, name), None)
-        return None
+
+        return self._write(("HorizontalPodAutoscaler", namespace, name), delete)
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> str | None:
-        with self._fence():
-            version = self.live.patch_status(namespace, name, status)
-        self._expect(("TryOnModel", namespace, name), version)
-        return version
+        key = ("TryOnModel", namespace, name)
+        return self._write(key, lambda: self.live.patch_status(namespace, name, status))
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> str | None:
-        with self._fence():
-            version = self.live.remove_annotation(namespace, name, key)
-        if version is not None:
-            self._expect(("TryOnModel", namespace, name), version)
-        return version
+        return self._write(
+            ("TryOnModel", namespace, name),
+            lambda: self.live.remove_annotation(namespace, name, key),
+            none_is_no_write=True,  # the annotation was not there
+        )
 
     def emit_event(
         self, owner: Owner, type_: str, reason: str, message: str, key: str | None = None

@@ -19,8 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kubernetes import client, config
-
+from ...gateways.client import make_api_client
 from .elector import LeaderElector, LeadershipCallbacks
 from .lease import LEASE_NAME, ElectionConfig, default_identity, default_namespace, lease_api_client
 
@@ -46,17 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    cfg = client.Configuration()
-    if args.kubeconfig:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=args.kubeconfig, client_configuration=cfg
-        )
-    else:
-        try:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    api = lease_api_client(client.ApiClient(cfg))
+    api = lease_api_client(make_api_client(args.kubeconfig, pool_size=None, user_agent=None))
     identity = args.identity or default_identity()
     elector = LeaderElector(
         api,

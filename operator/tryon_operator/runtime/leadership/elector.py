@@ -13,7 +13,7 @@ a hidden retry would outlast the renew deadline. ``still_leader()`` is the fence
 renew deadline passed without a renewal, whatever the loop is doing: SIGSTOP, a hung socket);
 ``write_batch()`` wraps writes, raising ``NotLeaderError`` when not leading, and stepping down
 waits for the batches in flight before the Lease is released. Callbacks run in order on a thread
-of their own (``leadership_callbacks.py``) and must not raise. docs/operator.md#high-availability
+of their own (``callbacks.py``) and must not raise. docs/operator.md#high-availability
 has the whole story and the measured failover.
 """
 
@@ -24,7 +24,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -35,17 +35,18 @@ from ...metrics import Metrics
 from ...settings import OperatorSettings
 from .callbacks import CallbackThread, LeadershipCallbacks
 from .lease import (
-    ANNOTATION_LEADER_WEBHOOK,
     ElectionConfig,
     LeaseClient,
     LeaseRecord,
     free_for,
     held_spec,
-    holder_webhook_url,
+    holder_annotation,
     lease_api_client,
     lease_expired,
     micro_time,
+    next_attempt_in,
     released_spec,
+    watched_expiry,
 )
 
 __all__ = ["LeaderElector", "LeadershipCallbacks"]
@@ -98,12 +99,12 @@ class LeaderElector:
         api_client: client.ApiClient,
         callbacks: LeadershipCallbacks | None = None,
         metrics: Metrics | None = None,
+        holder_annotations: Mapping[str, str | None] | None = None,
     ) -> LeaderElector:
         """The elector the settings describe, on a client of its own made from ``api_client``
         (``lease_api_client``: no hidden retries, its own connections)."""
-        return cls(
-            lease_api_client(api_client), ElectionConfig.from_settings(settings), callbacks, metrics
-        )
+        config = ElectionConfig.from_settings(settings, holder_annotations)
+        return cls(lease_api_client(api_client), config, callbacks, metrics)
 
     # ------------------------------------------------------------------ what others ask
 
@@ -119,18 +120,17 @@ class LeaderElector:
         with self._lock:
             return self._record.holder if self._record else None
 
-    @property
-    def leader_webhook_url(self) -> str | None:
-        """The leader's webhook receiver in the last Lease seen (None: unknown, or us)."""
+    def leader_annotation(self, key: str) -> str | None:
+        """The leader's annotation ``key`` in the last Lease seen (None: unknown, or us)."""
         with self._lock:
             lease = self._lease
-        return None if lease is None else holder_webhook_url(lease, self.identity)
+        return None if lease is None else holder_annotation(lease, self.identity, key)
 
-    def read_leader_webhook_url(self) -> str | None:
+    def read_leader_annotation(self, key: str) -> str | None:
         """The same from the Lease read now (``KubeError`` when it cannot be): the view above can
         be a retry period old. The campaign's record is left alone; only its thread moves it."""
         lease = self._client.get(timeout=self.retry_period)
-        return None if lease is None else holder_webhook_url(lease, self.identity)
+        return None if lease is None else holder_annotation(lease, self.identity, key)
 
     def still_leader(self) -> bool:
         """The fence: leading *and* the last successful renewal started under the renew
@@ -209,22 +209,16 @@ class LeaderElector:
     # ------------------------------------------------------------------ the loop
 
     def _pause(self, began: float) -> float:
-        """Until the next attempt: one retry period after this one began (a standby adds up to
-        10 % jitter). A leader also wakes at its fence time, to step down on time; a standby also
-        wakes when the Lease it watches would expire, so a dead leader's Lease is taken when it
-        expires, not up to a retry period later (the expiry rule itself is unchanged)."""
+        """Until the next attempt (``next_attempt_in``: the rule, pure)."""
         now = self._clock()
-        wait = began + self.retry_period - now
         with self._lock:
             if self._leading:
-                wait = min(wait, self._renewed_at + self.renew_deadline - now)
-            else:
-                wait += random.uniform(0, 0.1 * self.retry_period)
-                record = self._record
-                if record is not None and record.holder not in (None, self.identity):
-                    seconds = record.lease_seconds or self.lease_seconds
-                    wait = min(wait, self._observed_at + seconds + 0.01 - now)
-        return max(0.0, wait)
+                fence = self._renewed_at + self.renew_deadline
+                return next_attempt_in(now, began, self.retry_period, fence=fence)
+            record, observed_at = self._record, self._observed_at
+        expires_at = watched_expiry(record, self.identity, observed_at, self.lease_seconds)
+        jitter = random.uniform(0, 0.1 * self.retry_period)
+        return next_attempt_in(now, began, self.retry_period, expires_at=expires_at, jitter=jitter)
 
     def _campaign(self, began: float) -> None:
         if self._attempt(began, began + self.renew_deadline) == "ok":
@@ -375,7 +369,7 @@ class LeaderElector:
                 lease,
                 released_spec(record, micro_time()),
                 self.retry_period,
-                {ANNOTATION_LEADER_WEBHOOK: None},
+                self.config.released_annotations,
             )
         except KubeError as err:
             log.warning("leader election: could not release Lease %s: %s", self.name, err)

@@ -20,7 +20,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,6 @@ from ...settings import OperatorSettings
 
 T = TypeVar("T")
 LEASE_NAME = "tryon-operator"
-ANNOTATION_LEADER_WEBHOOK = "tryon.dev/leader-webhook-url"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 COMPONENT = "tryon-operator"
 
@@ -49,9 +48,10 @@ class ElectionConfig:
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
     record_events: bool = True  # best-effort Events on the Lease on each leadership change
-    # Where this replica's webhook receiver answers (https://<pod IP>:<port>); the leader writes it
-    # on the Lease (ANNOTATION_LEADER_WEBHOOK) so a standby can hand a delivery over.
-    webhook_url: str | None = None
+    # What the holder tells the others on the Lease's annotations (the webhook hand-over's
+    # address, registry/handover.py); a None value is a key this replica has nothing for. Every
+    # key is removed when the holder releases the Lease, so no one is sent to a replica gone.
+    holder_annotations: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.lease_seconds > self.renew_deadline_seconds > self.retry_period_seconds > 0:
@@ -63,11 +63,18 @@ class ElectionConfig:
 
     @property
     def lease_annotations(self) -> dict[str, str]:
-        """What the holder writes on the Lease besides the spec: where its webhook answers."""
-        return {ANNOTATION_LEADER_WEBHOOK: self.webhook_url} if self.webhook_url else {}
+        """What the holder writes on the Lease besides the spec."""
+        return {k: v for k, v in self.holder_annotations.items() if v is not None}
+
+    @property
+    def released_annotations(self) -> dict[str, None]:
+        """What a release writes: every holder annotation removed."""
+        return dict.fromkeys(self.holder_annotations)
 
     @classmethod
-    def from_settings(cls, settings: OperatorSettings) -> ElectionConfig:
+    def from_settings(
+        cls, settings: OperatorSettings, holder_annotations: Mapping[str, str | None] | None = None
+    ) -> ElectionConfig:
         """Identity and namespace defaults resolved (pod name or host-pid; SA namespace)."""
         return cls(
             identity=default_identity(settings.pod_name),
@@ -75,17 +82,8 @@ class ElectionConfig:
             lease_seconds=settings.leader_election_lease_seconds,
             renew_deadline_seconds=settings.leader_election_renew_deadline_seconds,
             retry_period_seconds=settings.leader_election_retry_period_seconds,
-            webhook_url=webhook_url(settings),
+            holder_annotations=dict(holder_annotations or {}),
         )
-
-
-def webhook_url(settings: OperatorSettings) -> str | None:
-    """This replica's own receiver address, when it has a pod IP and a webhook port."""
-    if not settings.pod_ip or not settings.webhook_port:
-        return None
-    scheme = "https" if settings.webhook_cert_file else "http"
-    host = f"[{settings.pod_ip}]" if ":" in settings.pod_ip else settings.pod_ip
-    return f"{scheme}://{host}:{settings.webhook_port}"
 
 
 def lease_api_client(base: client.ApiClient) -> client.ApiClient:
@@ -161,14 +159,14 @@ class LeaseRecord:
         )
 
 
-def holder_webhook_url(lease: Mapping[str, Any], identity: str) -> str | None:
-    """The holder's webhook receiver as written on ``lease`` (None: nobody holds it, the holder
+def holder_annotation(lease: Mapping[str, Any], identity: str, key: str) -> str | None:
+    """The holder's annotation ``key`` as written on ``lease`` (None: nobody holds it, the holder
     wrote none, or the holder is ``identity`` itself)."""
     holder = LeaseRecord.from_lease(lease).holder
     if holder in (None, identity):
         return None
-    url = ((lease.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_LEADER_WEBHOOK)
-    return str(url) if url else None
+    value = ((lease.get("metadata") or {}).get("annotations") or {}).get(key)
+    return str(value) if value else None
 
 
 def lease_expired(
@@ -181,6 +179,42 @@ def lease_expired(
     """
     seconds = record.lease_seconds if record.lease_seconds and record.lease_seconds > 0 else None
     return now >= observed_at + (seconds if seconds is not None else fallback_seconds)
+
+
+def watched_expiry(
+    record: LeaseRecord | None, identity: str, observed_at: float, fallback_seconds: float
+) -> float | None:
+    """When (monotonic, just after) the Lease another replica holds would expire, as a standby
+    judges it; None when nobody else holds it (the next look takes it anyway)."""
+    if record is None or record.holder in (None, identity):
+        return None
+    return observed_at + (record.lease_seconds or fallback_seconds) + 0.01
+
+
+def next_attempt_in(
+    now: float,
+    began: float,
+    retry_period: float,
+    *,
+    fence: float | None = None,
+    expires_at: float | None = None,
+    jitter: float = 0.0,
+) -> float:
+    """Seconds until the next attempt: one retry period after this one ``began``.
+
+    A leader passes its ``fence`` (when its renew deadline passes) and also wakes then, to step
+    down on time. A standby adds ``jitter`` (so replicas do not ask in step) and also wakes at
+    ``expires_at`` (``watched_expiry``), so a dead leader's Lease is taken when it expires, not up
+    to a retry period later; the expiry rule itself is ``lease_expired``.
+    """
+    wait = began + retry_period - now
+    if fence is not None:
+        wait = min(wait, fence - now)
+    else:
+        wait += jitter
+        if expires_at is not None:
+            wait = min(wait, expires_at - now)
+    return max(0.0, wait)
 
 
 def free_for(record: LeaseRecord, identity: str, expired: bool) -> bool:
