@@ -13,7 +13,7 @@ from typing import Any
 from bench.common import log, wait_until
 from hack.localcluster.procs import free_port
 
-from .cluster_load import ProcSampler, ns_path
+from .cluster_load import ProcSampler, ns_path, wait_gc_knows
 from .scenario import (
     IMAGE,
     KIND_LABEL,
@@ -140,6 +140,8 @@ class ArgoScenario(Scenario):
                 60,
                 every=POLL,
             )
+        took = wait_gc_knows(self.api, f"{ARGO_GROUP}/{ARGO_VERSION}", "Rollout")
+        log(f"garbage collector resolves Rollout owners ({took:.0f}s)")
         self.api.create(
             "/api/v1/namespaces",
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argo-rollouts"}},

@@ -14,6 +14,7 @@ import re
 import ssl
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -347,3 +348,68 @@ def count_calls(
         if allowed is None or sub in set(allowed):
             total += n
     return total
+
+
+# ----------------------------------------------------------------------------- garbage collector
+
+GC_PROBE_LABEL = "bench.tryon.dev/gc-probe"
+
+
+def gc_probe(api_version: str, kind: str, namespace: str) -> dict[str, Any]:
+    """A ConfigMap owned by a ``kind`` object that does not exist: the garbage collector deletes
+    it once it can look such owners up."""
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"gc-probe-{kind.lower()}-{tag}",
+            "namespace": namespace,
+            "labels": {GC_PROBE_LABEL: kind.lower()},
+            "ownerReferences": [
+                {"apiVersion": api_version, "kind": kind, "name": f"absent-{tag}", "uid": tag}
+            ],
+        },
+    }
+
+
+def wait_gc_knows(
+    api: Api,
+    api_version: str,
+    kind: str,
+    *,
+    namespace: str = "default",
+    timeout: float = 120.0,
+    every: float = 2.0,
+    poll: float = 0.5,
+) -> float:
+    """Blocks until kube-controller-manager's garbage collector resolves owner references to
+    ``kind`` (a new CRD); returns the seconds it took.
+
+    The collector rediscovers API resources every 30 s. Until it knows a new kind, the owner of
+    each child created meanwhile stays unverified in its queue (retries back off exponentially),
+    and once it knows the kind it GETs every such owner: a burst of GETs on the CRD's resource up
+    to a minute after the objects were created, which the apiserver's request metric (no client
+    label) puts on the controller's account in a steady-state window. A new probe every ``every``
+    seconds, so one is always fresh in the collector's backoff; the rest are deleted at the end.
+    """
+    path = ns_path(namespace, "configmaps")
+    selector = f"{GC_PROBE_LABEL}={kind.lower()}"
+    started = time.monotonic()
+    made: set[str] = set()
+    renew = started
+    try:
+        while True:
+            if time.monotonic() >= renew:
+                probe = gc_probe(api_version, kind, namespace)
+                api.create(path, probe)
+                made.add(probe["metadata"]["name"])
+                renew = time.monotonic() + every
+            items = api.get(f"{path}?labelSelector={selector}")["items"]
+            if made - {i["metadata"]["name"] for i in items}:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"the garbage collector did not resolve {kind} owners")
+            time.sleep(poll)
+    finally:
+        api.request("DELETE", f"{path}?labelSelector={selector}", ok=(404,))

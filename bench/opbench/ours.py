@@ -24,7 +24,7 @@ from tryon_operator.registry.webhook import sign
 from bench.common import log, port_open, wait_until
 from hack.localcluster.procs import free_port
 
-from .cluster_load import ProcSampler, ns_path
+from .cluster_load import ProcSampler, ns_path, wait_gc_knows
 from .scenario import (
     BIN,
     IMAGE,
@@ -120,6 +120,8 @@ class OursScenario(Scenario):
             60,
             every=POLL,
         )
+        # Else the collector's owner look-ups land in the steady window (wait_gc_knows).
+        gc_knows = self.pool.submit(wait_gc_knows, self.api, f"{GROUP}/{VERSION}", "TryOnModel")
         webhook_port = free_port()
         self.metrics_port = free_port()
         env = {
@@ -174,6 +176,7 @@ class OursScenario(Scenario):
             )
 
         list_path = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+        log(f"garbage collector resolves TryOnModel owners ({gc_knows.result():.0f}s)")
         self.scale_steps(ctl, all_objs, create, list_path)
         # Rollback objects come in last so the scale figures are of the plain objects only.
         t = time.monotonic()
