@@ -25,12 +25,18 @@ class ScalerChoice:
     why_none: str = ""  # in words, when autoscaling is asked for and nothing can do it
 
 
+def wants_hpa(autoscaling: AutoscalingSpec) -> bool:
+    """An HPA on CPU: the one scaler the spec alone decides (no KEDA, no Prometheus needed), so the
+    self-heal can hold it from the watch cache."""
+    return autoscaling.enabled and autoscaling.metric == "cpu"
+
+
 def choose_scaler(
     autoscaling: AutoscalingSpec, *, keda_served: bool, prometheus_url: str | None
 ) -> ScalerChoice:
     if not autoscaling.enabled:
         return ScalerChoice(None)
-    if autoscaling.metric == "cpu":
+    if wants_hpa(autoscaling):
         return ScalerChoice("HorizontalPodAutoscaler")
     prometheus = autoscaling.prometheus_address or prometheus_url
     if prometheus is None:

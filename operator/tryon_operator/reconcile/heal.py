@@ -21,6 +21,7 @@ from ..api.builders import (
 )
 from ..api.models import COLORS, Color, RendererSpec, TryOnModelSpec, TryOnModelStatus, other_color
 from ..api.vocabulary import LABEL_COLOR
+from ..decide.scaling import wants_hpa
 from ..observe.views import ServiceView
 from .context import Facts, Step
 from .events import Told
@@ -233,7 +234,7 @@ def _service_repair(
 
 def _hpa_repairs(facts: Facts, status: TryOnModelStatus) -> list[Repair]:
     autoscaling, hpa, active = facts.ctx.spec.autoscaling, facts.cluster.hpa, status.active_color
-    on_cpu = autoscaling.enabled and autoscaling.metric == "cpu"  # else KEDA's (scaler.py)
+    on_cpu = wants_hpa(autoscaling)  # the other scalers are scaler.py's
     if on_cpu and active is not None:
         if (
             not hpa.exists

@@ -17,7 +17,7 @@ from ..api.builders import build_hpa, build_scaled_object, deployment_name, serv
 from ..api.errors import SignalError
 from ..api.models import AutoscalingStatus, Color, TryOnModelStatus
 from ..decide.autoscale import Reading, decide_replicas
-from ..decide.scaling import ScalerChoice, choose_scaler
+from ..decide.scaling import ScalerChoice, choose_scaler, wants_hpa
 from .context import Step
 from .events import Told
 
@@ -28,7 +28,7 @@ AUTOSCALE_PERIOD_SECONDS = 5.0
 
 def scaler_choice(step: Step) -> ScalerChoice:
     autoscaling = step.ctx.spec.autoscaling
-    wants_keda = autoscaling.enabled and autoscaling.metric != "cpu"
+    wants_keda = autoscaling.enabled and not wants_hpa(autoscaling)
     return choose_scaler(
         autoscaling,
         keda_served=wants_keda and step.fx.kube.serves_scaled_objects(),
@@ -38,7 +38,10 @@ def scaler_choice(step: Step) -> ScalerChoice:
 
 def apply_scaler(step: Step, color: Color) -> TryOnModelStatus:
     """Points the chosen scaler at ``color`` (and removes the other kind); the status to keep."""
-    choice = scaler_choice(step)
+    return _put_scaler(step, color, scaler_choice(step))
+
+
+def _put_scaler(step: Step, color: Color, choice: ScalerChoice) -> TryOnModelStatus:
     ctx, kube = step.ctx, step.fx.kube
     status = step.status
     if choice.kind == "HorizontalPodAutoscaler":
@@ -69,7 +72,7 @@ def keep_scaler(step: Step) -> TryOnModelStatus:
     if choice.kind == "HorizontalPodAutoscaler":
         return _with_autoscaling(step, choice, active, None, delete_scaled_object=True)
     said = step.status.autoscaling.message if step.status.autoscaling else ""
-    status = apply_scaler(step, active)
+    status = _put_scaler(step, active, choice)
     if choice.kind == "TryOnModel":
         status = _turn_own_loop(replace(step, status=status), active, choice, said)
     return status
@@ -97,7 +100,7 @@ def _turn_own_loop(step: Step, color: Color, choice: ScalerChoice, said: str) ->
         target=scaling.per_pod_target(),
         min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas,
-        hold_scale_in=step.status.rollout is not None,
+        hold_scale_in=_holds_scale_in(step.status),
     )
     now = fx.monotonic()
     key = (ctx.namespace, ctx.name, color)
@@ -133,8 +136,14 @@ def _scaled_object(step: Step, color: Color, choice: ScalerChoice) -> dict[str, 
         color=color,
         prometheus=choice.prometheus,
         fallback_replicas=fallback,
-        hold_scale_in=step.status.rollout is not None,
+        hold_scale_in=_holds_scale_in(step.status),
     )
+
+
+def _holds_scale_in(status: TryOnModelStatus) -> bool:
+    """A rollout or its rollback window is on: the scaler may grow the active colour, not shrink
+    it (the same hold for the operator's own loop and KEDA's ScaledObject)."""
+    return status.rollout is not None
 
 
 def _with_autoscaling(
