@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from tryon_operator.api.models import RolloutSpec, TryOnModelSpec
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
 from tests.integration.chaos.ha import LeaderKill, LeaderPause, double_actions
 from tests.integration.chaos.invariants import (
@@ -33,7 +34,6 @@ from tests.integration.chaos.invariants import (
     missing_rejected_tags,
 )
 
-GROUP, VERSION, PLURAL = "tryon.dev", "v1alpha1", "tryonmodels"
 ALIAS = "production"
 TEST_TAG = "chaos.tryon.dev/owner"
 SETTLE_TIMEOUT_S = 90.0

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from tryon_operator.api.vocabulary import GROUP, PLURAL
 
 from tests.integration.chart.conftest import CHART, Helm
 from tests.support.cluster import KubeCluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-CRD = "tryonmodels.tryon.dev"
+CRD = f"{PLURAL}.{GROUP}"
 FULL = {"get", "list", "watch", "create", "update", "patch", "delete"}
 READ = {"get", "list", "watch"}
 CLUSTER_READS = {
@@ -27,9 +28,9 @@ CLUSTER_READS = {
     "customresourcedefinitions.apiextensions.k8s.io": READ,
 }
 WORKLOAD = {
-    "tryonmodels.tryon.dev": {"get", "list", "watch", "patch"},
-    "tryonmodels.tryon.dev/status": {"get", "patch"},
-    "tryonmodels.tryon.dev/finalizers": {"update"},
+    CRD: {"get", "list", "watch", "patch"},
+    f"{CRD}/status": {"get", "patch"},
+    f"{CRD}/finalizers": {"update"},
     "deployments.apps": FULL,
     "deployments.apps/scale": {"patch"},
     "services": FULL,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from tryon_operator.api.vocabulary import APP_NAME
+from tryon_operator.api.vocabulary import APP_NAME, GROUP, PLURAL
 
 from tests.integration.chart.conftest import CHART, KUBE_VERSION, Helm
 
@@ -215,8 +215,8 @@ def test_cluster_scope_grants_workload_rules_cluster_wide(helm: Helm) -> None:
     resources = {(g, r) for rule in workload["rules"]
                  for g in rule["apiGroups"] for r in rule["resources"]}
     assert resources == {
-        ("tryon.dev", "tryonmodels"), ("tryon.dev", "tryonmodels/status"),
-        ("tryon.dev", "tryonmodels/finalizers"), ("apps", "deployments"),
+        (GROUP, PLURAL), (GROUP, f"{PLURAL}/status"),
+        (GROUP, f"{PLURAL}/finalizers"), ("apps", "deployments"),
         ("apps", "deployments/scale"), ("", "services"),
         ("autoscaling", "horizontalpodautoscalers"), ("keda.sh", "scaledobjects"),
         ("", "pods"), ("", "events"), ("events.k8s.io", "events"),

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from tryon_operator.api.vocabulary import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 from tests.integration.chart.conftest import CHART, Helm
 from tests.support.cluster import KubeCluster, wait_for
@@ -89,7 +90,7 @@ def test_operator_reaches_healthy_with_only_the_chart_rbac(
              "--set", "operator.resyncSeconds=1", "--set", "mlflow.pollSeconds=1")
     try:
         wait_for(lambda: "Established" in kube_cluster.kubectl(
-            "get", "crd", "tryonmodels.tryon.dev", "-o",
+            "get", "crd", f"{PLURAL}.{GROUP}", "-o",
             "jsonpath={.status.conditions[?(@.status=='True')].type}"), 60, "CRD established")
 
         # the chart's own arguments and settings, from the Deployment it installed
@@ -126,9 +127,8 @@ def test_operator_reaches_healthy_with_only_the_chart_rbac(
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             custom = client.CustomObjectsApi(kube_api)
-            custom.create_namespaced_custom_object("tryon.dev", "v1alpha1", namespace,
-                                                   "tryonmodels", {
-                "apiVersion": "tryon.dev/v1alpha1", "kind": "TryOnModel",
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+                "apiVersion": API_VERSION, "kind": KIND,
                 "metadata": {"name": "dress"},
                 "spec": {"model": {"registeredModel": namespace},
                          "renderer": {"image": "tryon-renderer:test", "replicas": 1},
@@ -138,7 +138,7 @@ def test_operator_reaches_healthy_with_only_the_chart_rbac(
 
             def healthy() -> bool:
                 status = custom.get_namespaced_custom_object(
-                    "tryon.dev", "v1alpha1", namespace, "tryonmodels", "dress").get("status", {})
+                    GROUP, VERSION, namespace, PLURAL, "dress").get("status", {})
                 return status.get("phase") == "Healthy" and status.get("activeVersion") == version
 
             try:

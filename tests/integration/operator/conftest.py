@@ -19,12 +19,12 @@ from typing import Any, cast
 import pytest
 import yaml
 from kubernetes import client
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
 from tests.support.cluster import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_PATH = REPO / "crds" / "tryonmodel.yaml"
-GROUP, VERSION, PLURAL = "tryon.dev", "v1alpha1", "tryonmodels"
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def crd(kube_cluster: Any, kube_api: client.ApiClient) -> dict[str, Any]:
     ext = client.ApiextensionsV1Api(kube_api)
 
     def established() -> bool:
-        conds = ext.read_custom_resource_definition("tryonmodels.tryon.dev").status.conditions
+        conds = ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions
         return any(c.type == "Established" and c.status == "True" for c in conds or [])
 
     wait_for(established, 30, "TryOnModel CRD Established")

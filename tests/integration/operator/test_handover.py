@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from tryon_operator.api.errors import KubeError
+from tryon_operator.api.vocabulary import WEBHOOK_PATH
 from tryon_operator.registry.handover import Handover
 from tryon_operator.registry.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
@@ -38,7 +39,7 @@ def deliver(known: str | None, read: Callable[[], str | None]) -> tuple[int, str
 
 
 def forwarded(leader: Receiver) -> list[dict[str, str]]:
-    return [r.headers for r in leader.on("/webhooks/mlflow")]
+    return [r.headers for r in leader.on(WEBHOOK_PATH)]
 
 
 def test_a_standby_that_knows_the_leader_forwards_without_reading_the_lease() -> None:

@@ -10,6 +10,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from tryon_operator.api.models import TryOnModelSpec
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
 from tests.support.cluster import wait_for
 
@@ -22,7 +23,7 @@ INVALID = sorted((EXAMPLES / "invalid").glob("*.yaml"))
 
 def dry_run_create(kube_api, namespace, body):
     return client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
-        "tryon.dev", "v1alpha1", namespace, "tryonmodels", body, dry_run="All",
+        GROUP, VERSION, namespace, PLURAL, body, dry_run="All",
         field_validation="Strict")
 
 
@@ -53,9 +54,9 @@ def test_kubectl_get_tom_shows_colour_version_preview_and_phase(kube_cluster, ku
                                                                 namespace):
     body = yaml.safe_load((EXAMPLES / "tryonmodel-pinned.yaml").read_text())
     custom = client.CustomObjectsApi(kube_api)
-    custom.create_namespaced_custom_object("tryon.dev", "v1alpha1", namespace, "tryonmodels", body)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     custom.patch_namespaced_custom_object_status(
-        "tryon.dev", "v1alpha1", namespace, "tryonmodels", "shirt",
+        GROUP, VERSION, namespace, PLURAL, "shirt",
         {"status": {"activeColor": "blue", "activeVersion": "7", "previewVersion": "8",
                     "phase": "Progressing"}})
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client
+from tryon_operator.api.vocabulary import WEBHOOK_PATH
 from tryon_operator.registry.webhook import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -258,7 +259,7 @@ def test_a_webhook_delivery_to_the_standby_reaches_the_leader_at_once(
     stamp, delivery = str(int(time.time())), f"ha-{v2}"
     sent = time.monotonic()
     answer = httpx.post(
-        f"http://127.0.0.1:{replicas.ports[standby]}/webhooks/mlflow", content=body,
+        f"http://127.0.0.1:{replicas.ports[standby]}{WEBHOOK_PATH}", content=body,
         headers={SIGNATURE_HEADER: sign(SECRET, delivery, stamp, body), TIMESTAMP_HEADER: stamp,
                  DELIVERY_HEADER: delivery, "Content-Type": "application/json"}, timeout=10)
     assert answer.status_code == 200, answer.text

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
-from tests.integration.operator.conftest import GROUP, PLURAL, VERSION, tryon_body
+from tests.integration.operator.conftest import tryon_body
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
 from tests.support.cluster import wait_for
 
@@ -99,7 +100,7 @@ def test_autopromote_off_waits_for_the_promote_annotation(operator_factory, regi
     tom.wait(lambda s: (s.get("rollout") or {}).get("phase") == "AwaitingPromotion", 60,
              "first deploy awaiting promotion")
     custom = client.CustomObjectsApi(kube_api)
-    custom.patch_namespaced_custom_object("tryon.dev", "v1alpha1", tom.namespace, "tryonmodels",
+    custom.patch_namespaced_custom_object(GROUP, VERSION, tom.namespace, PLURAL,
                                           tom.name,
                                           {"metadata": {"annotations": {"tryon.dev/promote": v1}}})
     tom.wait(healthy_on(v1, "blue"), 60, "v1 promoted by annotation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+from tryon_operator.api.vocabulary import GROUP, PLURAL, VERSION
 
 from tests.support.cluster import wait_for
 
@@ -65,7 +66,7 @@ def test_paused_freezes_self_heal(healthy, kube_api):
 def test_deleting_the_tryonmodel_removes_its_children_without_a_finalizer(healthy, kube_api):
     assert not healthy.get()["metadata"].get("finalizers")
     client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
-        "tryon.dev", "v1alpha1", healthy.namespace, "tryonmodels", "dress",
+        GROUP, VERSION, healthy.namespace, PLURAL, "dress",
         propagation_policy="Foreground")
 
     apps = client.AppsV1Api(kube_api)

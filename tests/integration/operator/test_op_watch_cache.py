@@ -4,6 +4,7 @@ server, and a read right after the operator's own write never sees the object as
 from __future__ import annotations
 
 import pytest
+from tryon_operator.api.vocabulary import API_VERSION, KIND, PLURAL
 from tryon_operator.gateways.cache.children import CHILDREN
 from tryon_operator.gateways.cache.informer import Informer, Resource, wait_synced
 from tryon_operator.gateways.cache.kube import CachedKube, Stores
@@ -17,7 +18,7 @@ from tests.support.counting import counting_api_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-TRYONMODELS = Resource("TryOnModel", "/apis/tryon.dev/v1alpha1", "tryonmodels", "")
+TRYONMODELS = Resource(KIND, f"/apis/{API_VERSION}", PLURAL, "")
 
 
 @pytest.fixture

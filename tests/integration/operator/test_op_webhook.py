@@ -25,6 +25,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from mlflow import MlflowClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
+from tryon_operator.api.vocabulary import WEBHOOK_PATH
 
 from tests.support.cluster import wait_for
 from tests.support.servers import S3Server, free_port
@@ -51,7 +52,7 @@ class Hooked:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/webhooks/mlflow"
+        return f"https://127.0.0.1:{self.port}{WEBHOOK_PATH}"
 
     def client(self) -> MlflowClient:
         uri = self.mlflow.server.tracking_uri
@@ -66,7 +67,7 @@ def hooked(s3_server: S3Server) -> Iterator[Hooked]:
         port = free_port()
         uri = mlflow.server.tracking_uri
         webhook = MlflowClient(tracking_uri=uri, registry_uri=uri).create_webhook(
-            name="tryon-operator", url=f"https://127.0.0.1:{port}/webhooks/mlflow",
+            name="tryon-operator", url=f"https://127.0.0.1:{port}{WEBHOOK_PATH}",
             events=[ALIAS_EVENT], secret=SECRET)
         yield Hooked(mlflow, port, webhook.webhook_id)
     finally:
@@ -202,7 +203,7 @@ def test_a_plain_http_client_gets_no_answer_from_the_tls_port(tls_operator, hook
     op = tls_operator()
     headers, body = signed(registry.name)
     with pytest.raises(httpx.TransportError):
-        httpx.post(f"http://127.0.0.1:{hooked.port}/webhooks/mlflow", headers=headers,
+        httpx.post(f"http://127.0.0.1:{hooked.port}{WEBHOOK_PATH}", headers=headers,
                    content=body, timeout=5)
     assert "reconcile(s) woken" not in op.log_path.read_text()
 
@@ -221,7 +222,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(tls_operator, hooked,
 def test_plain_http_is_served_when_the_user_opts_in(operator_factory, smoke, hooked, registry):
     operator_factory(smoke.url, TRYON_WEBHOOK_PORT=str(hooked.port), TRYON_WEBHOOK_HOST="127.0.0.1",
                      TRYON_WEBHOOK_SECRET=SECRET, TRYON_WEBHOOK_ALLOW_HTTP="true", **QUIET)
-    url = f"http://127.0.0.1:{hooked.port}/webhooks/mlflow"
+    url = f"http://127.0.0.1:{hooked.port}{WEBHOOK_PATH}"
     headers, body = signed(registry.name)
 
     def answered() -> int | None:
