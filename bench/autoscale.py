@@ -91,8 +91,7 @@ class Load:
         self.workers = workers
 
     def _shop(self, index: int) -> None:
-        files = {"person": ("p.png", _png((200, 150, 120)), "image/png"),
-                 "garment": ("g.png", _png((20, 40, 200)), "image/png")}  # fmt: skip
+        files = incluster.shopper_images()
         # No keep-alive: a kept connection would stay on one pod and never reach a new one.
         with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=60) as http:
             while not self._stop.is_set():
@@ -112,16 +111,6 @@ class Load:
             thread.join(timeout=70)
 
 
-def _png(colour: tuple[int, int, int]) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (96, 128), colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
 class Cluster:
     """kubectl reads of the bench namespace."""
 
@@ -132,7 +121,7 @@ class Cluster:
         return dict(json.loads(self.local.kubectl(*args, "-n", NAMESPACE, "-o", "json")))
 
     def status(self) -> dict[str, Any]:
-        return dict(self.json("get", "tryonmodel", NAME).get("status") or {})
+        return incluster.tryonmodel_status(self.local.kubectl, NAME, NAMESPACE)
 
     def replicas(self) -> dict[str, tuple[int, int]]:
         """spec and Ready replicas of each colour's Deployment."""
@@ -194,41 +183,11 @@ def ready_through(cluster_ip: str) -> bool:
         return False
 
 
-def register(name: str, seed: int) -> str:
-    import torch
-    from tryon_renderer.network import TryOnNet
-    from tryon_renderer.packaging import log_tryon_model
-
-    torch.manual_seed(seed)
-    version = log_tryon_model(TryOnNet(), name, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    return str(version.version)
-
-
-def promote(name: str, version: str) -> None:
-    from mlflow import MlflowClient
-
-    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).set_registered_model_alias(
-        name, "production", version
-    )
-
-
 def manifest(model: str, backends: incluster.DevBackends, window: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "tryon.dev/v1alpha1",
-        "kind": "TryOnModel",
-        "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"registeredModel": model, "alias": "production"},
-            "renderer": incluster.renderer_spec(backends, replicas=1),
-            "service": {"port": 80},
-            "rollout": {"autoPromote": True, "progressDeadlineSeconds": 240,
-                        "scaleDownDelaySeconds": 10, "postPromotionSeconds": 5,
-                        "smokeTest": {"enabled": True}},
-            "autoscaling": {"enabled": True, "metric": "inFlight", "target": 2,
-                            "minReplicas": 1, "maxReplicas": 2,
-                            "scaleDownStabilizationSeconds": window},
-        },
-    }  # fmt: skip
+    autoscaling = {"enabled": True, "metric": "inFlight", "target": 2, "minReplicas": 1,
+                   "maxReplicas": 2, "scaleDownStabilizationSeconds": window}  # fmt: skip
+    return incluster.tryonmodel(NAME, NAMESPACE, model, backends, autoscaling=autoscaling,
+                                scaleDownDelaySeconds=10)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -239,7 +198,9 @@ class Durations:
     scale_timeout: float
 
 
-def scenario(cluster: Cluster, load: Load, model: str, durations: Durations) -> dict[str, Any]:
+def scenario(
+    cluster: Cluster, load: Load, models: incluster.Models, durations: Durations
+) -> dict[str, Any]:
     """The four phases; what the last line needs."""
     status = cluster.status()
     active = status["activeColor"]
@@ -264,8 +225,8 @@ def scenario(cluster: Cluster, load: Load, model: str, durations: Durations) -> 
     time.sleep(durations.hold)
     log("alias move to v2 under load")
     load.set("flip", 4)
-    v2 = register(model, seed=2)
-    promote(model, v2)
+    v2 = models.register(seed=2)
+    models.promote(v2)
     wait_until(
         "the flip to v2 and the end of the rollout",
         lambda: (s := cluster.status()).get("activeVersion") == v2 and not s.get("rollout"),
@@ -334,12 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         incluster.apply(local.kubectl, *incluster.workload_namespace(NAMESPACE, backends.s3))
         has_account = lambda: local.kubectl("get", "sa", "default", "-n", NAMESPACE)  # noqa: E731
         wait_until("the default ServiceAccount", has_account, 30, 0.5)
-        model = "bench-autoscale"
-        promote(model, register(model, seed=1))
-        body = json.dumps(manifest(model, backends, durations.window))
+        models = incluster.Models("bench-autoscale", os.environ["MLFLOW_TRACKING_URI"])
+        models.promote(models.register(seed=1))
+        body = json.dumps(manifest(models.name, backends, durations.window))
         local.kubectl("apply", "-f", "-", input_text=body)
         cluster = Cluster(local)
-        wait_until("v1 serving", lambda: cluster.status().get("phase") == "Healthy", 300, 1.0)
+        wait_until("v1 serving", lambda: incluster.serving(cluster.status()), 300, 1.0)
         ip = cluster.json("get", "service", NAME)["spec"]["clusterIP"]
         # kube-proxy programs a new Service's rules a moment after the operator reports Healthy;
         # refused connections then are not the scaler's doing, so the load starts once it answers.
@@ -348,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         timeline = Timeline(cluster, load)
         threading.Thread(target=timeline.run, args=(time.monotonic(),), daemon=True).start()
         try:
-            result = scenario(cluster, load, model, durations)
+            result = scenario(cluster, load, models, durations)
         finally:
             load.stop()
             timeline.stop()

@@ -98,11 +98,8 @@ class Cluster:
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return self.local.kubectl(*args, input_text=stdin)
 
-    def tryonmodel(self) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", "tryonmodel", NAME, "-n", NAMESPACE, "-o", "json"))
-
     def status(self) -> dict[str, Any]:
-        return dict(self.tryonmodel().get("status") or {})
+        return incluster.tryonmodel_status(self.local.kubectl, NAME, NAMESPACE)
 
     def selector_colour(self) -> str | None:
         svc = json.loads(self.kubectl("get", "service", NAME, "-n", NAMESPACE, "-o", "json"))
@@ -110,25 +107,11 @@ class Cluster:
 
 
 def tryonmodel_manifest(backends: incluster.DevBackends) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "tryon.dev/v1alpha1",
-            "kind": "TryOnModel",
-            "metadata": {"name": NAME, "namespace": NAMESPACE},
-            "spec": {
-                "model": {"registeredModel": MODEL, "alias": "production"},
-                "renderer": incluster.renderer_spec(backends, replicas=1),
-                "service": {"port": 80},
-                "rollout": {
-                    "autoPromote": True,
-                    "progressDeadlineSeconds": 300,
-                    "scaleDownDelaySeconds": 10,
-                    "postPromotionSeconds": 3,
-                    "smokeTest": {"enabled": True},
-                },
-            },
-        }
-    )
+    manifest = incluster.tryonmodel(
+        NAME, NAMESPACE, MODEL, backends,
+        progressDeadlineSeconds=300, scaleDownDelaySeconds=10, postPromotionSeconds=3,
+    )  # fmt: skip
+    return json.dumps(manifest)
 
 
 def shopper_request(cluster_ip: str, data: Path, out: Path, timeout: float = 30) -> str:
@@ -240,17 +223,8 @@ def train(version_hint: str, data: Path, env: Mapping[str, str], epochs: int) ->
 def register_broken(env: Mapping[str, str]) -> str:
     """A model that loads and warms up fine but renders NaN: what a bad fp16 export looks like."""
     os.environ.update(env)
-    from tryon_renderer.network import TryOnNet
-    from tryon_renderer.packaging import log_tryon_model
-
-    version = log_tryon_model(
-        TryOnNet(),
-        MODEL,
-        tracking_uri=env["MLFLOW_TRACKING_URI"],
-        failure_mode="nan",
-        tags={"demo": "deliberately broken"},
-    )
-    return str(version.version)
+    models = incluster.Models(MODEL, env["MLFLOW_TRACKING_URI"])
+    return models.register(failure_mode="nan", seed=None, tags={"demo": "deliberately broken"})
 
 
 def stop_leftovers(workdir: Path) -> None:
@@ -340,14 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the demo ServiceAccount", lambda: cluster.kubectl("get", "sa", "-n", NAMESPACE), 30
             )
             cluster.kubectl("apply", "-f", "-", stdin=tryonmodel_manifest(backends))
-            wait_for(
-                "v1 Healthy",
-                lambda: (
-                    cluster.status().get("phase") == "Healthy"
-                    and cluster.status().get("activeVersion") == v1
-                ),
-                400,
-            )
+            wait_for("v1 Healthy", lambda: incluster.serving(cluster.status(), v1), 400)
             detail(cluster.kubectl("get", "tom", "-n", NAMESPACE))
 
         ip = json.loads(cluster.kubectl("get", "svc", NAME, "-n", NAMESPACE, "-o", "json"))["spec"][

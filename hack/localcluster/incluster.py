@@ -270,3 +270,114 @@ def pods_table(kubectl: Kubectl, namespace: str) -> str:
         for status in pod.get("status", {}).get("containerStatuses", [])
     ]
     return wide + "\n".join(ids)
+
+
+# ------------------------------------------------------------ a TryOnModel and what it serves
+# Shared by ``make demo`` (hack/demo.py), ``make e2e`` (tests/e2e) and bench/autoscale.py. Only
+# the standard library at import: what needs the project's venv (torch, mlflow, PIL) is imported
+# inside the function that uses it, so system python3 can still import this module.
+
+ROLLOUT = {
+    "autoPromote": True,
+    "progressDeadlineSeconds": 240,
+    "scaleDownDelaySeconds": 5,
+    "postPromotionSeconds": 5,
+    "smokeTest": {"enabled": True},
+}
+
+
+def tryonmodel(
+    name: str,
+    namespace: str,
+    model: str,
+    backends: DevBackends,
+    replicas: int = 1,
+    *,
+    tag: str | None = None,
+    autoscaling: dict[str, Any] | None = None,
+    **rollout: Any,
+) -> dict[str, Any]:
+    """A TryOnModel serving ``model``'s ``production`` alias with real pods on real-node-1,
+    promoted by itself once the smoke test passes; ``rollout`` overrides ``spec.rollout``'s
+    timings (``ROLLOUT``), ``autoscaling`` is ``spec.autoscaling``."""
+    spec: dict[str, Any] = {
+        "model": {"registeredModel": model, "alias": "production"},
+        "renderer": renderer_spec(backends, tag, replicas),
+        "service": {"port": 80},
+        "rollout": {**ROLLOUT, **rollout},
+    }
+    if autoscaling is not None:
+        spec["autoscaling"] = autoscaling
+    return {
+        "apiVersion": "tryon.dev/v1alpha1",
+        "kind": "TryOnModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def tryonmodel_status(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
+    """The TryOnModel's status as the operator last wrote it ({} before its first write)."""
+    out = json.loads(kubectl("get", "tryonmodel", name, "-n", namespace, "-o", "json"))
+    return dict(out.get("status") or {})
+
+
+def serving(status: dict[str, Any], version: str | None = None, *, settled: bool = False) -> bool:
+    """The status says Healthy (on ``version`` where given; with no rollout left if ``settled``)."""
+    if status.get("phase") != "Healthy":
+        return False
+    if version is not None and status.get("activeVersion") != version:
+        return False
+    return not (settled and status.get("rollout"))
+
+
+@dataclass
+class Models:
+    """Registers versions of one registered model in MLflow and moves its ``production`` alias.
+    The S3 credentials of the artifact store come from the environment (``MlflowServer.env``)."""
+
+    name: str
+    tracking_uri: str
+
+    def register(
+        self,
+        failure_mode: str | None = None,
+        seed: int | None = 0,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """A new version of an untrained network (weights from ``seed``, unseeded if None);
+        ``failure_mode`` makes it a broken one (see ``log_tryon_model``)."""
+        from tryon_renderer.network import TryOnNet
+        from tryon_renderer.packaging import log_tryon_model
+
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)
+        version = log_tryon_model(
+            TryOnNet(), self.name, tracking_uri=self.tracking_uri, failure_mode=failure_mode,
+            tags=tags,
+        )  # fmt: skip
+        return str(version.version)
+
+    def promote(self, version: str) -> None:
+        from mlflow import MlflowClient
+
+        MlflowClient(self.tracking_uri).set_registered_model_alias(self.name, "production", version)
+
+
+def shopper_images() -> dict[str, tuple[str, bytes, str]]:
+    """A shopper's try-on request's files: a person and a garment PNG, as ``httpx`` sends them."""
+    import io
+
+    from PIL import Image
+
+    def png(colour: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (96, 128), colour).save(buf, "PNG")
+        return buf.getvalue()
+
+    return {
+        "person": ("p.png", png((200, 150, 120)), "image/png"),
+        "garment": ("g.png", png((20, 40, 200)), "image/png"),
+    }

@@ -19,6 +19,7 @@ import pytest
 
 from hack.localcluster import incluster, registry
 from hack.localcluster.cluster import LocalCluster
+from hack.localcluster.incluster import Models
 from hack.localcluster.prometheus import Prometheus, start_prometheus
 from tests.support.cluster import wait_for as support_wait_for
 
@@ -42,7 +43,7 @@ class RealCluster:
         return dict(json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json")))
 
     def status(self, name: str, namespace: str) -> dict[str, Any]:
-        return dict(self.get("tryonmodel", name, namespace).get("status") or {})
+        return incluster.tryonmodel_status(self.kubectl, name, namespace)
 
     def events(self, namespace: str, reason: str) -> list[dict[str, Any]]:
         items = json.loads(self.kubectl("get", "events", "-n", namespace, "-o", "json"))["items"]
@@ -91,30 +92,6 @@ def registry_env(real_cluster: RealCluster) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Models:
-    """Registers versions of one registered model and moves its ``production`` alias."""
-
-    name: str
-    tracking_uri: str
-
-    def register(self, failure_mode: str | None = None, seed: int = 0) -> str:
-        import torch
-        from tryon_renderer.network import TryOnNet
-        from tryon_renderer.packaging import log_tryon_model
-
-        torch.manual_seed(seed)
-        version = log_tryon_model(
-            TryOnNet(), self.name, tracking_uri=self.tracking_uri, failure_mode=failure_mode
-        )
-        return str(version.version)
-
-    def promote(self, version: str) -> None:
-        from mlflow import MlflowClient
-
-        MlflowClient(self.tracking_uri).set_registered_model_alias(self.name, "production", version)
-
-
 @pytest.fixture
 def models(registry_env: dict[str, str], request: pytest.FixtureRequest) -> Models:
     return Models(f"e2e-{uuid.uuid4().hex[:8]}", registry_env["MLFLOW_TRACKING_URI"])
@@ -150,24 +127,8 @@ def tryonmodel(
     replicas: int = 1,
     **rollout: Any,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "tryon.dev/v1alpha1",
-        "kind": "TryOnModel",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"registeredModel": model, "alias": "production"},
-            "renderer": incluster.renderer_spec(backends, TAG, replicas),
-            "service": {"port": 80},
-            "rollout": {
-                "autoPromote": True,
-                "progressDeadlineSeconds": 240,
-                "scaleDownDelaySeconds": 5,
-                "postPromotionSeconds": 5,
-                "smokeTest": {"enabled": True},
-                **rollout,
-            },
-        },
-    }
+    """The TryOnModel of ``incluster.tryonmodel`` on this session's images (``TAG``)."""
+    return incluster.tryonmodel(name, namespace, model, backends, replicas, tag=TAG, **rollout)
 
 
 def apply_tryonmodel(cluster: RealCluster, manifest: dict[str, Any]) -> None:
@@ -179,8 +140,7 @@ def wait_serving(
 ) -> dict[str, Any]:
     def healthy() -> dict[str, Any] | None:
         status = cluster.status(name, namespace)
-        ok = status.get("phase") == "Healthy" and status.get("activeVersion") == version
-        return status if ok and not status.get("rollout") else None
+        return status if incluster.serving(status, version, settled=True) else None
 
     return dict(wait_for(f"{namespace}/{name} Healthy on version {version}", healthy, timeout))
 
@@ -191,21 +151,9 @@ def cluster_ip(cluster: RealCluster, service: str, namespace: str) -> str:
 
 def try_on(url: str, timeout: float = 60) -> tuple[int, str, bytes]:
     """One shopper request (person + garment PNGs) as a shop backend sends it."""
-    import io
-
     import httpx
-    from PIL import Image
 
-    def png(colour: tuple[int, int, int]) -> bytes:
-        buf = io.BytesIO()
-        Image.new("RGB", (96, 128), colour).save(buf, "PNG")
-        return buf.getvalue()
-
-    files = {
-        "person": ("p.png", png((200, 150, 120)), "image/png"),
-        "garment": ("g.png", png((20, 40, 200)), "image/png"),
-    }
-    resp = httpx.post(f"{url}/v1/tryon", files=files, timeout=timeout)
+    resp = httpx.post(f"{url}/v1/tryon", files=incluster.shopper_images(), timeout=timeout)
     return resp.status_code, resp.headers.get("X-Model-Version", ""), resp.content
 
 

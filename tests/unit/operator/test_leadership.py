@@ -30,6 +30,8 @@ from tryon_operator.runtime.leadership.lease import (
 )
 from tryon_operator.settings import OperatorSettings
 
+from tests.support.fake_world import Ticks
+
 pytestmark = pytest.mark.unit
 
 
@@ -172,16 +174,8 @@ def test_elector_from_settings(tmp_path: Path) -> None:
                            retry_period_seconds=retry)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_fence_closes_at_the_renew_deadline_whatever_the_loop_does() -> None:
-    clock = FakeClock()
+    clock = Ticks()
     metrics = Metrics()
     elector = LeaderElector(client.ApiClient(), ElectionConfig("a", "n", record_events=False),
                             metrics=metrics, clock=clock)

@@ -6,15 +6,14 @@ from __future__ import annotations
 import pytest
 from tryon_operator.api.errors import SignalError
 from tryon_operator.decide.autoscale import Reading, decide_replicas, recommend
-from tryon_operator.reconcile import Reconciler
-from tryon_operator.settings import OperatorSettings
 
-from tests.unit.operator.test_op_autoscaling import KedaKube
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeRegistry,
-    FakeSmoke,
+from tests.support.fake_world import (
+    KedaKube,
+    Ticks,
     body,
+    fake_world,
+    fast_settings,
+    flip_to_v2,
     run,
     serve_v1,
 )
@@ -92,20 +91,11 @@ class FakeSignals:
         return self.total_now
 
 
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def own_loop_world(**scaling):
     kube = KedaKube(body(autoscaling={"enabled": True, "metric": "inFlight", **scaling}), False)
-    signals, ticks, clock, registry = FakeSignals(), Ticks(), Clock(), FakeRegistry()
-    settings = OperatorSettings(mlflow_poll_seconds=0.000001, prometheus_url=PROM)
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=FakeSmoke(), settings=settings,
-                            clock=clock, signals=signals, monotonic=ticks)  # fmt: skip
+    signals, ticks = FakeSignals(), Ticks()
+    reconciler, kube, registry, _, clock = fake_world(
+        kube, settings=fast_settings(prometheus_url=PROM), signals=signals, monotonic=ticks)
     return reconciler, kube, signals, ticks, clock, registry
 
 
@@ -157,11 +147,7 @@ def test_the_loop_moves_to_the_new_colour_with_the_flip_and_starts_it_at_the_act
     serve_v1(reconciler, kube, clock)
     signals.total_now = 4.0
     run(reconciler)  # blue: 2 replicas
-    registry.answer = type(registry.answer)("2", "run", "s3://y")
-    for _ in range(4):
-        clock.advance(1)
-        run(reconciler)
-        kube.settle()
+    flip_to_v2(reconciler, kube, registry, clock)
     assert kube.body["status"]["activeColor"] == "green"
     assert kube.deployments["dress-green"]["replicas"] == 2
     run(reconciler)

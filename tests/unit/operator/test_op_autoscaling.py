@@ -9,15 +9,13 @@ import pytest
 from tryon_operator.api.builders import Owner, build_hpa, build_scaled_object
 from tryon_operator.api.models import AutoscalingSpec, TryOnModelSpec
 from tryon_operator.decide.scaling import choose_scaler
-from tryon_operator.reconcile import Reconciler
-from tryon_operator.settings import OperatorSettings
 
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeKube,
-    FakeRegistry,
-    FakeSmoke,
+from tests.support.fake_world import (
+    KedaKube,
     body,
+    fake_world,
+    fast_settings,
+    flip_to_v2,
     run,
     serve_v1,
 )
@@ -92,32 +90,10 @@ def test_the_hpa_scales_up_at_once_and_down_after_the_stabilisation_window():
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 80
 
 
-class KedaKube(FakeKube):
-    """FakeKube whose cluster serves KEDA's ScaledObject (or not) and keeps the ones applied."""
-
-    def __init__(self, body_, served: bool) -> None:
-        super().__init__(body_)
-        self.served = served
-        self.scaled_objects: dict[str, dict] = {}
-
-    def serves_scaled_objects(self) -> bool:
-        return self.served
-
-    def apply_scaled_object(self, obj):
-        self.writes.append(f"apply ScaledObject {obj['metadata']['name']}")
-        self.scaled_objects[obj["metadata"]["name"]] = obj
-
-    def delete_scaled_object(self, namespace, name):
-        self.writes.append(f"delete ScaledObject {name}")
-        self.scaled_objects.pop(name, None)
-
-
 def keda_world(served: bool, **scaling):
     kube = KedaKube(body(autoscaling={"enabled": True, **scaling}), served)
-    registry, clock = FakeRegistry(), Clock()
-    settings = OperatorSettings(mlflow_poll_seconds=0.000001, prometheus_url=PROM)
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=FakeSmoke(), settings=settings,
-                            clock=clock)
+    settings = fast_settings(prometheus_url=PROM)
+    reconciler, kube, registry, _, clock = fake_world(kube, settings=settings)
     return reconciler, kube, registry, clock
 
 
@@ -134,11 +110,7 @@ def test_in_flight_scaling_puts_one_scaled_object_on_the_active_colour_and_no_hp
 def test_the_scaled_object_moves_with_the_flip_and_is_not_applied_again_in_steady_state():
     reconciler, kube, registry, clock = keda_world(True, metric="inFlight")
     serve_v1(reconciler, kube, clock)
-    registry.answer = type(registry.answer)("2", "run", "s3://y")
-    for _ in range(4):
-        clock.advance(1)
-        run(reconciler)
-        kube.settle()
+    flip_to_v2(reconciler, kube, registry, clock)
     assert kube.body["status"]["activeColor"] == "green"
     assert kube.scaled_objects["dress"]["spec"]["scaleTargetRef"]["name"] == "dress-green"
     applied = kube.writes.count("apply ScaledObject dress")

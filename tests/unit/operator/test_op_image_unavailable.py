@@ -8,19 +8,9 @@ import pytest
 from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import Reconciler
 from tryon_operator.reconcile.status import degraded_reason
-from tryon_operator.settings import OperatorSettings
 
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeKube,
-    FakeRegistry,
-    FakeSmoke,
-    body,
-    run,
-    serve_v1,
-)
+from tests.support.fake_world import FakeKube, body, fake_world, reconciler_on, run, serve_v1
 
 pytestmark = pytest.mark.unit
 
@@ -53,14 +43,7 @@ class ImagelessKube(FakeKube):
 
 @pytest.fixture
 def world():
-    kube, registry, smoke, clock = ImagelessKube(body()), FakeRegistry(), FakeSmoke(), Clock()
-    reconciler = reconciler_for(kube, registry, smoke, clock)
-    return reconciler, kube, registry, smoke, clock
-
-
-def reconciler_for(kube, registry, smoke, clock) -> Reconciler:
-    settings = OperatorSettings(mlflow_poll_seconds=0.000001)
-    return Reconciler(kube=kube, registry=registry, smoke=smoke, settings=settings, clock=clock)
+    return fake_world(ImagelessKube(body()))
 
 
 def start_v2_without_its_image(reconciler, kube, registry, clock) -> TryOnModelStatus:
@@ -99,7 +82,7 @@ def test_preview_without_its_image_is_one_warning_event_per_rollout(world):
 def test_a_restarted_operator_does_not_tell_the_image_problem_again(world):
     reconciler, kube, registry, smoke, clock = world
     start_v2_without_its_image(reconciler, kube, registry, clock)
-    run(reconciler_for(kube, registry, smoke, clock))
+    run(reconciler_on(kube, registry, smoke, clock))
     assert kube.events.count("ImageUnavailable") == 1
 
 

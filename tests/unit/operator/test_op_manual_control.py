@@ -9,18 +9,9 @@ from tryon_operator.api.models import RolloutState, TryOnModelStatus
 from tryon_operator.api.vocabulary import ANNOTATION_PROMOTE, ANNOTATION_RETRY, ANNOTATION_ROLLBACK
 from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import Reconciler, requests
-from tryon_operator.settings import OperatorSettings
+from tryon_operator.reconcile import requests
 
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeKube,
-    FakeRegistry,
-    FakeSmoke,
-    body,
-    run,
-    serve_v1,
-)
+from tests.support.fake_world import FakeKube, body, fake_world, run, serve_v1
 
 pytestmark = pytest.mark.unit
 
@@ -163,9 +154,7 @@ class AnnotatedKube(FakeKube):
 
 @pytest.fixture
 def manual_world():
-    kube, registry, clock = AnnotatedKube(body()), FakeRegistry(), Clock()
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=FakeSmoke(), clock=clock,
-                            settings=OperatorSettings(mlflow_poll_seconds=0.000001))
+    reconciler, kube, registry, _, clock = fake_world(AnnotatedKube(body()))
     serve_v1(reconciler, kube, clock)
     clock.advance(10)
     run(reconciler)  # v1's rollout finished: steady on blue

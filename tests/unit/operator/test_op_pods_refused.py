@@ -10,19 +10,9 @@ from tryon_operator.api.models import TryOnModelStatus
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.observe.parse import replica_failure_message
 from tryon_operator.observe.views import ColorView
-from tryon_operator.reconcile import Reconciler
 from tryon_operator.reconcile.problems import refusal
-from tryon_operator.settings import OperatorSettings
 
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeKube,
-    FakeRegistry,
-    FakeSmoke,
-    body,
-    run,
-    serve_v1,
-)
+from tests.support.fake_world import FakeKube, body, fake_world, run, serve_v1
 
 pytestmark = pytest.mark.unit
 
@@ -55,10 +45,7 @@ class RefusingKube(FakeKube):
 
 @pytest.fixture
 def world():
-    kube, registry, smoke, clock = RefusingKube(body()), FakeRegistry(), FakeSmoke(), Clock()
-    settings = OperatorSettings(mlflow_poll_seconds=0.000001)
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=smoke, settings=settings,
-                            clock=clock)
+    reconciler, kube, registry, _, clock = fake_world(RefusingKube(body()))
     return reconciler, kube, registry, clock
 
 

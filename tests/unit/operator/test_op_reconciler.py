@@ -2,169 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
-from tryon_operator.api.builders import LABEL_COLOR, Owner
+from tryon_operator.api.builders import LABEL_COLOR
 from tryon_operator.api.errors import (
     InvalidSpecError,
     KubeError,
     ModelResolutionError,
-    RegistryError,
 )
 from tryon_operator.api.models import PendingTag, TryOnModelStatus
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.observe.views import (
-    ClusterView,
-    ColorView,
-    HpaView,
-    Observed,
-    ServiceView,
-    SmokeOutcome,
-)
-from tryon_operator.reconcile import Reconciler
 from tryon_operator.reconcile.tags import OWED_TAGS_LIMIT, owe_tag
-from tryon_operator.settings import OperatorSettings
+
+from tests.support.fake_world import FakeKube, body, fake_world, run, serve_v1
 
 pytestmark = pytest.mark.unit
 
 
-class FakeKube:
-    """Just enough of a cluster: applied Deployments become Ready when ``settle()`` runs."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.deployments: dict[str, dict[str, Any]] = {}
-        self.services: dict[str, dict[str, str]] = {}
-        self.writes: list[str] = []
-        self.events: list[str] = []
-        self.event_keys: set[str | None] = set()
-
-    def get_tryonmodel(self, namespace, name):
-        return self.body
-
-    def observe(self, namespace, name):
-        views = {}
-        for color in ("blue", "green"):
-            dep = self.deployments.get(f"{name}-{color}")
-            if dep is None:
-                views[color] = ColorView()
-                continue
-            ready = dep["replicas"] if dep["ready"] else 0
-            views[color] = ColorView(True, dep["replicas"], dep["version"], dep["hash"], 1, 1,
-                                     dep["replicas"], dep["replicas"], ready, ready)
-
-        def svc(n):
-            sel = self.services.get(n)
-            return ServiceView(sel is not None, dict(sel or {}), ((80, "http"),))
-
-        return ClusterView(Observed(blue=views["blue"], green=views["green"]), svc(name),
-                           svc(f"{name}-preview"), HpaView())
-
-    def apply(self, obj):
-        meta = obj["metadata"]
-        self.writes.append(f"apply {obj['kind']} {meta['name']}")
-        if obj["kind"] == "Deployment":
-            tmpl = obj["spec"]["template"]["metadata"]
-            self.deployments[meta["name"]] = {
-                "replicas": obj["spec"]["replicas"], "ready": False,
-                "version": tmpl["labels"]["tryon.dev/model-version"],
-                "hash": tmpl["annotations"]["tryon.dev/template-hash"]}
-        elif obj["kind"] == "Service":
-            self.services[meta["name"]] = dict(obj["spec"]["selector"])
-
-    def scale(self, namespace, name, replicas):
-        self.writes.append(f"scale {name} {replicas}")
-        self.deployments[name]["replicas"] = replicas
-
-    def set_selector_color(self, namespace, service, color):
-        self.writes.append(f"select {service} {color}")
-        self.services[service][LABEL_COLOR] = color
-
-    def delete_hpa(self, namespace, name):
-        self.writes.append("delete hpa")
-
-    def patch_status(self, namespace, name, status):
-        self.writes.append("status")
-        self.body["status"] = status
-
-    def emit_event(self, owner: Owner, type_, reason, message, key=None):
-        """Like the API server: an Event named by a key it has seen is refused."""
-        if key is not None and key in self.event_keys:
-            return False
-        self.event_keys.add(key)
-        self.events.append(reason)
-        return True
-
-    def settle(self):
-        for dep in self.deployments.values():
-            dep["ready"] = True
-
-
-class FakeRegistry:
-    def __init__(self, version="1"):
-        self.answer: ResolvedModel | ModelResolutionError = ResolvedModel(version, "run", "s3://x")
-        self.tags: list[tuple[str, str]] = []
-        self.tag_attempts = 0
-        self.refuses_tags = False
-
-    def resolve(self, tracking_uri, ref):
-        if isinstance(self.answer, ModelResolutionError):
-            raise self.answer
-        return self.answer
-
-    def set_version_tag(self, tracking_uri, name, version, key, value):
-        self.tag_attempts += 1
-        if self.refuses_tags:
-            raise RegistryError("MLflow answered 503")
-        self.tags.append((version, key))
-
-
-class FakeSmoke:
-    def __init__(self):
-        self.passed = True
-
-    def check(self, base_url, version, timeout=None):
-        return SmokeOutcome(passed=self.passed)
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += timedelta(seconds=seconds)
-
-
-def body(**spec):
-    return {"metadata": {"name": "dress", "namespace": "shop", "uid": "u1", "generation": 1},
-            "spec": {"model": {"registeredModel": "m"}, "renderer": {"image": "r:1"},
-                     "rollout": {"scaleDownDelaySeconds": 5, "postPromotionSeconds": 2}, **spec}}
-
-
 @pytest.fixture
 def world():
-    kube, registry, smoke, clock = FakeKube(body()), FakeRegistry(), FakeSmoke(), Clock()
-    settings = OperatorSettings(mlflow_poll_seconds=0.000001)
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=smoke, settings=settings,
-                            clock=clock)
-    return reconciler, kube, registry, smoke, clock
-
-
-def run(reconciler):
-    return reconciler.reconcile("shop", "dress")
-
-
-def serve_v1(reconciler, kube, clock):
-    run(reconciler)
-    kube.settle()
-    run(reconciler)
-    clock.advance(1)
-    run(reconciler)
+    return fake_world(FakeKube(body()))
 
 
 def test_first_reconcile_creates_blue_pinned_to_the_resolved_version(world):

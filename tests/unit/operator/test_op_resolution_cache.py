@@ -8,6 +8,8 @@ from tryon_operator.api.errors import ModelResolutionError
 from tryon_operator.gateways.mlflow import ResolvedModel
 from tryon_operator.registry.cache import ResolutionCache
 
+from tests.support.fake_world import Ticks
+
 pytestmark = pytest.mark.unit
 
 DRESS = ("http://mlflow", "dress-model", "alias", "production")
@@ -15,16 +17,8 @@ SHIRT = ("http://mlflow", "shirt-model", "alias", "production")
 V1 = ResolvedModel("1", "run", "s3://x")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_one_answer_serves_every_object_on_the_same_selector_until_the_poll_interval():
-    clock = Clock()
+    clock = Ticks(0.0)
     cache = ResolutionCache(30, monotonic=clock)
     cache.put(DRESS, V1)
 
@@ -35,7 +29,7 @@ def test_one_answer_serves_every_object_on_the_same_selector_until_the_poll_inte
 
 
 def test_a_different_selector_or_model_is_asked_separately():
-    cache = ResolutionCache(30, monotonic=Clock())
+    cache = ResolutionCache(30, monotonic=Ticks(0.0))
     cache.put(DRESS, V1)
 
     assert cache.get(SHIRT) is None
@@ -43,7 +37,7 @@ def test_a_different_selector_or_model_is_asked_separately():
 
 
 def test_failures_are_retried_with_backoff_up_to_the_poll_interval():
-    clock = Clock()
+    clock = Ticks(0.0)
     cache = ResolutionCache(3, monotonic=clock)
     err = ModelResolutionError("RegistryUnavailable", "down")
     ttls = []
@@ -57,7 +51,7 @@ def test_failures_are_retried_with_backoff_up_to_the_poll_interval():
 
 
 def test_invalidate_drops_only_the_named_model():
-    cache = ResolutionCache(30, monotonic=Clock())
+    cache = ResolutionCache(30, monotonic=Ticks(0.0))
     cache.put(DRESS, V1)
     cache.put(SHIRT, V1)
 

@@ -14,18 +14,8 @@ from tryon_operator.api.builders import LABEL_COLOR
 from tryon_operator.api.models import RolloutState, TryOnModelSpec, TryOnModelStatus
 from tryon_operator.decide import decision as d
 from tryon_operator.gateways.mlflow import ResolvedModel
-from tryon_operator.reconcile import Reconciler
-from tryon_operator.settings import OperatorSettings
 
-from tests.unit.operator.test_op_reconciler import (
-    Clock,
-    FakeKube,
-    FakeRegistry,
-    FakeSmoke,
-    body,
-    run,
-    serve_v1,
-)
+from tests.support.fake_world import FakeKube, body, fake_world, run, serve_v1
 
 pytestmark = pytest.mark.unit
 
@@ -209,9 +199,7 @@ def standby_world():
     spec_body = body(rollout={"scaleDownDelaySeconds": 30, "postPromotionSeconds": 5,
                               "warmStandbyReplicas": 1})
     spec_body["spec"]["renderer"]["replicas"] = 2
-    kube, registry, smoke, clock = TellingKube(spec_body), FakeRegistry(), FakeSmoke(), Clock()
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=smoke, clock=clock,
-                            settings=OperatorSettings(mlflow_poll_seconds=0.000001))
+    reconciler, kube, registry, _, clock = fake_world(TellingKube(spec_body))
     serve_v1(reconciler, kube, clock)
     clock.advance(60)
     run(reconciler)  # v1's own rollout (no previous colour) finished
@@ -286,9 +274,7 @@ def test_with_autoscaling_the_flip_back_points_the_hpa_at_the_standby():
     spec_body = body(rollout={"scaleDownDelaySeconds": 30, "postPromotionSeconds": 5,
                               "warmStandbyReplicas": 1},
                      autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4})
-    kube, registry, smoke, clock = TellingKube(spec_body), FakeRegistry(), FakeSmoke(), Clock()
-    reconciler = Reconciler(kube=kube, registry=registry, smoke=smoke, clock=clock,
-                            settings=OperatorSettings(mlflow_poll_seconds=0.000001))
+    reconciler, kube, registry, _, clock = fake_world(TellingKube(spec_body))
     serve_v1(reconciler, kube, clock)
     clock.advance(60)
     run(reconciler)
