@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,11 +144,9 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     )
     n = 8
     try:
+        together = threading.Barrier(n)
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
-            futures = [
-                pool.submit(httpx.post, f"{rp.base_url}/v1/tryon", files=_files(), timeout=60)
-                for _ in range(n)
-            ]
+            futures = [pool.submit(_post_together, together, rp.base_url) for _ in range(n)]
             _wait_all_accepted(rp, n, min_in_flight=3)
             rp.proc.send_signal(signal.SIGTERM)
             statuses = [f.result().status_code for f in futures]
@@ -157,6 +156,14 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         assert "Application shutdown complete" in rp.log()
     finally:
         _stop(rp)
+
+
+def _post_together(together: threading.Barrier, base_url: str) -> httpx.Response:
+    """Posts once every thread has its client ready: requests that trickle in (a client's set-up
+    on a loaded machine) can all finish before enough are in flight at once."""
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        together.wait(timeout=30)
+        return client.post("/v1/tryon", files=_files())
 
 
 def _metric(text: str, name: str) -> float:
