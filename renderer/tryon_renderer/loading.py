@@ -11,9 +11,11 @@ plus `tryon_contract.json`) are loaded through mlflow.pytorch.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from .golden import GoldenSet
 from .hashing import sha256_file
 from .network import build_model
 from .packaging import CHECKSUMS_FILE, MODEL_INDEX, NATIVE_FORMAT
+
+log = logging.getLogger("tryon_renderer")
 
 # MLflow's HTTP defaults retry for minutes; the renderer's loader has its own retry loop and
 # should report "registry unreachable" quickly. Applied by the entry point (process-wide env).
@@ -234,8 +238,12 @@ def load_model(
         )
     if not model_uri:
         raise ModelLoadError("set TRYON_MODEL_URI (models:/<name>/<version>) or TRYON_MODEL_PATH")
+    started = time.monotonic()
     local, ref, version, source = fetch_model(model_uri, cache_dir, s3_client, tracking_uri)
+    fetched = time.monotonic()
+    log.info("model fetched: %s (version %s) in %.2f s", model_uri, version, fetched - started)
     model, contract, meta = load_from_dir(local)
+    log.info("model loaded: %s in %.2f s", model_uri, time.monotonic() - fetched)
     return LoadedModel(
         model,
         contract,
