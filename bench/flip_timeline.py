@@ -62,8 +62,7 @@ LABEL_COLOR, LABEL_VERSION = "tryon.dev/color", "tryon.dev/model-version"
 PROCESS_STARTED = "renderer: process started"
 STARTED_AGO = re.compile(r"\(([\d.]+) s after the process started\)")
 RENDERER_LINES = [
-    # (older images: boto3's line when the server starts its lifespan, just before the loader)
-    ("renderer: process up", re.compile(r"renderer process up|Found credentials in environment")),
+    ("renderer: process up", re.compile(r"renderer process up")),
     ("renderer: model fetched", re.compile(r"model fetched")),
     ("renderer: model loaded", re.compile(r"model loaded")),
     ("renderer: precision chosen", re.compile(r"precision chosen")),
@@ -83,6 +82,9 @@ PHASES = [
     RENDERER_LINES[-1][0],
     "Service flipped",
 ]
+# Images older than these lines: boto3's, logged when the server starts its lifespan, just
+# before the loader.
+FALLBACK_LINES = {"renderer: process up": re.compile(r"Found credentials in environment")}
 LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -192,18 +194,26 @@ def renderer_marks(local: LocalCluster, pod: str, since: float) -> dict[str, flo
         log(f"logs of {pod}: {err}")
         return {}
     out: dict[str, float] = {}
+    fallback: dict[str, float] = {}
     for line in text.splitlines():
         stamp = LOG_STAMP.match(line)
         if not stamp:
             continue
         when = dt.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
         seconds = when.replace(tzinfo=dt.UTC).timestamp()
+        if seconds < since - 1:
+            continue
         for phase, pattern in RENDERER_LINES:
-            if seconds >= since - 1 and phase not in out and pattern.search(line):
+            if phase not in out and pattern.search(line):
                 out[phase] = seconds
-                ago = STARTED_AGO.search(line)
-                if ago:
-                    out[PROCESS_STARTED] = seconds - float(ago.group(1))
+        ago = STARTED_AGO.search(line)
+        if ago and PROCESS_STARTED not in out:
+            out[PROCESS_STARTED] = seconds - float(ago.group(1))
+        for phase, pattern in FALLBACK_LINES.items():
+            if pattern.search(line):
+                fallback.setdefault(phase, seconds)
+    for phase, seconds in fallback.items():
+        out.setdefault(phase, seconds)
     return out
 
 

@@ -16,6 +16,7 @@ read -r registry_repo registry_home < <(python3 -c \
 [[ -z "$(git status --porcelain -- renderer/tryon_renderer)" ]] ||
   { echo "renderer-overlay: commit renderer/tryon_renderer first (the tag names the commit)" >&2; exit 1; }
 tag="$(git rev-parse --short=12 HEAD)-on-$base_tag"
+python3 hack/localcluster/registry.py up >/dev/null
 auth=(--authfile "$registry_home/auth.json" --cert-dir "$registry_home/trust")
 site=/opt/venv/lib/python3.11/site-packages/tryon_renderer
 # The image `make images` pushed as BASE_TAG is usually still in buildah's storage: start from it
