@@ -7,20 +7,23 @@ model (``TryOnNet()``, 1 replica, smoke test on), then moves the ``production`` 
 times, each to a new version registered beforehand. For each move it records, against the
 moment ``set_registered_model_alias`` returned:
 
-    operator saw it      the TryOnModel's status names the new version (watch event)
-    Deployment scaled    the idle colour's Deployment asks for pods of the new version
+    Deployment scaled    the idle colour's Deployment asks for pods of the new version (the
+                         operator's first write after it saw the move)
+    operator saw it      the TryOnModel's status names the new version (written just after)
     pod created          the new pod exists (watch event)
     pod scheduled        its PodScheduled condition
-    container started    its container is running (the pod status the kubelet reports)
+    container started    its container is running, as the kubelet reports it (the renderer's
+                         own process start, from /proc, comes a little earlier)
     renderer: ...        the renderer's own timestamped log lines (process up, model fetched,
                          model loaded, precision chosen, shape tuned, warm and ready)
     pod Ready            its Ready condition (the kubelet's readiness probe passed)
     renderer: smoke ...  the renderer's log line for the operator's smoke test (newer images)
     Service flipped      the Service's selector names the new colour
 
-Watch events are timed as they arrive (the API server's timestamps are whole seconds). The table
-gives the median and the max across runs; the last line is
-``alias->flip median X.X s (N runs)``. Needs root and ``make images``.
+Watch events are timed as they arrive (the API server's timestamps are whole seconds). The tables
+give the median and the max across runs, per phase and per step (a phase's own time); then the
+renderer's shape sweep (``tuning_s`` in its ready line, the step that varies most) and the flip
+less it; the last line is ``alias->flip median X.X s (N runs)``. Needs root and ``make images``.
 
     .venv/bin/python bench/flip_timeline.py [--runs 5] [--workdir .bench-flip]
         [--renderer-tag TAG] [--operator-tag TAG]
@@ -71,12 +74,12 @@ RENDERER_LINES = [
     ("renderer: smoke answered", re.compile(r"smoke test answered")),
 ]
 PHASES = [
-    "operator saw it",
     "Deployment scaled",
+    "operator saw it",
     "pod created",
     "pod scheduled",
-    "container started",
     PROCESS_STARTED,
+    "container started",
     *(name for name, _ in RENDERER_LINES[:-1]),
     "pod Ready",
     RENDERER_LINES[-1][0],
@@ -85,6 +88,8 @@ PHASES = [
 # Images older than these lines: boto3's, logged when the server starts its lifespan, just
 # before the loader.
 FALLBACK_LINES = {"renderer: process up": re.compile(r"Found credentials in environment")}
+TUNING_S = re.compile(r"'tuning_s': ([\d.]+)")  # in the ready line: the shape sweep's seconds
+TUNING = "shape tuning"  # a duration in a run's dict, not a phase
 LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -206,6 +211,9 @@ def renderer_marks(local: LocalCluster, pod: str, since: float) -> dict[str, flo
         for phase, pattern in RENDERER_LINES:
             if phase not in out and pattern.search(line):
                 out[phase] = seconds
+        tuning = TUNING_S.search(line)
+        if tuning and TUNING not in out:
+            out[TUNING] = float(tuning.group(1))
         ago = STARTED_AGO.search(line)
         if ago and PROCESS_STARTED not in out:
             out[PROCESS_STARTED] = seconds - float(ago.group(1))
@@ -262,7 +270,11 @@ def one_move(local: LocalCluster, marks: Marks, version: str, logs: Path) -> dic
     (logs / f"renderer-v{version}.log").write_text(
         local.kubectl("logs", "-n", NAMESPACE, marks.pod)
     )
-    return {phase: when - moved for phase, when in at.items()}
+    tuning = at.pop(TUNING, None)
+    seconds = {phase: when - moved for phase, when in at.items()}
+    if tuning is not None:
+        seconds[TUNING] = tuning
+    return seconds
 
 
 def settle(local: LocalCluster, version: str) -> None:
@@ -276,6 +288,29 @@ def settle(local: LocalCluster, version: str) -> None:
 
     wait_until("the old colour's pods to go", only_serving, 120, 0.5)
     time.sleep(2)
+
+
+def steps(runs: list[dict[str, float]]) -> list[str]:
+    """Each phase's own time: from the phase before it in the same run (an empty phase is
+    skipped), median and max across runs. Shape tuning varies most; the sum of medians is not
+    the median of sums."""
+    lines = [f"{'step (s)':<58} {'median':>7} {'max':>7}"]
+    names: list[str] = []
+    per_step: dict[str, list[float]] = {}
+    for run in runs:
+        previous, at = "alias moved", 0.0
+        for phase in PHASES:
+            if phase not in run:
+                continue
+            name = f"{previous} -> {phase}".replace("renderer: ", "")
+            if name not in per_step:
+                names.append(name)
+            per_step.setdefault(name, []).append(run[phase] - at)
+            previous, at = phase, run[phase]
+    for name in names:
+        values = per_step[name]
+        lines.append(f"{name:<58} {statistics.median(values):>7.2f} {max(values):>7.2f}")
+    return lines
 
 
 def table(runs: list[dict[str, float]]) -> list[str]:
@@ -334,9 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                 seconds.items(), key=lambda kv: kv[1])))  # fmt: skip
             settle(local, version)
         save_operator_log(local, args.workdir / "operator.log")
-        for line in table(runs):
+        for line in [*table(runs), "", *steps(runs), ""]:
             print(line)
         flips = [r["Service flipped"] for r in runs]
+        sweeps = [r[TUNING] for r in runs if TUNING in r]
+        less = [r["Service flipped"] - r[TUNING] for r in runs if TUNING in r]
+        if sweeps:  # the renderer's shape sweep varies most from run to run (seconds)
+            print(f"shape tuning median {statistics.median(sweeps):.1f} s; "
+                  f"alias->flip less it median {statistics.median(less):.1f} s")  # fmt: skip
         print(f"alias->flip median {statistics.median(flips):.1f} s ({len(flips)} runs)")
         return 0
     except TimeoutError as err:
