@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,8 +48,23 @@ async def load_and_warm(state: RendererState) -> None:
     threads) that had run torch before the shape set the thread count would keep the default
     team and spin it beside the forward passes.
     """
+    started = process_started_at()
+    since = f" ({time.time() - started:.2f} s after the process started)" if started else ""
+    log.info("renderer process up%s; loading %s", since, state.settings.model_uri)
     with ThreadPoolExecutor(1, thread_name_prefix="tryon-warmup") as warmup:
         await _load_and_warm(state, warmup)
+
+
+def process_started_at() -> float | None:
+    """When this process started (wall clock, Linux's /proc), None where that is unknown: what
+    its imports and set-up took is the time from there to the server being up."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime, after boot
+        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+        return time.time() - (since_boot - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 async def _load_and_warm(state: RendererState, warmup: ThreadPoolExecutor) -> None:
@@ -79,10 +95,12 @@ async def _load_and_warm(state: RendererState, warmup: ThreadPoolExecutor) -> No
         warmup, BatchRunner, loaded.model, pick_device(settings.device)
     )
     state.device = str(runner.device)
+    started = time.monotonic()
     choice = await loop.run_in_executor(
         warmup, choose_precision, runner, loaded, settings.precision
     )
     state.precision = choice.label
+    log.info("precision chosen: %s in %.2f s", choice.label, time.monotonic() - started)
     shape = await loop.run_in_executor(warmup, tune_shape, runner, loaded, settings)
     state.shape = shape
     await loop.run_in_executor(warmup, warm_up, runner, loaded, settings, shape.max_batch_size)

@@ -150,4 +150,5 @@ async def smoke(state: StateDep) -> dict[str, Any]:
         state.settings.request_timeout_s,
         state.settings.smoke_latency_budget_ms,
     )
+    log.info("smoke test answered: passed=%s", result.get("passed"))
     return {"model_version": state.version, "model_uri": loaded.uri, **result}

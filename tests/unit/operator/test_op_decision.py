@@ -147,6 +147,14 @@ def test_rollout_decision(want, status, observed, now, expected):
     assert isinstance(d.decide(want, status, observed, now), expected)
 
 
+def test_unreachable_smoke_endpoint_is_retried_within_a_fraction_of_a_second():
+    """A refused smoke call right after Ready is kube-proxy not having the endpoint yet: the
+    retry comes well before the kubelet's next 1 s probe, not a whole second later."""
+    action = d.decide(desired(), rolling(), green(ready(), DOWN), T0 + S)
+    assert isinstance(action, d.Wait) and action.reason == "SmokeTestUnavailable"
+    assert action.seconds == d.SMOKE_RETRY_SECONDS < 0.5
+
+
 def test_first_deploy_targets_blue_with_desired_replicas():
     action = d.decide(desired("1", replicas=3), TryOnModelStatus(), d.Observed(), T0)
     assert action == d.StartRollout("blue", "1", H, 3)
